@@ -1,0 +1,97 @@
+"""CLIP: an image tower and a text tower meeting in a joint embedding space (Radford et al. 2021).
+
+``CLIP`` is the backbone every strategy and task works on. Its constructor is its config schema:
+
+    backbone:
+      class_path: lit_i2v.backbones.CLIP
+      init_args: {arch: ViT-B-16, pretrained: openai}
+
+``pretrained`` is a tag of the architecture (``openai``), a local file in any supported format, or
+``hf-hub:org/repo``. The towers are plain ``torch.nn`` code; nothing here imports Lightning or data code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lit_i2v.backbones.registry import OPENAI_MEAN, OPENAI_STD, get_arch
+from lit_i2v.backbones.text import TextTransformer
+from lit_i2v.backbones.tokenizer import Tokenizer
+from lit_i2v.backbones.vit import VisionTransformer
+from lit_i2v.backbones.weights import load_clip_weights, resolve_pretrained
+
+
+class CLIP(nn.Module):
+    """CLIP with a time-aware image tower.
+
+    Args:
+        arch: architecture name (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336``, ``ViT-T-8-test``, ...).
+        pretrained: weights: a tag (``openai``), a path, ``hf-hub:org/repo``, or None for random initialisation.
+        act: override the activation (``quick_gelu`` for OpenAI weights, ``gelu`` for most LAION weights).
+        drop_path_rate: stochastic depth of the image tower.
+        grad_checkpointing: recompute image-tower blocks in backward to save activation memory.
+    """
+
+    def __init__(
+        self,
+        arch: str = "ViT-B-16",
+        pretrained: str | None = None,
+        act: str = "quick_gelu",
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        spec = get_arch(arch)
+        self.arch = arch
+        self.visual = VisionTransformer(**spec.vision, embed_dim=spec.embed_dim, act=act, drop_path_rate=drop_path_rate)
+        self.text = TextTransformer(**spec.text, embed_dim=spec.embed_dim, act=act)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.tokenizer = Tokenizer(spec.text["context_length"])
+        self.visual.set_grad_checkpointing(grad_checkpointing)
+        self.pretrained_cfg = {
+            "source": None,
+            "mean": OPENAI_MEAN,
+            "std": OPENAI_STD,
+            "image_size": spec.vision["image_size"],
+        }
+        if pretrained is not None:
+            state, source, cfg = resolve_pretrained(arch, pretrained)
+            load_clip_weights(self, state, source)
+            self.pretrained_cfg["source"] = source
+            if cfg is not None:
+                self.pretrained_cfg.update(mean=cfg.mean, std=cfg.std)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.visual.embed_dim
+
+    def tokenize(self, texts: str | list[str]) -> Tensor:
+        """Texts → token ids ``(N, 77)`` on the model's device."""
+        return self.tokenizer(texts).to(self.logit_scale.device)
+
+    def encode_image(self, images: Tensor, normalize: bool = False) -> Tensor:
+        """Normalised images ``(B, 3, H, W)`` → embeddings ``(B, E)``."""
+        x = self.visual(images)
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_text(self, token_ids: Tensor, normalize: bool = False) -> Tensor:
+        """Token ids ``(B, 77)`` → embeddings ``(B, E)``."""
+        x = self.text(token_ids)
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_video(self, video: Tensor, project: bool = True) -> Tensor:
+        """Normalised clips ``(B, T, 3, H, W)`` → per-frame embeddings ``(B, T, E)`` (``(B, T, D)`` unprojected)."""
+        return self.visual.forward_video(video, project=project)
+
+    def forward(self, images: Tensor, token_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """CLIP's contrastive forward: normalised image and text embeddings and the logit scale."""
+        return self.encode_image(images, True), self.encode_text(token_ids, True), self.logit_scale.exp()
+
+
+def create_clip(name: str, pretrained: str | None = None, **kwargs) -> CLIP:
+    """``create_clip("ViT-B-16", "openai")``: the Python entry point, as ``open_clip.create_model``."""
+    return CLIP(arch=name, pretrained=pretrained, **kwargs)

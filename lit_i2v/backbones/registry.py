@@ -1,0 +1,80 @@
+"""The one name registry: architectures by name, and pretrained weights as ``arch.tag`` (timm's convention).
+
+Each tag carries its own preprocessing (mean, std, input size) and where the weights live: a local file that the
+user names, an HTTPS address (OpenAI's release), or a Hugging Face hub repository holding an open_clip state dict.
+A new model is usually just an entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Hyperparameters of both towers (see ``VisionTransformer`` and ``TextTransformer``)."""
+
+    embed_dim: int
+    vision: dict
+    text: dict
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Where one set of weights comes from and how its images were normalised."""
+
+    url: str | None = None
+    hf_hub: str | None = None
+    hf_filename: str = "open_clip_pytorch_model.bin"
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _text(width: int, heads: int, layers: int = 12) -> dict:
+    return dict(context_length=77, vocab_size=49408, width=width, heads=heads, layers=layers)
+
+
+ARCHS: dict[str, Arch] = {
+    "ViT-B-32": Arch(512, dict(image_size=224, patch_size=32, width=768, layers=12, heads=12), _text(512, 8)),
+    "ViT-B-16": Arch(512, dict(image_size=224, patch_size=16, width=768, layers=12, heads=12), _text(512, 8)),
+    "ViT-L-14": Arch(768, dict(image_size=224, patch_size=14, width=1024, layers=24, heads=16), _text(768, 12)),
+    "ViT-L-14-336": Arch(768, dict(image_size=336, patch_size=14, width=1024, layers=24, heads=16), _text(768, 12)),
+    # Tiny sizes for tests and the CPU quickstart; same code paths, real tokenizer.
+    "ViT-T-8-test": Arch(32, dict(image_size=32, patch_size=8, width=64, layers=2, heads=2), _text(64, 2, 2)),
+    "ViT-S-8-tiny": Arch(64, dict(image_size=64, patch_size=8, width=96, layers=4, heads=3), _text(64, 2, 2)),
+}
+
+_OPENAI = "https://openaipublic.azureedge.net/clip/models"
+PRETRAINED: dict[str, PretrainedCfg] = {
+    "ViT-B-32.openai": PretrainedCfg(
+        url=f"{_OPENAI}/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+        hf_hub="timm/vit_base_patch32_clip_224.openai",
+    ),
+    "ViT-B-16.openai": PretrainedCfg(
+        url=f"{_OPENAI}/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+        hf_hub="timm/vit_base_patch16_clip_224.openai",
+    ),
+    "ViT-L-14.openai": PretrainedCfg(
+        url=f"{_OPENAI}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+        hf_hub="timm/vit_large_patch14_clip_224.openai",
+    ),
+    "ViT-L-14-336.openai": PretrainedCfg(
+        url=f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+        hf_hub="timm/vit_large_patch14_clip_336.openai",
+    ),
+}
+
+
+def get_arch(name: str) -> Arch:
+    if name not in ARCHS:
+        raise KeyError(f"unknown CLIP architecture {name!r}; known: {', '.join(ARCHS)}")
+    return ARCHS[name]
+
+
+def list_pretrained() -> list[str]:
+    return sorted(PRETRAINED)

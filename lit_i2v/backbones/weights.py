@@ -1,0 +1,219 @@
+"""Reading CLIP weights in their real formats and converting them, strictly, to lit_i2v's names.
+
+Formats (detected from the file, then from the key names):
+
+- OpenAI's release: a TorchScript archive (read without executing it, see ``torchscript.py``) or a plain state dict
+  with OpenAI's names (``visual.transformer.resblocks.0.attn.in_proj_weight``);
+- open_clip: the same names as OpenAI, saved with ``torch.save`` (``.pt``/``.bin``) or safetensors;
+- timm CLIP ViT (image tower only): ``blocks.0.attn.qkv.weight``; the text tower then keeps its initialisation;
+- lit_i2v: our own names (``visual.blocks.0.attn.qkv.weight``, ``text.blocks...``), e.g. an exported merged model.
+
+Checkpoints wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` and ``module.`` prefixes are unwrapped.
+Every file is opened with ``weights_only=True`` or safetensors; nothing is unpickled freely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lit_i2v.backbones.registry import PRETRAINED, PretrainedCfg
+from lit_i2v.backbones.torchscript import is_torchscript, read_torchscript_state_dict
+from lit_i2v.backbones.vit import resample_pos_embed
+
+log = logging.getLogger(__name__)
+
+# OpenAI / open_clip block names → timm names, applied in order to keys inside a transformer.
+_BLOCK_SWAPS = [
+    ("transformer.resblocks.", "blocks."),
+    (".ln_1.", ".norm1."),
+    (".ln_2.", ".norm2."),
+    (".attn.in_proj_weight", ".attn.qkv.weight"),
+    (".attn.in_proj_bias", ".attn.qkv.bias"),
+    (".attn.out_proj.", ".attn.proj."),
+    (".mlp.c_fc.", ".mlp.fc1."),
+    (".mlp.c_proj.", ".mlp.fc2."),
+]
+# Keys OpenAI's archives carry that are not parameters.
+_OPENAI_EXTRAS = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
+
+
+class WeightsError(RuntimeError):
+    """A weights file that cannot be read or does not fit the architecture; the message names the file and keys."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """A flat ``{name: tensor}`` from a ``.pt``/``.pth``/``.bin`` (pickle or TorchScript) or ``.safetensors`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if is_torchscript(path):
+        return read_torchscript_state_dict(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt file or a pickle with arbitrary objects
+        raise WeightsError(f"{path}: cannot be read as a state dict with weights_only=True ({err})") from err
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def detect_format(state: dict[str, Tensor]) -> str:
+    """``"openai"`` (also open_clip), ``"timm"`` (image tower only) or ``"lit_i2v"``."""
+    if "visual.transformer.resblocks.0.attn.in_proj_weight" in state or "visual.class_embedding" in state:
+        return "openai"
+    if "visual.blocks.0.attn.qkv.weight" in state:
+        return "lit_i2v"
+    if "blocks.0.attn.qkv.weight" in state and "cls_token" in state:
+        return "timm"
+    raise WeightsError(
+        "unrecognised checkpoint layout: expected OpenAI/open_clip names (visual.class_embedding, ...), timm ViT "
+        f"names (blocks.0.attn.qkv.weight, ...) or lit_i2v names; the first keys are {list(state)[:5]}"
+    )
+
+
+def _swap_blocks(key: str) -> str:
+    for old, new in _BLOCK_SWAPS:
+        key = key.replace(old, new)
+    return key
+
+
+def convert_openai(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """OpenAI / open_clip names → lit_i2v names (both towers)."""
+    out = {}
+    for key, value in state.items():
+        if key in _OPENAI_EXTRAS or key.endswith("attn_mask"):
+            continue
+        if key.startswith("visual."):
+            k = _swap_blocks(key.removeprefix("visual."))
+            if k == "conv1.weight":
+                k = "patch_embed.proj.weight"
+            elif k == "class_embedding":
+                k, value = "cls_token", value.reshape(1, 1, -1)
+            elif k == "positional_embedding":
+                k, value = "pos_embed", value.unsqueeze(0)
+            elif k == "proj":
+                k, value = "head.weight", value.t()
+            k = k.replace("ln_pre.", "norm_pre.").replace("ln_post.", "norm.")
+            out["visual." + k] = value
+        elif key == "logit_scale":
+            out[key] = value
+        else:
+            k = _swap_blocks(key)
+            if k == "positional_embedding":
+                k, value = "pos_embed", value.unsqueeze(0)
+            elif k == "text_projection":
+                k, value = "head.weight", value.t()
+            k = k.replace("ln_final.", "norm.")
+            out["text." + k] = value
+    return out
+
+
+def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A timm CLIP ViT state dict → lit_i2v ``visual.*`` names. timm keeps a zero ``head.bias`` that CLIP lacks."""
+    state = dict(state)
+    bias = state.pop("head.bias", None)
+    if bias is not None and bias.abs().max() > 0:
+        raise WeightsError("the timm checkpoint has a non-zero head.bias: it is a classifier, not a CLIP projection")
+    return {"visual." + k: v for k, v in state.items()}
+
+
+def to_lit_i2v(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    fmt = detect_format(state)
+    return {"openai": convert_openai, "timm": convert_timm, "lit_i2v": dict}[fmt](state)
+
+
+def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:
+    """Load converted weights strictly; a timm file (image tower only) leaves the text tower as initialised.
+
+    A position embedding made for another grid is resampled bicubically, with a warning.
+    """
+    state = to_lit_i2v(state)
+    own = model.state_dict()
+    key = "visual.pos_embed"
+    if key in state and state[key].shape != own[key].shape:
+        log.warning("%s: resampling %s from %s to %s", source, key, tuple(state[key].shape), tuple(own[key].shape))
+        state[key] = resample_pos_embed(state[key], model.visual.grid_size)
+    vision_only = not any(k.startswith("text.") for k in state)
+    expected = {k for k in own if not (vision_only and (k.startswith("text.") or k == "logit_scale"))}
+    missing = sorted(expected - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    wrong = sorted(k for k in expected & state.keys() if state[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        lines = [f"{source} does not fit this architecture:"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): {', '.join(missing[:8])}")
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:8])}")
+        for k in wrong[:8]:
+            lines.append(f"  shape of {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+        raise WeightsError("\n".join(lines))
+    if vision_only:
+        log.warning("%s holds the image tower only; the text tower keeps its random initialisation", source)
+    model.load_state_dict(state, strict=False)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LIT_I2V_CACHE", Path.home() / ".cache" / "lit_i2v"))
+
+
+def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], str, PretrainedCfg | None]:
+    """Find and read weights named by a path, a tag of ``arch`` (``openai``) or ``hf-hub:org/repo``.
+
+    Returns the raw state dict, a description of its source, and the tag's config (None for a plain path).
+    """
+    if os.path.exists(pretrained) or "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
+        if pretrained.startswith("hf-hub:"):
+            return _from_hub(pretrained.removeprefix("hf-hub:"), "open_clip_pytorch_model.bin"), pretrained, None
+        return read_checkpoint(pretrained), pretrained, None
+    name = f"{arch}.{pretrained}"
+    if name not in PRETRAINED:
+        known = [k for k in PRETRAINED if k.startswith(arch + ".")]
+        raise WeightsError(
+            f"no pretrained weights {name!r}; known tags for {arch}: {known or 'none'}; or give a path to a file"
+        )
+    cfg = PRETRAINED[name]
+    local = cache_dir() / f"{name}.pt"
+    if local.is_file():
+        return read_checkpoint(local), str(local), cfg
+    errors = []
+    if cfg.url:
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(cfg.url, str(local), progress=True)
+            return read_checkpoint(local), cfg.url, cfg
+        except Exception as err:  # offline, or the address moved
+            errors.append(f"{cfg.url}: {err}")
+    if cfg.hf_hub:
+        try:
+            return _from_hub(cfg.hf_hub, cfg.hf_filename), f"hf-hub:{cfg.hf_hub}", cfg
+        except Exception as err:
+            errors.append(f"hf-hub:{cfg.hf_hub}: {err}")
+    raise WeightsError(
+        f"could not obtain {name}: " + "; ".join(errors) + f". Offline, place the file at {local} or pass its path "
+        "as `pretrained`."
+    )
+
+
+def _from_hub(repo: str, filename: str) -> dict[str, Tensor]:
+    from huggingface_hub import hf_hub_download
+
+    return read_checkpoint(hf_hub_download(repo, filename))
+
+
+def is_available(arch: str, pretrained: str) -> bool:
+    """Whether ``pretrained`` can be loaded without a download: an existing file or a cached tag."""
+    if os.path.exists(pretrained):
+        return True
+    return (cache_dir() / f"{arch}.{pretrained}.pt").is_file()

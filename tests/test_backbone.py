@@ -1,0 +1,169 @@
+"""The CLIP towers equal open_clip's, from every weight format; the video side folds time correctly."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+from lit_i2v.backbones import CLIP, Tokenizer, WeightsError, create_clip, read_checkpoint
+from lit_i2v.backbones.torchscript import UnreadableArchive, read_torchscript_state_dict
+from lit_i2v.backbones.weights import detect_format
+
+from .conftest import timm_vit
+
+TEXTS = [
+    "a video of a person dancing",
+    "Pushing [something] from left to right",
+    "héllo   wörld! it's 2 &amp; 3",
+    "word " * 90,
+    "日本語 🎉",
+]
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    torch.manual_seed(1)
+    return torch.randn(3, 3, 32, 32)
+
+
+@pytest.mark.parametrize("fmt", ["open_clip", "safetensors", "wrapped", "openai_jit", "lit_i2v"])
+def test_towers_match_open_clip(fmt, weight_files, open_clip_model, inputs):
+    open_clip = pytest.importorskip("open_clip")
+    model = create_clip("ViT-T-8-test", str(weight_files[fmt])).eval()
+    tokens = open_clip.get_tokenizer("ViT-B-32")(TEXTS)
+    with torch.no_grad():
+        ref_image, ref_text = open_clip_model.encode_image(inputs), open_clip_model.encode_text(tokens)
+        image, text = model.encode_image(inputs), model.encode_text(model.tokenize(TEXTS))
+    assert torch.allclose(image, ref_image, atol=1e-5, rtol=0), (image - ref_image).abs().max()
+    assert torch.allclose(text, ref_text, atol=1e-5, rtol=0), (text - ref_text).abs().max()
+    assert torch.allclose(model.logit_scale, open_clip_model.logit_scale)
+
+
+def test_timm_checkpoint_loads_image_tower(weight_files, open_clip_model, inputs):
+    timm_model = timm_vit()
+    timm_model.load_state_dict(torch.load(weight_files["timm"], weights_only=True))
+    model = create_clip("ViT-T-8-test", str(weight_files["timm"])).eval()
+    with torch.no_grad():
+        ours, theirs = model.encode_image(inputs), timm_model(inputs)
+        ref = open_clip_model.encode_image(inputs)
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=0)
+    assert torch.allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_tokenizer_matches_open_clip():
+    open_clip = pytest.importorskip("open_clip")
+    ours, theirs = Tokenizer()(TEXTS), open_clip.get_tokenizer("ViT-B-32")(TEXTS)
+    assert torch.equal(ours, theirs)
+    assert ours.shape == (len(TEXTS), 77) and ours[3, -1] == Tokenizer().eot_id  # long text cut, end marker kept
+
+
+def test_torchscript_reader_equals_jit_load(weight_files):
+    with pytest.warns(FutureWarning):
+        ref = torch.jit.load(str(weight_files["openai_jit"])).state_dict()
+    state = read_torchscript_state_dict(weight_files["openai_jit"])
+    assert state.keys() == ref.keys()
+    assert all(torch.equal(state[k], ref[k]) for k in ref)
+
+
+def test_torchscript_reader_refuses_foreign_globals(tmp_path):
+    """An archive whose pickle names anything but modules and tensors is refused, not executed."""
+    path = tmp_path / "evil.pt"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps(Evil()))
+        z.writestr("evil/code/__torch__.py", "")
+    with pytest.raises(UnreadableArchive, match="builtins.print"):
+        read_checkpoint(path)
+
+
+def test_mismatched_checkpoint_names_the_keys(weight_files, tmp_path):
+    state = read_checkpoint(weight_files["open_clip"])
+    del state["visual.ln_post.weight"]
+    state["visual.extra"] = torch.zeros(1)
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(WeightsError, match=r"missing \(1\): visual.norm.weight") as err:
+        create_clip("ViT-T-8-test", str(bad))
+    assert "unexpected (1): visual.extra" in str(err.value) and str(bad) in str(err.value)
+    with pytest.raises(WeightsError, match="does not fit"):
+        create_clip("ViT-S-8-tiny", str(weight_files["open_clip"]))  # other widths: shapes named
+
+
+def test_missing_file_and_unknown_tag():
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        create_clip("ViT-T-8-test", "/nowhere.pt")
+    with pytest.raises(WeightsError, match="known tags for ViT-B-16: \\['ViT-B-16.openai'\\]"):
+        CLIP("ViT-B-16", pretrained="laion9b")
+    with pytest.raises(KeyError, match="unknown CLIP architecture"):
+        CLIP("ViT-Z-99")
+
+
+def test_pickled_objects_are_not_loaded(tmp_path):
+    path = tmp_path / "obj.pt"
+    torch.save({"state_dict": {"a": torch.zeros(1)}, "cfg": io.BytesIO()}, path)
+    with pytest.raises(WeightsError, match="weights_only=True"):
+        read_checkpoint(path)
+
+
+def test_position_embedding_is_resampled(weight_files, tmp_path, caplog):
+    state = read_checkpoint(weight_files["open_clip"])
+    pos = state["visual.positional_embedding"]  # (1 + 4*4, 64)
+    state["visual.positional_embedding"] = torch.cat([pos[:1], torch.randn(36, 64)])  # a 6x6 grid
+    path = tmp_path / "grid6.pt"
+    torch.save(state, path)
+    model = create_clip("ViT-T-8-test", str(path))
+    assert model.visual.pos_embed.shape == (1, 17, 64)
+    assert "resampling visual.pos_embed" in caplog.text
+
+
+def test_format_detection(weight_files):
+    assert detect_format(read_checkpoint(weight_files["openai_jit"])) == "openai"
+    assert detect_format(read_checkpoint(weight_files["timm"])) == "timm"
+    assert detect_format(read_checkpoint(weight_files["lit_i2v"])) == "lit_i2v"
+    with pytest.raises(WeightsError, match="unrecognised"):
+        detect_format({"foo.weight": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("frames", [1, 8])
+def test_video_folds_time_in_the_batch(frames):
+    torch.manual_seed(0)
+    model = create_clip("ViT-T-8-test").eval()
+    video = torch.randn(2, frames, 3, 32, 32)
+    with torch.no_grad():
+        per_frame = model.encode_video(video)  # (B, T, E)
+        images = model.encode_image(video.flatten(0, 1)).unflatten(0, (2, frames))
+        tokens = model.visual.forward_video(video, project=False)
+    assert per_frame.shape == (2, frames, 32) and tokens.shape == (2, frames, 64)
+    assert torch.allclose(per_frame, images, atol=1e-6)
+
+
+def test_intermediates_and_checkpointing_keep_outputs():
+    torch.manual_seed(0)
+    model = CLIP("ViT-T-8-test")
+    x = torch.randn(4, 3, 32, 32)
+    final, inter = model.visual.forward_intermediates(x, indices=2)
+    assert len(inter) == 2 and inter[0].shape == (4, 17, 64)
+    assert torch.allclose(model.visual.norm(inter[-1]), final)
+    ref = model.visual(x)
+    model.visual.set_grad_checkpointing(True)
+    model.train()
+    out = model.visual(x)
+    out.sum().backward()
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert model.visual.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_bf16_autocast_forward_runs():
+    """The bf16 code path on tiny shapes (this CPU has no fast bf16; GPU runs are in benchmarks/)."""
+    model = CLIP("ViT-T-8-test")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.encode_video(torch.randn(1, 2, 3, 32, 32))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()

@@ -1,0 +1,234 @@
+"""Decoding, sampling, transforms, annotation formats, bad videos and distributed sampling on generated videos."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lit_i2v.data import (
+    DecodeError,
+    DenseSampler,
+    EvalTransform,
+    TrainTransform,
+    UniformSampler,
+    UnpaddedDistributedSampler,
+    VideoClipDataset,
+    VideoDataModule,
+    VideoRecord,
+    open_video,
+    read_annotations,
+)
+from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.data.synthetic import CLASSES, SynthSpec, render, write_video
+
+
+def numbered_video(path: Path, frames: int = 20, size: int = 32) -> Path:
+    """A video whose frame i is flat grey level 10*i, so decoded frames reveal their index."""
+    data = np.stack([np.full((size, size, 3), 10 * i, np.uint8) for i in range(frames)])
+    write_video(path, data, fps=10)
+    return path
+
+
+def frame_index(frames: torch.Tensor) -> list[int]:
+    return [round(float(f.float().mean()) / 10) for f in frames]
+
+
+# ---- sampling -------------------------------------------------------------------------------------------------
+
+
+def test_uniform_sampler_takes_one_frame_per_segment():
+    sampler = UniformSampler(num_frames=8, test_clips=2)
+    rng = random.Random(0)
+    for total in (8, 24, 300):
+        (clip,) = sampler(total, training=True, rng=rng)
+        seg = total / 8
+        assert [int(i // seg) for i in clip] == list(range(8))
+    centre, shifted = sampler(80, training=False)
+    assert centre == [2, 12, 22, 32, 42, 52, 62, 72] and shifted == [7, 17, 27, 37, 47, 57, 67, 77]
+    assert sampler(3, training=True, rng=rng)[0] == sorted(sampler(3, training=True, rng=rng)[0])  # short: repeats
+
+
+def test_dense_sampler_strides_and_spreads_views():
+    sampler = DenseSampler(num_frames=4, stride=5, test_clips=3)
+    (clip,) = sampler(100, training=True, rng=random.Random(0))
+    assert np.all(np.diff(clip) == 5)
+    views = sampler(100, training=False)
+    assert [v[0] for v in views] == [0, 42, 84] and views[-1][-1] == 99
+    assert sampler(6, training=False)[0] == [0, 5, 5, 5]  # a video shorter than the span repeats its last frame
+
+
+# ---- transforms -----------------------------------------------------------------------------------------------
+
+
+def test_train_transform_is_consistent_across_frames():
+    frames = torch.from_numpy(render(0, random.Random(0), SynthSpec(size=48, frames=6))[0])  # (T, H, W, 3)
+    frames[:] = frames[:1]  # all frames identical -> all outputs identical if parameters are shared
+    out = TrainTransform(size=32, rand_augment=(2, 9))(frames, random.Random(3))
+    assert out.shape == (6, 3, 32, 32) and out.dtype == torch.uint8
+    assert all(torch.equal(out[0], out[t]) for t in range(6))
+
+
+def test_flip_can_be_forbidden():
+    frames = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    frames[..., :8, :] = 255  # a bright left stripe
+    never = TrainTransform(size=32, scale=(1, 1), ratio=(1, 1), hflip=False)
+    always_seen = TrainTransform(size=32, scale=(1, 1), ratio=(1, 1), hflip=True)
+    rng = random.Random(0)
+    assert all(never(frames, rng)[0, 0, :, :8].float().mean() > 200 for _ in range(20))
+    assert any(always_seen(frames, rng)[0, 0, :, -8:].float().mean() > 200 for _ in range(20))
+
+
+def test_eval_three_crops_cover_the_long_side():
+    frames = torch.arange(64, dtype=torch.uint8).repeat(2, 32, 1)[..., None].expand(2, 32, 64, 3)  # column index
+    crops = EvalTransform(size=32, crops=3)(frames)
+    assert crops.shape == (3, 2, 3, 32, 32)
+    assert [int(c[0, 0, 0, 0]) for c in crops] == [0, 16, 32]
+
+
+# ---- decoding -------------------------------------------------------------------------------------------------
+
+
+def test_decord_and_pyav_return_the_same_frames(tmp_path):
+    path = numbered_video(tmp_path / "n.mp4")
+    wanted = [0, 3, 3, 19, 7]
+    decord_frames = open_video(path, "decord").get_frames(wanted)
+    pyav_reader = open_video(path, "pyav")
+    assert pyav_reader.num_frames == 20
+    pyav_frames = pyav_reader.get_frames(wanted)
+    assert frame_index(decord_frames) == wanted == frame_index(pyav_frames)
+    assert (decord_frames.int() - pyav_frames.int()).abs().max() <= 2
+
+
+def test_unreadable_files_raise_decode_error_naming_the_path(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(DecodeError, match="junk.mp4"):
+        open_video(junk)
+    with pytest.raises(DecodeError, match="file not found"):
+        open_video(tmp_path / "absent.mp4")
+
+
+def test_rawframes_folder(tmp_path):
+    from torchvision.io import encode_jpeg
+
+    folder = tmp_path / "clip1"
+    folder.mkdir()
+    for i in range(12):
+        image = torch.full((3, 16, 16), 10 * i, dtype=torch.uint8)
+        (folder / f"img_{i + 1:05d}.jpg").write_bytes(encode_jpeg(image, quality=100).numpy().tobytes())
+    (tmp_path / "list.txt").write_text("clip1 12 3\n")
+    (record,) = read_annotations(tmp_path / "list.txt", tmp_path)
+    assert record.num_frames == 12 and record.label == 3
+    frames = open_video(record.path, num_frames=record.num_frames).get_frames([0, 11])
+    assert frame_index(frames) == [0, 11]
+
+
+# ---- annotation formats ---------------------------------------------------------------------------------------
+
+
+def test_list_format_and_errors_name_the_line(tmp_path):
+    ann = tmp_path / "train_list.txt"
+    ann.write_text("a/x.mp4 3\nb/y.mp4 1\n")
+    records = read_annotations(ann, "/data")
+    assert records == [VideoRecord("/data/a/x.mp4", 3, "x"), VideoRecord("/data/b/y.mp4", 1, "y")]
+    ann.write_text("a/x.mp4 3\nb/y.mp4 one\n")
+    with pytest.raises(AnnotationError, match=r"train_list.txt:2: expected '<path> <label>'"):
+        read_annotations(ann)
+
+
+def test_ssv2_json(synth_root):
+    records = read_annotations(synth_root / "train.json", synth_root / "videos", labels=synth_root / "labels.json")
+    items = json.loads((synth_root / "train.json").read_text())
+    assert len(records) == len(items) == 32
+    first = items[0]
+    expected = [t for t, _, _ in CLASSES].index(first["template"])
+    assert records[0] == VideoRecord(str(synth_root / "videos" / f"{first['id']}.mp4"), expected, first["id"])
+
+
+def test_ssv2_unknown_template_is_named(tmp_path, synth_root):
+    ann = tmp_path / "bad.json"
+    ann.write_text(json.dumps([{"id": "9", "label": "x", "template": "Juggling [something]", "placeholders": []}]))
+    with pytest.raises(AnnotationError, match="bad.json: entry 0 \\(id '9'\\)"):
+        read_annotations(ann, labels=synth_root / "labels.json")
+
+
+def test_kinetics_csv(tmp_path):
+    ann = tmp_path / "train.csv"
+    ann.write_text("label,youtube_id,time_start,time_end,split\nabseiling,abc,10,20,train\nzumba,xyz,0,10,train\n")
+    records = read_annotations(ann, "/k400")
+    assert records[0] == VideoRecord("/k400/abseiling/abc_000010_000020.mp4", 0, "abc")
+    assert records[1].label == 1
+    (tmp_path / "bad.csv").write_text("label,youtube_id\nx,y\n")
+    with pytest.raises(AnnotationError, match="bad.csv:1: header must contain"):
+        read_annotations(tmp_path / "bad.csv")
+
+
+# ---- datasets -------------------------------------------------------------------------------------------------
+
+
+def test_corrupt_training_video_is_replaced_and_counted(tmp_path, caplog):
+    good = [numbered_video(tmp_path / f"g{i}.mp4") for i in range(3)]
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(good[0].read_bytes()[:300])  # a truncated file
+    records = [VideoRecord(str(bad), 0, "bad")] + [VideoRecord(str(p), 1, p.stem) for p in good]
+    records.append(VideoRecord(str(tmp_path / "missing.mp4"), 0, "missing"))
+    ds = VideoClipDataset(records, UniformSampler(4), TrainTransform(size=32), training=True)
+    random.seed(0)
+    for index in (0, 4):
+        sample = ds[index]
+        assert sample["skipped"] >= 1 and sample["label"] == 1 and sample["valid"]
+    assert "corrupt.mp4" in caplog.text and "missing.mp4" in caplog.text
+
+
+def test_corrupt_eval_video_is_masked_not_replaced(tmp_path):
+    good = numbered_video(tmp_path / "g.mp4")
+    records = [VideoRecord(str(tmp_path / "missing.mp4"), 2, "m"), VideoRecord(str(good), 1, "g")]
+    ds = VideoClipDataset(records, UniformSampler(4, test_clips=2), EvalTransform(size=32, crops=3), training=False)
+    broken, fine = ds[0], ds[1]
+    assert not broken["valid"] and broken["video_id"] == "m" and broken["video"].shape == (6, 4, 3, 32, 32)
+    assert fine["valid"] and fine["video"].shape == (6, 4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("n,world", [(7, 2), (5, 3), (1, 2)])
+def test_unpadded_sampler_counts_every_item_once(n, world):
+    seen = [i for rank in range(world) for i in UnpaddedDistributedSampler(range(n), world, rank)]
+    assert sorted(seen) == list(range(n))
+    assert sum(len(UnpaddedDistributedSampler(range(n), world, r)) for r in range(world)) == n
+
+
+def test_datamodule_batches(synth_root):
+    dm = VideoDataModule(
+        train=str(synth_root / "train.json"),
+        val=str(synth_root / "validation.json"),
+        root=str(synth_root / "videos"),
+        labels=str(synth_root / "labels.json"),
+        sampler=UniformSampler(4, test_clips=2),
+        train_transform=TrainTransform(size=32),
+        eval_transform=EvalTransform(size=32, crops=3),
+        batch_size=4,
+        num_workers=1,
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape == (4, 4, 3, 32, 32) and batch["video"].dtype == torch.uint8
+    val = next(iter(dm.val_dataloader()))
+    assert val["video"].shape == (4, 6, 4, 3, 32, 32) and val["valid"].all()
+    assert dm.class_names()[0] == "Moving something from left to right"
+
+
+def test_missing_dataset_fails_at_once_naming_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data.train: .*nothere/train.json does not exist; see docs/datasets"):
+        VideoDataModule(train=str(tmp_path / "nothere" / "train.json"))
+
+
+def test_synthetic_frames_cannot_tell_reversed_twins():
+    """The dataset's premise: a class and its time-reversed twin show the same kind of frames."""
+    spec = SynthSpec(size=32, frames=12, distractor=0.0)
+    forward, _ = render(0, random.Random(5), spec)  # left -> right
+    backward, _ = render(1, random.Random(5), spec)  # right -> left, same random draws
+    assert np.array_equal(forward, backward[::-1])
