@@ -1,0 +1,29 @@
+"""Video data: decoding, frame sampling, uint8 transforms, annotation formats, datasets, DataModules, synthetic data.
+
+Imports no model code: sizes are given as values, and normalisation happens on the model's device.
+"""
+
+from lit_i2v.data.annotations import VideoRecord, read_annotations, read_class_names
+from lit_i2v.data.datamodule import VideoDataModule
+from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
+from lit_i2v.data.decode import DecodeError, open_video
+from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
+from lit_i2v.data.synthetic_module import SyntheticMotion
+from lit_i2v.data.transforms import EvalTransform, TrainTransform
+
+__all__ = [
+    "DecodeError",
+    "DenseSampler",
+    "EvalTransform",
+    "FrameSampler",
+    "SyntheticMotion",
+    "TrainTransform",
+    "UniformSampler",
+    "UnpaddedDistributedSampler",
+    "VideoClipDataset",
+    "VideoDataModule",
+    "VideoRecord",
+    "open_video",
+    "read_annotations",
+    "read_class_names",
+]

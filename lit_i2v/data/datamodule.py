@@ -1,0 +1,151 @@
+"""The LightningDataModule for video classification data in any supported annotation format.
+
+Annotation files are checked when the module is built, so a missing dataset fails at once, naming the path, before
+any model weights are loaded. Videos themselves are opened only in the DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from lit_i2v.data.annotations import Format, VideoRecord, read_annotations, read_class_names
+from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
+from lit_i2v.data.decode import Backend
+from lit_i2v.data.sampling import FrameSampler, UniformSampler
+from lit_i2v.data.transforms import EvalTransform, TrainTransform
+
+SPLITS = ("train", "val", "test")
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Clips for training and multi-view clips for evaluation.
+
+    Args:
+        train: annotation file of the training split (None: no training data).
+        val: annotation file of the validation split.
+        test: annotation file of the test split (defaults to ``val``).
+        root: folder that relative video paths in the annotation files start from.
+        labels: class names file: SSv2 labels JSON, or a text file with one class name per line.
+        format: annotation format, ``auto`` to detect it from the file (see ``annotations.py``).
+        video_ext: extension of SSv2-style ids on disk (``.webm`` for the original SSv2).
+        path_template: where a Kinetics CSV row's video lies under ``root``.
+        sampler: which frames make a clip, and how many temporal views evaluation takes.
+        train_transform: crop/flip/augmentation of training clips.
+        eval_transform: resize and spatial crops of evaluation clips.
+        batch_size: clips per device and step in training.
+        eval_batch_size: videos per device in evaluation (each with all its views); defaults to ``batch_size``.
+        num_workers: DataLoader worker processes per device.
+        backend: video decoder, ``auto`` (decord, falling back to PyAV), ``decord`` or ``pyav``.
+        max_retries: consecutive undecodable training videos tolerated before giving up.
+        prepare_hint: what to tell a user whose dataset is missing.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        root: str = "",
+        labels: str | None = None,
+        format: Format = "auto",
+        video_ext: str = ".mp4",
+        path_template: str = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+        sampler: FrameSampler | None = None,
+        train_transform: TrainTransform | None = None,
+        eval_transform: EvalTransform | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        backend: Backend = "auto",
+        max_retries: int = 10,
+        prepare_hint: str = "see docs/datasets.md for how to prepare each dataset",
+    ) -> None:
+        super().__init__()
+        self.files = {"train": train, "val": val, "test": test or val}
+        self.root, self.labels, self.format = root, labels, format
+        self.video_ext, self.path_template = video_ext, path_template
+        self.sampler = sampler or UniformSampler(8)
+        self.train_transform = train_transform or TrainTransform()
+        self.eval_transform = eval_transform or EvalTransform()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.backend = backend
+        self.max_retries = max_retries
+        self.prepare_hint = prepare_hint
+        self.datasets: dict[str, VideoClipDataset] = {}
+        if self.generates_data:
+            return
+        self.check_files()
+
+    # Subclasses that write their data in ``prepare_data`` (synthetic sets) skip the check at construction.
+    generates_data = False
+
+    def check_files(self) -> None:
+        for key, path in [*self.files.items(), ("labels", self.labels)]:
+            if path and not Path(path).exists():
+                raise FileNotFoundError(f"data.{key}: {path} does not exist; {self.prepare_hint}")
+
+    @property
+    def num_views(self) -> int:
+        return self.sampler.test_clips * self.eval_transform.crops
+
+    def class_names(self) -> list[str] | None:
+        return read_class_names(self.labels) if self.labels else None
+
+    def records(self, split: str) -> list[VideoRecord]:
+        path = self.files[split]
+        if path is None:
+            raise ValueError(f"data.{split} is not set, so there is no {split} split")
+        return read_annotations(path, self.root, self.format, self.labels, self.video_ext, self.path_template)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
+        for split in wanted.get(stage or "", SPLITS):
+            if split in self.datasets or self.files[split] is None:
+                continue
+            training = split == "train"
+            self.datasets[split] = VideoClipDataset(
+                self.records(split),
+                self.sampler,
+                self.train_transform if training else self.eval_transform,
+                training=training,
+                backend=self.backend,
+                max_retries=self.max_retries,
+            )
+
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            self.setup(None)
+        dataset = self.datasets[split]
+        training = split == "train"
+        sampler = None
+        trainer = self.trainer
+        if not training and trainer is not None and trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if training else self.eval_batch_size,
+            shuffle=training,
+            sampler=sampler,
+            drop_last=training,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0 and training,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,122 @@
+"""A map-style dataset of decoded, transformed clips, and the unpadded sampler for exact distributed evaluation.
+
+Batches are dicts with these keys:
+
+===========  ====================================================================================================
+``video``    uint8 ``(B, T, 3, S, S)`` in training; ``(B, V, T, 3, S, S)`` in evaluation, V = clips x crops views
+``label``    int64 ``(B,)`` class index
+``index``    int64 ``(B,)`` position of the video in its annotation file
+``video_id`` list of B strings
+``valid``    bool ``(B,)``: False for an evaluation video that could not be decoded (zeros; masked from metrics)
+``skipped``  int64 ``(B,)``: videos that failed before this sample was produced (training replaces them)
+===========  ====================================================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from lit_i2v.data.annotations import VideoRecord
+from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.sampling import FrameSampler
+from lit_i2v.data.transforms import EvalTransform, TrainTransform
+
+log = logging.getLogger("lit_i2v.data")
+
+
+class VideoClipDataset(Dataset):
+    """Clips of the videos in ``records``.
+
+    A video that is missing or fails to decode is logged with its path and counted. In training it is replaced by
+    another random video (up to ``max_retries`` times, then the error is raised: the data is broken beyond chance).
+    In evaluation it is returned as zeros with ``valid=False`` so metrics can leave it out rather than count a
+    different video twice.
+    """
+
+    def __init__(
+        self,
+        records: list[VideoRecord],
+        sampler: FrameSampler,
+        transform: TrainTransform | EvalTransform,
+        training: bool,
+        backend: Backend = "auto",
+        max_retries: int = 10,
+    ) -> None:
+        self.records = records
+        self.sampler = sampler
+        self.transform = transform
+        self.training = training
+        self.backend = backend
+        self.max_retries = max_retries
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_views(self) -> int:
+        return 1 if self.training else self.sampler.test_clips * self.transform.crops
+
+    def load(self, record: VideoRecord) -> torch.Tensor:
+        """Decode and transform one video; any failure raises."""
+        reader = open_video(record.path, self.backend, record.num_frames)
+        clips = self.sampler(reader.num_frames, self.training)
+        frames = reader.get_frames([i for clip in clips for i in clip])  # (V*T, H, W, 3)
+        frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))  # (V, T, H, W, 3)
+        if self.training:
+            return self.transform(frames[0])  # (T, 3, S, S)
+        return torch.cat([self.transform(clip) for clip in frames])  # (clips*crops, T, 3, S, S)
+
+    def __getitem__(self, index: int) -> dict:
+        record, skipped = self.records[index], 0
+        while True:
+            try:
+                video = self.load(record)
+                break
+            except Exception as err:  # a corrupt file must never end a multi-day run
+                log.warning("skipping %s: %s", record.path, err)
+                skipped += 1
+                if not self.training:
+                    size = self.transform.size
+                    video = torch.zeros(self.num_views, self.sampler.num_frames, 3, size, size, dtype=torch.uint8)
+                    return self._sample(video, record, index, skipped, valid=False)
+                if skipped > self.max_retries:
+                    raise RuntimeError(f"{skipped} videos in a row failed to decode; the last: {record.path}") from err
+                index = random.randrange(len(self.records))
+                record = self.records[index]
+        return self._sample(video, record, index, skipped, valid=True)
+
+    @staticmethod
+    def _sample(video: torch.Tensor, record: VideoRecord, index: int, skipped: int, valid: bool) -> dict:
+        return {
+            "video": video,
+            "label": record.label,
+            "index": index,
+            "video_id": record.video_id,
+            "valid": valid,
+            "skipped": skipped,
+        }
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank r takes items r, r + world, r + 2*world, ...: every item exactly once over all ranks, no padding.
+
+    ``DistributedSampler`` pads the last round with repeated items so that ranks have equal lengths, which counts
+    those videos twice in a metric. Evaluation needs no equal lengths (no gradient synchronisation), so this sampler
+    leaves ranks one item apart at most; being a ``DistributedSampler``, Lightning does not replace it.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))  # type: ignore[arg-type]
+        self.total_size = len(dataset)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+

@@ -1,0 +1,168 @@
+"""A synthetic, Something-Something-like motion dataset written in SSv2's own formats.
+
+Each video shows one coloured shape (sometimes beside a static distractor) that moves left↔right, up↔down, grows
+(approaching) or shrinks (receding), or fades in or out. The class is the direction of change over time, so a single
+frame cannot tell it: a frame-averaging model sits near chance, while a model that relates frames can solve it, as
+on SSv2. Videos are real H.264 mp4 files (PyAV/libx264); annotations are SSv2 JSON (``train.json``,
+``validation.json``, ``test.json``) with ``labels.json``, so the real SSv2 loaders and decoders are what runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# (template, what changes, direction): the change is linear in time between a random start and end.
+CLASSES: list[tuple[str, str, int]] = [
+    ("Moving [something] from left to right", "x", +1),
+    ("Moving [something] from right to left", "x", -1),
+    ("Moving [something] up", "y", -1),
+    ("Moving [something] down", "y", +1),
+    ("Approaching [something] with your camera", "size", +1),
+    ("Moving away from [something] with your camera", "size", -1),
+    ("Making [something] appear", "alpha", +1),
+    ("Making [something] disappear", "alpha", -1),
+]
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 80, 230),
+    "yellow": (235, 215, 40),
+    "magenta": (210, 50, 200),
+    "cyan": (40, 210, 220),
+    "white": (235, 235, 235),
+    "orange": (240, 140, 30),
+}
+SHAPES = ("circle", "square", "triangle", "diamond")
+
+
+def templates() -> list[str]:
+    return [t for t, _, _ in CLASSES]
+
+
+def label_key(template: str) -> str:
+    """SSv2's labels JSON keys are the templates without brackets."""
+    return template.replace("[", "").replace("]", "")
+
+
+@dataclass
+class SynthSpec:
+    """Args: size (frame side, px), frames per video, fps, and the share of videos with a static distractor."""
+
+    size: int = 64
+    frames: int = 24
+    fps: int = 12
+    distractor: float = 0.5
+
+
+def _mask(shape: str, cx: float, cy: float, r: float, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    yy, xx = grid
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx**2 + dy**2 <= r**2
+    if shape == "square":
+        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
+    if shape == "diamond":
+        return np.abs(dx) + np.abs(dy) <= r * 1.1
+    return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)  # triangle, apex up
+
+
+def render(label: int, rng: random.Random, spec: SynthSpec) -> tuple[np.ndarray, str]:
+    """Frames ``(T, S, S, 3)`` uint8 of one video of class ``label``, and the name of its object."""
+    _, attr, sign = CLASSES[label]
+    s = spec.size
+    grid = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    colour_name, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+    colour = np.array(COLOURS[colour_name], np.float32)
+    background = np.array([rng.randint(10, 90) for _ in range(3)], np.float32)
+    state = {"x": rng.uniform(0.3, 0.7), "y": rng.uniform(0.3, 0.7), "size": rng.uniform(0.1, 0.16), "alpha": 1.0}
+    low, high = {"x": (0.2, 0.8), "y": (0.2, 0.8), "size": (0.05, 0.26), "alpha": (0.0, 1.0)}[attr]
+    span = rng.uniform(0.6, 1.0) * (high - low)
+    begin = rng.uniform(low, high - span)
+    start, end = begin, begin + span  # the increasing direction; decreasing classes play it backwards below
+    t0, t1 = rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)
+    distractor = None
+    if rng.random() < spec.distractor:
+        distractor = (rng.choice(SHAPES), rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.06, 0.1))
+        d_colour = np.array(COLOURS[rng.choice([c for c in COLOURS if c != colour_name])], np.float32)
+    frames = np.empty((spec.frames, s, s, 3), np.uint8)
+    for i in range(spec.frames):
+        t = i / max(spec.frames - 1, 1)
+        progress = min(max((t - t0) / (t1 - t0), 0.0), 1.0)
+        state[attr] = start + (end - start) * progress
+        image = np.broadcast_to(background, (s, s, 3)).copy()
+        if distractor is not None:
+            image[_mask(distractor[0], *distractor[1:], grid)] = d_colour
+        m = _mask(shape, state["x"], state["y"], state["size"], grid)
+        image[m] = image[m] * (1 - state["alpha"]) + colour * state["alpha"]
+        frames[i] = image.clip(0, 255).astype(np.uint8)
+    if sign < 0:
+        frames = frames[::-1].copy()  # twins are exact time reversals: only frame order tells them apart
+    return frames, f"{colour_name} {shape}"
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 12, codec: str = "libx264") -> None:
+    """Encode uint8 frames ``(T, H, W, 3)`` to a real video file (H.264 in mp4 by default) with PyAV."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "18", "g": "12"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def synthesize(
+    root: str | Path,
+    num_train: int = 480,
+    num_val: int = 160,
+    num_test: int = 160,
+    spec: SynthSpec | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write the dataset under ``root`` (``videos/<id>.mp4``, SSv2 JSON files) and return ``root``.
+
+    Classes are balanced in every split. Writing is idempotent: a finished dataset (``labels.json`` present, written
+    last) is left as it is.
+    """
+    root = Path(root)
+    spec = spec or SynthSpec()
+    if (root / "labels.json").is_file():
+        return root
+    rng = random.Random(seed)
+    next_id = 1
+    for split, count in (("train", num_train), ("validation", num_val), ("test", num_test)):
+        items = []
+        for k in range(count):
+            label = k % len(CLASSES)
+            frames, thing = render(label, rng, spec)
+            write_video(root / "videos" / f"{next_id}.mp4", frames, spec.fps)
+            template = CLASSES[label][0]
+            items.append({
+                "id": str(next_id),
+                "label": template.replace("[something]", thing).replace("[Something]", thing).lower(),
+                "template": template,
+                "placeholders": [thing],
+            })
+            next_id += 1
+        rng.shuffle(items)
+        (root / f"{split}.json").write_text(json.dumps(items, indent=1))
+        log.info("wrote %d %s videos under %s", count, split, root)
+    labels = {label_key(t): str(i) for i, t in enumerate(templates())}
+    (root / "labels.json").write_text(json.dumps(labels, indent=1))
+    return root

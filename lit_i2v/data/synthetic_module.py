@@ -1,0 +1,74 @@
+"""The built-in default data: the synthetic motion set, generated on first use, read through the SSv2 loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lit_i2v.data.datamodule import VideoDataModule
+from lit_i2v.data.decode import Backend
+from lit_i2v.data.sampling import FrameSampler
+from lit_i2v.data.synthetic import SynthSpec, synthesize
+from lit_i2v.data.transforms import EvalTransform, TrainTransform
+
+
+class SyntheticMotion(VideoDataModule):
+    """``VideoDataModule`` over ``root``, written by ``prepare_data`` (rank 0 only) when it is not there yet.
+
+    Args:
+        root: dataset folder (``videos/``, ``train.json``, ``validation.json``, ``test.json``, ``labels.json``).
+        num_train: training videos to generate.
+        num_val: validation videos.
+        num_test: test videos.
+        video_size: frame side of the generated videos, px.
+        video_frames: frames per generated video.
+        seed: generation seed.
+        sampler, train_transform, eval_transform, batch_size, eval_batch_size, num_workers, backend:
+            as in ``VideoDataModule``.
+    """
+
+    generates_data = True
+
+    def __init__(
+        self,
+        root: str = "data/synthetic-motion",
+        num_train: int = 480,
+        num_val: int = 160,
+        num_test: int = 160,
+        video_size: int = 64,
+        video_frames: int = 24,
+        seed: int = 0,
+        sampler: FrameSampler | None = None,
+        train_transform: TrainTransform | None = None,
+        eval_transform: EvalTransform | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        backend: Backend = "auto",
+    ) -> None:
+        base = Path(root)
+        super().__init__(
+            train=str(base / "train.json"),
+            val=str(base / "validation.json"),
+            test=str(base / "test.json"),
+            root=str(base / "videos"),
+            labels=str(base / "labels.json"),
+            format="ssv2",
+            sampler=sampler,
+            train_transform=train_transform or TrainTransform(size=video_size, scale=(0.5, 1.0), hflip=False),
+            eval_transform=eval_transform or EvalTransform(size=video_size),
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            backend=backend,
+        )
+        self.dataset_root = base
+        self.counts = (num_train, num_val, num_test)
+        self.spec = SynthSpec(size=video_size, frames=video_frames)
+        self.seed = seed
+
+    def prepare_data(self) -> None:
+        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()  # idempotent; covers use without a Trainer (check-data, benchmarks)
+        super().setup(stage)

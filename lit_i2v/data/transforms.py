@@ -1,0 +1,108 @@
+"""Clip transforms on uint8 tensors: the same random parameters for every frame of a clip.
+
+Input: frames ``(T, H, W, 3)`` uint8 as decoded. Output: ``(T, 3, S, S)`` uint8 in training, ``(crops, T, 3, S, S)``
+in evaluation. Normalisation is not done here: the model normalises on its device with the backbone's mean and std,
+which keeps the workers' output small (uint8) and the data code free of model facts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from torch import Tensor
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+
+def _to_tchw(frames: Tensor) -> Tensor:
+    return frames.permute(0, 3, 1, 2).contiguous()  # (T, H, W, 3) -> (T, 3, H, W)
+
+
+class TrainTransform:
+    """Random resized crop, optional horizontal flip and RandAugment, identical across the frames of a clip.
+
+    Args:
+        size: output side S (the backbone's input resolution).
+        scale: range of the crop's area as a fraction of the frame.
+        ratio: range of the crop's aspect ratio.
+        hflip: flip half of the clips horizontally; set False for direction-dependent labels (SSv2).
+        rand_augment: ``[num_ops, magnitude]`` of RandAugment (Cubuk et al. 2020), e.g. ``[4, 7]``; None for none.
+    """
+
+    def __init__(
+        self,
+        size: int = 224,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: bool = True,
+        rand_augment: tuple[int, int] | None = None,
+    ) -> None:
+        self.size, self.scale, self.ratio, self.hflip = size, tuple(scale), tuple(ratio), hflip
+        self.rand_augment = tuple(rand_augment) if rand_augment else None
+        self._rand_augment = v2.RandAugment(num_ops=rand_augment[0], magnitude=rand_augment[1]) if rand_augment else None
+
+    def crop_params(self, height: int, width: int, rng: random.Random) -> tuple[int, int, int, int]:
+        """(top, left, h, w) of a crop with random area and aspect ratio; the central crop if none fits."""
+        area = height * width
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+        side = min(height, width)
+        return (height - side) // 2, (width - side) // 2, side, side
+
+    def __call__(self, frames: Tensor, rng: random.Random | None = None) -> Tensor:
+        rng = rng or random
+        clip = _to_tchw(frames)  # (T, 3, H, W)
+        top, left, h, w = self.crop_params(clip.shape[-2], clip.shape[-1], rng)
+        clip = TF.resized_crop(clip, top, left, h, w, [self.size, self.size], antialias=True)
+        if self.hflip and rng.random() < 0.5:
+            clip = TF.horizontal_flip(clip)
+        if self._rand_augment is not None:
+            clip = self._rand_augment(clip)  # one draw of ops for the whole (T, 3, S, S) tensor
+        return clip
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainTransform(size={self.size}, scale={self.scale}, ratio={tuple(round(r, 3) for r in self.ratio)}, "
+            f"hflip={self.hflip}, rand_augment={self.rand_augment})"
+        )
+
+
+class EvalTransform:
+    """Resize the short side, then one central crop or three crops along the long side (the spatial views).
+
+    Args:
+        size: output side S.
+        short_side: short side after resizing; defaults to ``size`` (CLIP recipes resize to 224 and crop 224).
+        crops: 1 (centre) or 3 (start, centre, end of the long side).
+    """
+
+    def __init__(self, size: int = 224, short_side: int | None = None, crops: int = 1) -> None:
+        if crops not in (1, 3):
+            raise ValueError(f"crops must be 1 or 3, got {crops}")
+        self.size, self.short_side, self.crops = size, short_side or size, crops
+
+    def __call__(self, frames: Tensor, rng: random.Random | None = None) -> Tensor:
+        clip = TF.resize(_to_tchw(frames), self.short_side, antialias=True)  # short side -> short_side
+        height, width = clip.shape[-2:]
+        s = self.size
+        if self.crops == 1:
+            return TF.center_crop(clip, [s, s]).unsqueeze(0)  # (1, T, 3, S, S)
+        if width >= height:
+            top = (height - s) // 2
+            lefts = [0, (width - s) // 2, width - s]
+            boxes = [(top, left) for left in lefts]
+        else:
+            left = (width - s) // 2
+            boxes = [(top, left) for top in (0, (height - s) // 2, height - s)]
+        return torch.stack([TF.crop(clip, t, left, s, s) for t, left in boxes])  # (3, T, 3, S, S)
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size}, short_side={self.short_side}, crops={self.crops})"
