@@ -1,0 +1,93 @@
+"""Classification heads on pooled video features ``(B, C)`` → logits ``(B, K)``.
+
+Heads are built by the task once it knows the backbone and the classes (``build``), so a config names a head's
+hyperparameters only:
+
+- ``LinearHead``: dropout + linear, zero-initialised bias; on the tower's features (ST-Adapter, AIM, linear probe).
+- ``TextClassifierHead``: cosine similarity with class-name prompt embeddings from CLIP's text tower, scaled by
+  CLIP's logit scale (Radford et al. 2021, section 3.1.4: prompt ensembling over templates). Frozen it is zero-shot
+  classification; trainable its weights start from the text embeddings (a text-initialised classifier).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lit_i2v.backbones import CLIP
+
+
+class Head(nn.Module):
+    """Base class. ``needs_projection``: the head reads CLIP-projected features (E) rather than tower features;
+    ``needs_class_names``: ``build`` needs the class names."""
+
+    needs_projection = False
+    needs_class_names = False
+
+    def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
+        raise NotImplementedError
+
+
+class LinearHead(Head):
+    """Args: dropout before the linear layer (0.5 in ST-Adapter/EVL); project: read CLIP-projected features."""
+
+    def __init__(self, dropout: float = 0.5, project: bool = False) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.needs_projection = project
+        self.fc: nn.Linear | None = None
+
+    def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
+        width = backbone.embed_dim if self.needs_projection else backbone.visual.width
+        self.fc = nn.Linear(width, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.02)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.dropout(x))
+
+
+class TextClassifierHead(Head):
+    """Cosine classifier whose class weights are CLIP text embeddings of prompts built from class names.
+
+    Args:
+        templates: prompt templates with ``{}`` for the class name; embeddings are averaged over templates.
+        trainable: train the class weights and the scale (False: zero-shot, a fixed classifier).
+    """
+
+    needs_projection = True
+    needs_class_names = True
+
+    def __init__(self, templates: list[str] | None = None, trainable: bool = True) -> None:
+        super().__init__()
+        self.templates = templates or ["a video of {}."]
+        self.is_trainable = trainable
+        self.weight: nn.Parameter | None = None
+        self.logit_scale: nn.Parameter | None = None
+
+    @torch.no_grad()
+    def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
+        if not class_names:
+            raise ValueError("model.class_names is required by TextClassifierHead (a list or a labels file)")
+        if len(class_names) != num_classes:
+            raise ValueError(f"model.class_names has {len(class_names)} names but num_classes is {num_classes}")
+        was_training = backbone.text.training
+        backbone.text.eval()
+        embeddings = []
+        for name in class_names:
+            tokens = backbone.tokenize([t.format(name) for t in self.templates])
+            per_template = F.normalize(backbone.encode_text(tokens).float(), dim=-1)  # (templates, E)
+            embeddings.append(F.normalize(per_template.mean(0), dim=-1))
+        backbone.text.train(was_training)
+        self.weight = nn.Parameter(torch.stack(embeddings), requires_grad=self.is_trainable)  # (K, E)
+        self.logit_scale = nn.Parameter(backbone.logit_scale.detach().clone(), requires_grad=self.is_trainable)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.normalize(x, dim=-1)
+        w = F.normalize(self.weight, dim=-1)
+        scale = self.logit_scale.float().clamp(max=4.6052).exp()  # clamp at 100, as CLIP
+        return scale * x.float() @ w.t().float()  # (B, K) in fp32 for a stable softmax
+
+    def extra_repr(self) -> str:
+        return f"templates={len(self.templates)}, trainable={self.is_trainable}"

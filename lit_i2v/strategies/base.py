@@ -1,0 +1,46 @@
+"""What every transfer strategy is: a module that modifies a loaded backbone and says, by parameter name, what trains.
+
+A strategy
+
+1. ``apply(backbone)``: changes the backbone in place, once: inserts modules into block seams, replaces modules
+   (keeping the pretrained parameter names), or nothing at all;
+2. ``trainable(name)``: the one predicate over backbone parameter names (``visual.blocks.3.attn.qkv.weight``) that
+   decides what trains, what the optimizer sees, and what a trainable-only checkpoint holds;
+3. ``forward(backbone, video)``: turns normalised clips ``(B, T, 3, H, W)`` into per-frame features ``(B, T, C)``.
+   The default runs the image tower frame by frame; side-tuning methods override it to run their own network.
+
+Parameters a strategy owns outside the backbone (a side network) are its own submodules and always train. When
+no backbone parameter trains, the backbone runs under ``torch.no_grad()``, so no activations are kept for backward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lit_i2v.backbones import CLIP
+
+
+class Strategy(nn.Module):
+    """Base class: the backbone unchanged and fully trainable (subclasses narrow ``trainable``)."""
+
+    def apply(self, backbone: CLIP) -> None:
+        """Modify ``backbone`` in place. Called once, before the trainable set is decided."""
+
+    def trainable(self, name: str) -> bool:
+        """Whether the backbone parameter ``name`` trains."""
+        return True
+
+    def forward(self, backbone: CLIP, video: Tensor, project: bool = False) -> Tensor:
+        """Normalised clips ``(B, T, 3, H, W)`` → per-frame features ``(B, T, D)``, or ``(B, T, E)`` if ``project``."""
+        if not any(p.requires_grad for p in backbone.visual.parameters()):
+            backbone.visual.eval()  # frozen features: dropout/drop-path off, no graph kept
+            with torch.no_grad():
+                return backbone.encode_video(video, project=project)
+        return backbone.encode_video(video, project=project)
+
+
+def freeze(backbone: CLIP, strategy: Strategy) -> None:
+    """Set ``requires_grad`` of every backbone parameter from the strategy's predicate."""
+    for name, param in backbone.named_parameters():
+        param.requires_grad_(strategy.trainable(name))

@@ -1,0 +1,7 @@
+"""One LightningModule per task, on a shared base (backbone + strategy, optimizer groups, schedule)."""
+
+from lit_i2v.tasks.base import VideoTask
+from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
+from lit_i2v.tasks.recognition import ActionRecognition
+
+__all__ = ["ActionRecognition", "AtomicCheckpointIO", "VideoTask"]

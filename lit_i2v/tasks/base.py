@@ -1,0 +1,98 @@
+"""The part every task shares: backbone + strategy, device-side normalisation, optimizer groups and schedule.
+
+A task receives uint8 clips from the data, normalises them on its device with the backbone's mean and std, asks the
+strategy for per-frame features, and hands them to its own modules. Which parameters train is decided once, here,
+by the strategy's predicate; the optimizer sees only those.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.strategies import Strategy, freeze
+from lit_i2v.tasks.optim import param_groups, warmup_cosine
+
+
+class VideoTask(L.LightningModule):
+    """Base LightningModule.
+
+    Args:
+        backbone: the image-language model (``lit_i2v.backbones.CLIP``).
+        strategy: the transfer strategy (``lit_i2v.strategies.*``); None means full fine-tuning of all towers.
+        optimizer: optimizer class and its arguments (``class_path: torch.optim.AdamW``, ``init_args: {lr: ...}``).
+        layer_decay: layer-wise lr decay over the image tower's blocks (1.0 for none).
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        min_lr_ratio: final lr of the cosine schedule as a fraction of the peak.
+    """
+
+    def __init__(
+        self,
+        backbone: CLIP,
+        strategy: Strategy | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        layer_decay: float = 1.0,
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.strategy = strategy or Strategy()
+        self.strategy.apply(backbone)
+        freeze(backbone, self.strategy)
+        self.optimizer_factory = optimizer
+        self.layer_decay = layer_decay
+        self.warmup_epochs = warmup_epochs
+        self.min_lr_ratio = min_lr_ratio
+        cfg = backbone.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def normalize(self, video: Tensor) -> Tensor:
+        """uint8 clips ``(..., 3, H, W)`` → float, normalised with the backbone's mean and std, on this device."""
+        return (video.float() - self.mean) / self.std
+
+    # ---- parameters ---------------------------------------------------------------------------------------------
+
+    def trainable_names(self) -> list[str]:
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def _layer_id(self, name: str) -> int:
+        if name.startswith("backbone.visual."):
+            return self.backbone.visual.group_matcher(name.removeprefix("backbone.visual."))
+        return len(self.backbone.visual.blocks) + 1  # text tower, strategy modules and heads: full lr
+
+    def _no_decay(self) -> set[str]:
+        names = {f"backbone.visual.{n}" for n in self.backbone.visual.no_weight_decay()}
+        names |= {f"backbone.text.{n}" for n in self.backbone.text.no_weight_decay()}
+        return names | {"backbone.logit_scale"}
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer over trainable parameters, grouped for layer decay and weight decay."""
+        groups = param_groups(
+            self.named_parameters(),
+            self._layer_id,
+            len(self.backbone.visual.blocks),
+            self.layer_decay,
+            self._no_decay(),
+        )
+        if not groups:
+            raise ValueError(
+                "nothing to train: the strategy freezes the backbone and the head is frozen. For zero-shot "
+                "evaluation run `python -m lit_i2v test --config ...` instead of `fit`."
+            )
+        optimizer = self.optimizer_factory(groups)
+        for group in optimizer.param_groups:
+            group["lr"] *= group["lr_scale"]
+        return optimizer
+
+    def configure_optimizers(self):
+        optimizer = self.build_optimizer()
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        warmup = round(self.warmup_epochs * total / epochs)
+        scheduler = warmup_cosine(optimizer, warmup, total, self.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,130 @@
+"""Action recognition: clip → backbone + strategy → per-frame features → temporal module → head → class scores.
+
+Training takes one clip per video; evaluation takes V views (temporal clips x spatial crops) per video, averages the
+softmax scores over the views, and scores top-1/top-5 per video. Evaluation videos that failed to decode come with
+``valid=False`` and are left out of the metrics (and counted in ``<stage>/skipped``); the number of videos scored is
+logged as ``<stage>/videos`` so a reader can check that every video counted exactly once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+from torchmetrics import MetricCollection, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.data.annotations import read_class_names
+from lit_i2v.heads import Head, LinearHead, MeanPool, Temporal
+from lit_i2v.strategies import Strategy
+from lit_i2v.tasks.base import VideoTask
+from lit_i2v.tasks.mixing import Mixer, one_hot
+
+
+class ActionRecognition(VideoTask):
+    """Video classification over ``num_classes`` actions.
+
+    Args:
+        backbone: the image-language model.
+        num_classes: number of classes K.
+        strategy: transfer strategy (default: full fine-tuning).
+        head: classification head (default: ``LinearHead``).
+        temporal: module pooling per-frame features over time (default: ``MeanPool``).
+        class_names: class names (a list, or an SSv2 labels JSON / text file); needed by text heads.
+        optimizer: optimizer class and arguments.
+        layer_decay: layer-wise lr decay over the image tower.
+        warmup_epochs: linear warm-up, in epochs.
+        min_lr_ratio: final lr of the cosine schedule over the peak.
+        label_smoothing: label smoothing of the cross-entropy targets.
+        mixup_alpha: Beta parameter of mixup (0 disables).
+        cutmix_alpha: Beta parameter of cutmix (0 disables).
+        mix_prob: probability that a batch is mixed when mixup or cutmix is on.
+    """
+
+    def __init__(
+        self,
+        backbone: CLIP,
+        num_classes: int,
+        strategy: Strategy | None = None,
+        head: Head | None = None,
+        temporal: Temporal | None = None,
+        class_names: list[str] | str | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        layer_decay: float = 1.0,
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.0,
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_prob: float = 1.0,
+    ) -> None:
+        super().__init__(backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio)
+        self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal"])
+        self.num_classes = num_classes
+        self.temporal = temporal or MeanPool()
+        self.head = head or LinearHead()
+        # Read a labels file only when the head needs names: a generated dataset may not exist yet.
+        if isinstance(class_names, str) and self.head.needs_class_names:
+            class_names = read_class_names(class_names)
+        self.class_names = class_names if isinstance(class_names, list) else None
+        self.head.build(backbone, num_classes, self.class_names)
+        self.temporal.build(backbone.embed_dim if self.head.needs_projection else backbone.visual.width)
+        self.label_smoothing = label_smoothing
+        self.mixer = Mixer(mixup_alpha, cutmix_alpha, mix_prob)
+        top5 = min(5, num_classes)
+        metrics = MetricCollection(
+            {
+                "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+                "top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro"),
+                "videos": SumMetric(),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, video: Tensor) -> Tensor:
+        """Normalised clips ``(B, T, 3, H, W)`` → logits ``(B, K)``."""
+        frames = self.strategy(self.backbone, video, project=self.head.needs_projection)  # (B, T, C)
+        return self.head(self.temporal(frames))  # (B, C) -> (B, K)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        video = self.normalize(batch["video"])  # (B, T, 3, H, W)
+        labels = batch["label"]
+        targets = one_hot(labels, self.num_classes, self.label_smoothing)
+        video, targets = self.mixer(video, targets)
+        logits = self(video)
+        loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        batch_size = labels.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/skipped", batch["skipped"].sum().float(), reduce_fx="sum", batch_size=batch_size)
+        return loss
+
+    def predict_views(self, video: Tensor) -> Tensor:
+        """uint8 multi-view clips ``(B, V, T, 3, H, W)`` → class probabilities averaged over views ``(B, K)``."""
+        b, v = video.shape[:2]
+        logits = self(self.normalize(video.flatten(0, 1)))  # (B*V, K)
+        return logits.float().softmax(-1).unflatten(0, (b, v)).mean(1)  # (B, K)
+
+    def _evaluate(self, batch: dict, metrics: MetricCollection, stage: str) -> None:
+        probs = self.predict_views(batch["video"])
+        valid = batch["valid"]
+        labels = batch["label"]
+        if valid.any():
+            metrics["top1"].update(probs[valid], labels[valid])
+            metrics["top5"].update(probs[valid], labels[valid])
+            loss = F.nll_loss(probs[valid].clamp_min(1e-8).log(), labels[valid])
+            self.log(f"{stage}/loss", loss, batch_size=int(valid.sum()))
+        metrics["videos"].update(valid.sum().float())
+        self.log(f"{stage}/skipped", (~valid).sum().float(), reduce_fx="sum", batch_size=valid.shape[0])
+        self.log_dict(metrics, prog_bar=stage == "val", batch_size=valid.shape[0])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"video_id": batch["video_id"], "probs": self.predict_views(batch["video"]), "valid": batch["valid"]}
