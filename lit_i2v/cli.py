@@ -1,0 +1,231 @@
+"""``python -m lit_i2v``: LightningCLI for ``fit|validate|test|predict``, plus subcommands that are not trainer methods.
+
+Trainer subcommands take ``--config`` files (several compose, later ones win) in omegaconf mode, so YAML may use
+``${...}`` interpolation; every component is chosen by ``class_path``/``init_args``. The extra subcommands:
+
+- ``summary --config X.yaml [--json]``: parameters, GFLOPs per view, frames and views of the configured model;
+- ``check-data --config X.yaml [--split S] [--json]``: decodes every video of a split, reports the bad ones;
+- ``synth [--root DIR] ...``: writes the synthetic motion dataset.
+
+Extra subcommands parse the same config files through the same parser, then build only what they need (the model
+for ``summary``, the data for ``check-data``), so a recipe can be inspected where its dataset or weights are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+import warnings
+from typing import Any
+
+import lightning as L
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lit_i2v.backbones.torchscript import UnreadableArchive
+from lit_i2v.backbones.weights import WeightsError
+from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
+
+log = logging.getLogger("lit_i2v")
+
+
+class LitI2VCLI(LightningCLI):
+    """LightningCLI with lit_i2v's defaults: omegaconf configs, best/last checkpoints, atomic checkpoint writes.
+
+    Args:
+        only: build only these config groups (``model`` and/or ``data``) and no trainer; for extra subcommands.
+    """
+
+    def __init__(self, *args: Any, only: tuple[str, ...] | None = None, **kwargs: Any) -> None:
+        self.only = only
+        kwargs.setdefault("parser_kwargs", {})
+        kwargs["parser_kwargs"].setdefault("parser_mode", "omegaconf")
+        if kwargs.get("run", True):
+            for command in ("fit", "validate", "test", "predict"):
+                kwargs["parser_kwargs"].setdefault(command, {"parser_mode": "omegaconf"})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(
+            L.LightningModule,
+            L.LightningDataModule,
+            *args,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            **kwargs,
+        )
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The data group comes before the model so that it is instantiated first: a missing dataset is reported at
+        # once, before minutes of weight loading (or a failing download).
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=True, required=False)
+        parser.add_lightning_class_args(self._model_class, "model", subclass_mode=True)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/top1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def instantiate_classes(self) -> None:
+        if self.only is None:
+            return super().instantiate_classes()
+        config = self.config.clone()
+        for group in ("model", "data"):
+            if group not in self.only:
+                config[group] = None
+        init = self.parser.instantiate_classes(config)
+        self.config_init = init
+        self.model = init.get("model")
+        self.datamodule = init.get("data")
+        self.trainer = None
+
+    def instantiate_trainer(self, **kwargs: Any):
+        if self._get(self.config_init, "trainer", default={}).get("plugins") is None:
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
+
+def _config_args(args: argparse.Namespace) -> list[str]:
+    out = []
+    for path in args.config:
+        out += ["--config", path]
+    return out + list(args.overrides)
+
+
+def _make_weights_optional(node: Any) -> None:
+    """For ``summary``: a backbone whose weights are not on this machine is built randomly, with a warning."""
+    from lit_i2v.backbones.weights import is_available
+
+    if not isinstance(node, Namespace):
+        return
+    init = node.get("init_args")
+    configured = isinstance(init, Namespace) and "arch" in init and init.get("pretrained")
+    if configured and not is_available(init.arch, init.pretrained):
+        warnings.warn(
+            f"weights {init.pretrained!r} are not on this machine: summarising a randomly initialised {init.arch}",
+            stacklevel=2,
+        )
+        init.pretrained = None
+    for value in (init or node).values():
+        _make_weights_optional(value)
+
+
+class _SummaryCLI(LitI2VCLI):
+    def before_instantiate_classes(self) -> None:
+        _make_weights_optional(self.config.model)
+
+
+def summary_main(argv: list[str]) -> int:
+    from lit_i2v.summary import format_summary, summarize
+
+    p = argparse.ArgumentParser(prog="python -m lit_i2v summary", description="Parameters, FLOPs, frames and views.")
+    p.add_argument("--config", "-c", action="append", required=True, help="config file(s); later ones win")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("overrides", nargs="*", help="extra --key=value options, as for fit")
+    args, rest = p.parse_known_args(argv)
+    cli = _SummaryCLI(args=_config_args(args) + rest, run=False, only=("model",))
+    data_cfg = cli.config.get("data")
+    result = summarize(cli.model, data_cfg)
+    if args.json:
+        import json
+
+        print(json.dumps(result))
+    else:
+        print(format_summary(result))
+    return 0
+
+
+def check_data_main(argv: list[str]) -> int:
+    from lit_i2v.check_data import check_split, format_report
+
+    p = argparse.ArgumentParser(prog="python -m lit_i2v check-data", description="Decode every video of a split.")
+    p.add_argument("--config", "-c", action="append", required=True)
+    p.add_argument("--split", choices=["train", "val", "test"], default="train")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--json", action="store_true")
+    args, rest = p.parse_known_args(argv)
+    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
+    report = check_split(cli.datamodule, args.split, args.workers)
+    if args.json:
+        import json
+
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+    return 1 if report["missing"] or report["undecodable"] else 0
+
+
+def synth_main(argv: list[str]) -> int:
+    from lit_i2v.data.synthetic import SynthSpec, synthesize
+
+    p = argparse.ArgumentParser(prog="python -m lit_i2v synth", description="Write the synthetic motion dataset.")
+    p.add_argument("--root", default="data/synthetic-motion")
+    p.add_argument("--num-train", type=int, default=480)
+    p.add_argument("--num-val", type=int, default=160)
+    p.add_argument("--num-test", type=int, default=160)
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    root = synthesize(
+        args.root,
+        args.num_train,
+        args.num_val,
+        args.num_test,
+        SynthSpec(size=args.size, frames=args.frames),
+        seed=args.seed,
+    )
+    print(f"synthetic motion dataset at {root} (SSv2 format: train.json, validation.json, test.json, labels.json)")
+    return 0
+
+
+EXTRA = {"summary": summary_main, "check-data": check_data_main, "synth": synth_main}
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The deepest error in the chain that lit_i2v raised about the user's files or config, if any.
+
+    jsonargparse wraps errors raised while building components in long union-validation messages; the cause the
+    user must fix is at the bottom of the chain.
+    """
+    found = None
+    while err is not None:
+        frames = traceback.extract_tb(err.__traceback__)
+        ours = bool(frames) and f"{os.sep}lit_i2v{os.sep}" in frames[-1].filename
+        if isinstance(err, FileNotFoundError | WeightsError | AnnotationError | UnreadableArchive) or (
+            ours and isinstance(err, ValueError | KeyError)
+        ):
+            found = err
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if args and args[0] in EXTRA:
+            sys.argv = sys.argv[:1]  # these commands hand LightningCLI their own argument list
+            return EXTRA[args[0]](args[1:])
+        LitI2VCLI(args=argv)
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        message = cause.args[0] if isinstance(cause, KeyError) and cause.args else cause
+        print(f"lit_i2v: error: {message}", file=sys.stderr)
+        return 2
+    return 0
