@@ -79,6 +79,13 @@ class LitI2VCLI(LightningCLI):
             }
         )
 
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("checkpoint") is not None and config.checkpoint.get("dirpath") is None:
+            # A fixed place, <default_root_dir>/checkpoints, rather than inside each logger version folder.
+            root = config.trainer.get("default_root_dir") or "."
+            config.checkpoint.dirpath = os.path.join(root, "checkpoints")
+
     def instantiate_classes(self) -> None:
         if self.only is None:
             return super().instantiate_classes()
@@ -102,7 +109,7 @@ def _config_args(args: argparse.Namespace) -> list[str]:
     out = []
     for path in args.config:
         out += ["--config", path]
-    return out + list(args.overrides)
+    return out
 
 
 def _make_weights_optional(node: Any) -> None:
@@ -119,13 +126,20 @@ def _make_weights_optional(node: Any) -> None:
             stacklevel=2,
         )
         init.pretrained = None
-    for value in (init or node).values():
+    for value in vars(init if isinstance(init, Namespace) else node).values():
         _make_weights_optional(value)
 
 
 class _SummaryCLI(LitI2VCLI):
     def before_instantiate_classes(self) -> None:
+        super().before_instantiate_classes()
         _make_weights_optional(self.config.model)
+        init = self.config.model.init_args
+        names = init.get("class_names")
+        if isinstance(names, str) and not os.path.exists(names) and init.get("num_classes"):
+            # Counts do not depend on the names: summarise with placeholders rather than fail.
+            warnings.warn(f"class names file {names} is absent: summarising with placeholder names", stacklevel=2)
+            init.class_names = [f"class {i}" for i in range(init.num_classes)]
 
 
 def summary_main(argv: list[str]) -> int:
@@ -134,8 +148,7 @@ def summary_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m lit_i2v summary", description="Parameters, FLOPs, frames and views.")
     p.add_argument("--config", "-c", action="append", required=True, help="config file(s); later ones win")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("overrides", nargs="*", help="extra --key=value options, as for fit")
-    args, rest = p.parse_known_args(argv)
+    args, rest = p.parse_known_args(argv)  # the rest are --key=value overrides, as for fit
     cli = _SummaryCLI(args=_config_args(args) + rest, run=False, only=("model",))
     data_cfg = cli.config.get("data")
     result = summarize(cli.model, data_cfg)

@@ -106,7 +106,9 @@ def _read_kinetics(path: Path, root: Path, labels: Path | None, path_template: s
     for number, row in enumerate(rows, start=2):
         try:
             fields = dict(row, time_start=int(float(row["time_start"])), time_end=int(float(row["time_end"])))
-            records.append(VideoRecord(str(root / path_template.format(**fields)), index[row["label"]], row["youtube_id"]))
+            records.append(
+                VideoRecord(str(root / path_template.format(**fields)), index[row["label"]], row["youtube_id"])
+            )
         except (KeyError, ValueError) as err:
             raise AnnotationError(f"{path}:{number}: {err!r} in {row}") from err
     return records

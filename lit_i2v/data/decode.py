@@ -111,7 +111,7 @@ def open_video(path: str | Path, backend: Backend = "auto", num_frames: int | No
     if not Path(path).is_file():
         raise DecodeError(f"{path}: file not found")
     errors = []
-    for name in (["decord", "pyav"] if backend == "auto" else [backend]):
+    for name in ["decord", "pyav"] if backend == "auto" else [backend]:
         try:
             reader = DecordReader(path) if name == "decord" else PyAVReader(path)
         except ImportError as err:

@@ -153,12 +153,14 @@ def synthesize(
             frames, thing = render(label, rng, spec)
             write_video(root / "videos" / f"{next_id}.mp4", frames, spec.fps)
             template = CLASSES[label][0]
-            items.append({
-                "id": str(next_id),
-                "label": template.replace("[something]", thing).replace("[Something]", thing).lower(),
-                "template": template,
-                "placeholders": [thing],
-            })
+            items.append(
+                {
+                    "id": str(next_id),
+                    "label": template.replace("[something]", thing).replace("[Something]", thing).lower(),
+                    "template": template,
+                    "placeholders": [thing],
+                }
+            )
             next_id += 1
         rng.shuffle(items)
         (root / f"{split}.json").write_text(json.dumps(items, indent=1))

@@ -41,7 +41,9 @@ class TrainTransform:
     ) -> None:
         self.size, self.scale, self.ratio, self.hflip = size, tuple(scale), tuple(ratio), hflip
         self.rand_augment = tuple(rand_augment) if rand_augment else None
-        self._rand_augment = v2.RandAugment(num_ops=rand_augment[0], magnitude=rand_augment[1]) if rand_augment else None
+        self._rand_augment = (
+            v2.RandAugment(num_ops=rand_augment[0], magnitude=rand_augment[1]) if rand_augment else None
+        )
 
     def crop_params(self, height: int, width: int, rng: random.Random) -> tuple[int, int, int, int]:
         """(top, left, h, w) of a crop with random area and aspect ratio; the central crop if none fits."""
