@@ -10,9 +10,10 @@ of frames, which every temporal strategy needs: here each block is called as ``b
 holds the frames of a clip folded into the batch, ``(B*T, L, D)``. Time is folded in exactly one place,
 ``VisionTransformer.forward_video``.
 
-Seams for strategies: each block has ``pre_attn`` and ``pre_mlp`` (:class:`Seam`), empty containers that strategies
-fill with named modules (``blocks.3.pre_mlp.st_adapter``), so ``print(model)`` shows the method and pretrained names
-never change. Methods that change the block's computation itself replace the block or its attention module.
+Seams for strategies: ``post_embed`` (after the position embedding) and, in each block, ``pre_attn`` and ``pre_mlp``
+(:class:`Seam`): empty containers that strategies fill with named modules (``blocks.3.pre_mlp.st_adapter``), so
+``print(model)`` shows the method and pretrained names never change. Methods that change the block's computation
+itself replace the block, its attention or its MLP with a subclass that keeps the pretrained submodules.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size**2, width))
+        self.post_embed = Seam()  # after the position embedding: temporal embeddings, prompt tokens
         self.norm_pre = LayerNormFp32(width)
         rates = [drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, act_layer, rate) for rate in rates)
@@ -209,7 +211,7 @@ class VisionTransformer(nn.Module):
 
     def group_matcher(self, name: str) -> int:
         """Layer id of a parameter for layer-wise lr decay: 0 embeddings, i+1 for block i, L+1 the final norm/head."""
-        if name.startswith(("cls_token", "pos_embed", "patch_embed", "norm_pre")):
+        if name.startswith(("cls_token", "pos_embed", "patch_embed", "post_embed", "norm_pre")):
             return 0
         if name.startswith("blocks."):
             return int(name.split(".")[1]) + 1
@@ -218,7 +220,7 @@ class VisionTransformer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
-    def embed(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor, num_frames: int = 1) -> Tensor:
         """Images ``(N, 3, H, W)`` → tokens ``(N, 1 + H/p * W/p, D)`` after ``norm_pre``."""
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
@@ -228,7 +230,7 @@ class VisionTransformer(nn.Module):
         x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (N, L-1, D)
         cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
         x = torch.cat([cls, x], dim=1) + self.pos_embed.to(x.dtype)  # (N, L, D)
-        return self.norm_pre(x)
+        return self.norm_pre(self.post_embed(x, num_frames))
 
     def run_block(self, index: int, x: Tensor, num_frames: int) -> Tensor:
         block = self.blocks[index]
@@ -238,7 +240,7 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: Tensor, num_frames: int = 1) -> Tensor:
         """Images ``(N, 3, H, W)``, with ``N = B*T`` for video, → all tokens after the final norm ``(N, L, D)``."""
-        x = self.embed(x)
+        x = self.embed(x, num_frames)
         for i in range(len(self.blocks)):
             x = self.run_block(i, x, num_frames)
         return self.norm(x)
@@ -252,7 +254,7 @@ class VisionTransformer(nn.Module):
         """
         depth = len(self.blocks)
         wanted = set(range(depth - indices, depth)) if isinstance(indices, int) else {i % depth for i in indices}
-        x = self.embed(x)
+        x = self.embed(x, num_frames)
         intermediates = []
         for i in range(depth):
             x = self.run_block(i, x, num_frames)

@@ -1,7 +1,26 @@
 """Transfer strategies of the survey, one file per method (paper cited at the top of each)."""
 
+from lit_i2v.strategies.aim import AIM
 from lit_i2v.strategies.base import Strategy, freeze
+from lit_i2v.strategies.bottleneck import AdaptFormer
 from lit_i2v.strategies.frozen import Frozen
 from lit_i2v.strategies.full_finetune import FullFinetune
+from lit_i2v.strategies.lora import LoRA
+from lit_i2v.strategies.partial import PartialFinetune
+from lit_i2v.strategies.st_adapter import STAdapter
+from lit_i2v.strategies.vpt import VPT
+from lit_i2v.strategies.zeroi2v import ZeroI2V
 
-__all__ = ["Frozen", "FullFinetune", "Strategy", "freeze"]
+__all__ = [
+    "AIM",
+    "AdaptFormer",
+    "Frozen",
+    "FullFinetune",
+    "LoRA",
+    "PartialFinetune",
+    "STAdapter",
+    "Strategy",
+    "VPT",
+    "ZeroI2V",
+    "freeze",
+]

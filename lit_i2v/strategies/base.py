@@ -22,7 +22,14 @@ from lit_i2v.backbones import CLIP
 
 
 class Strategy(nn.Module):
-    """Base class: the backbone unchanged and fully trainable (subclasses narrow ``trainable``)."""
+    """Base class: the backbone unchanged and fully trainable (subclasses narrow ``trainable``).
+
+    ``prefix`` names the parameters a strategy adds (``visual.blocks.0.pre_mlp.st_adapter.down.weight``).
+    ``mergeable`` strategies fold their parameters into the backbone's weights with ``merge``.
+    """
+
+    prefix = ""
+    mergeable = False
 
     def apply(self, backbone: CLIP) -> None:
         """Modify ``backbone`` in place. Called once, before the trainable set is decided."""
@@ -38,6 +45,21 @@ class Strategy(nn.Module):
             with torch.no_grad():
                 return backbone.encode_video(video, project=project)
         return backbone.encode_video(video, project=project)
+
+    def merge(self, backbone: CLIP) -> None:
+        """Fold the strategy's parameters into the backbone's weights (mergeable strategies only)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be merged into the backbone's weights")
+
+
+def select_blocks(visual: nn.Module, indices: list[int] | None) -> list[nn.Module]:
+    """The image-tower blocks at ``indices`` (negative counts from the end; None: all), checked."""
+    depth = len(visual.blocks)
+    if indices is None:
+        return list(visual.blocks)
+    bad = [i for i in indices if not -depth <= i < depth]
+    if bad:
+        raise ValueError(f"strategy.blocks: {bad} out of range for a {depth}-block image tower")
+    return [visual.blocks[i] for i in indices]
 
 
 def freeze(backbone: CLIP, strategy: Strategy) -> None:

@@ -27,6 +27,8 @@ class VideoTask(L.LightningModule):
         layer_decay: layer-wise lr decay over the image tower's blocks (1.0 for none).
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         min_lr_ratio: final lr of the cosine schedule as a fraction of the peak.
+        trainable_only_checkpoints: checkpoints hold only what trains (adapters and head: megabytes instead of
+            the whole backbone); loading one needs the pretrained weights from ``backbone.pretrained``.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class VideoTask(L.LightningModule):
         layer_decay: float = 1.0,
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.0,
+        trainable_only_checkpoints: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -47,6 +50,8 @@ class VideoTask(L.LightningModule):
         self.layer_decay = layer_decay
         self.warmup_epochs = warmup_epochs
         self.min_lr_ratio = min_lr_ratio
+        self.trainable_only_checkpoints = trainable_only_checkpoints
+        self.strict_loading = not trainable_only_checkpoints
         cfg = backbone.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255, persistent=False)
@@ -59,6 +64,32 @@ class VideoTask(L.LightningModule):
 
     def trainable_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Only the parameters that train: what a trainable-only checkpoint holds."""
+        names = set(self.trainable_names())
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load a trainable-only state dict onto the pretrained model; its names must be exactly the trainable set."""
+        expected = set(self.trainable_names())
+        missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+        if missing or unexpected:
+            raise ValueError(
+                "the checkpoint does not hold this model's trainable parameters: "
+                f"missing {missing[:8]} ({len(missing)}), unexpected {unexpected[:8]} ({len(unexpected)})"
+            )
+        self.load_state_dict(state, strict=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.trainable_only_checkpoints:
+            checkpoint["state_dict"] = self.trainable_state_dict()
+            checkpoint["trainable_only"] = True
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if checkpoint.get("trainable_only"):
+            self.load_trainable_state_dict(checkpoint["state_dict"])  # checks the names, then loads
+            self.strict_loading = False
 
     def _layer_id(self, name: str) -> int:
         if name.startswith("backbone.visual."):

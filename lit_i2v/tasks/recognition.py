@@ -41,6 +41,7 @@ class ActionRecognition(VideoTask):
         mixup_alpha: Beta parameter of mixup (0 disables).
         cutmix_alpha: Beta parameter of cutmix (0 disables).
         mix_prob: probability that a batch is mixed when mixup or cutmix is on.
+        trainable_only_checkpoints: save only the trainable parameters in checkpoints.
     """
 
     def __init__(
@@ -59,8 +60,11 @@ class ActionRecognition(VideoTask):
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         mix_prob: float = 1.0,
+        trainable_only_checkpoints: bool = False,
     ) -> None:
-        super().__init__(backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio)
+        super().__init__(
+            backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints
+        )
         self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal"])
         self.num_classes = num_classes
         self.temporal = temporal or MeanPool()
@@ -71,6 +75,10 @@ class ActionRecognition(VideoTask):
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
         self.temporal.build(backbone.embed_dim if self.head.needs_projection else backbone.visual.width)
+        if not self.head.needs_projection:
+            # The head reads tower features, so CLIP's projection is off the forward path: a parameter without
+            # gradients would only cost optimizer state, and DDP rejects it.
+            backbone.visual.head.requires_grad_(False)
         self.label_smoothing = label_smoothing
         self.mixer = Mixer(mixup_alpha, cutmix_alpha, mix_prob)
         top5 = min(5, num_classes)

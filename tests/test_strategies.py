@@ -1,0 +1,230 @@
+"""Invariants every transfer strategy satisfies, parametrized over all of them, plus per-method checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lit_i2v.backbones import CLIP, create_clip
+from lit_i2v.strategies import (
+    AIM,
+    VPT,
+    AdaptFormer,
+    Frozen,
+    FullFinetune,
+    LoRA,
+    PartialFinetune,
+    STAdapter,
+    ZeroI2V,
+)
+from lit_i2v.strategies.st_adapter import STAdapterModule
+from lit_i2v.strategies.zeroi2v import shift_heads
+from lit_i2v.summary import count_gflops
+from lit_i2v.tasks import ActionRecognition
+
+# Tiny tower: width 64, 2 blocks, 2 heads, 4x4 patches. Values are (factory, extra trainable backbone parameters).
+W, DEPTH, HEADS, GRID = 64, 2, 2, 4
+NORMS = 2 * DEPTH * 2 * W + 2 * 2 * W  # norm1/norm2 per block, norm_pre and norm; weight + bias each
+
+
+def adapter(hidden):  # a D->h->D bottleneck with biases
+    return W * hidden + hidden + hidden * W + W
+
+
+STRATEGIES = {
+    "frozen": (Frozen, 0),
+    "full_finetune": (FullFinetune, None),
+    "partial_last_block": (lambda: PartialFinetune(last_blocks=1), None),
+    "bitfit": (lambda: PartialFinetune(biases=True), DEPTH * (3 * W + W + 4 * W + W + 2 * W) + 2 * W),  # + LN biases
+    "norms_only": (lambda: PartialFinetune(norms=True), NORMS),
+    "st_adapter_12x": (lambda: STAdapter(channels=16), DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W)),
+    "st_adapter_24x": (
+        lambda: STAdapter(channels=16, positions=["pre_attn", "pre_mlp"]),
+        2 * DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
+    ),
+    "aim_k400": (lambda: AIM(scale=0.5, max_frames=32), DEPTH * 3 * adapter(16) + 32 * W + 2 * W),
+    "aim_ssv2": (lambda: AIM(scale=1.0, temporal_in=True, max_frames=32), DEPTH * 4 * adapter(16) + 32 * W + 2 * W),
+    "zeroi2v": (ZeroI2V, DEPTH * 3 * adapter(16) + 2 * W),
+    "zeroi2v_mlp_out": (lambda: ZeroI2V(scale=1.0, mlp_out=True), DEPTH * 4 * adapter(16) + 2 * W),
+    "lora_all": (
+        lambda: LoRA(rank=4, targets=["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"]),
+        DEPTH * 4 * ((W + 3 * W) + (W + W) + (W + 4 * W) + (4 * W + W)),
+    ),
+    "adaptformer": (lambda: AdaptFormer(hidden=8), DEPTH * adapter(8)),
+    "vpt_shallow": (lambda: VPT(num_prompts=3), 3 * W),
+    "vpt_deep": (lambda: VPT(num_prompts=3, deep=True), DEPTH * 3 * W),
+}
+IDENTITY_AT_INIT = set(STRATEGIES) - {"vpt_shallow", "vpt_deep"}  # prompts add tokens: not an identity
+# ZeroI2V's head shift changes attention from step 0 (it has no parameters to zero); its adapters start as the
+# identity, so at init it equals the shift alone, which is the merged architecture.
+REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_mlp_out": lambda: ZeroI2V(merged=True)}
+MERGEABLE = ["lora_all", "zeroi2v", "zeroi2v_mlp_out"]
+
+
+def backbone() -> CLIP:
+    torch.manual_seed(0)  # the same "pretrained" weights every time
+    return CLIP("ViT-T-8-test")
+
+
+def task(name: str) -> ActionRecognition:
+    torch.manual_seed(1)
+    return ActionRecognition(backbone(), num_classes=5, strategy=STRATEGIES[name][0]())
+
+
+def clips(t: int = 4, b: int = 2) -> torch.Tensor:
+    torch.manual_seed(2)
+    return torch.randn(b, t, 3, 32, 32)
+
+
+def perturb(model: ActionRecognition) -> None:
+    """Move every trainable parameter so that a test cannot pass on zero-initialised values."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+
+
+@pytest.fixture(scope="module")
+def plain_state() -> dict:
+    return backbone().state_dict()
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_pretrained_names_unchanged_and_new_ones_prefixed(name, plain_state):
+    model = task(name)
+    state = model.backbone.state_dict()
+    for key, value in plain_state.items():
+        assert key in state, f"{name} renamed {key}"
+        assert torch.equal(state[key], value)
+    added = set(state) - set(plain_state)
+    prefix = model.strategy.prefix
+    assert all(prefix and prefix in k for k in added), f"{name} added unprefixed {sorted(added)[:4]}"
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_trainable_set_is_the_predicate_and_the_papers_count(name):
+    model = task(name)
+    for key, param in model.backbone.named_parameters():
+        off_path = key.startswith("visual.head.")  # the linear head reads tower features, not CLIP's projection
+        assert param.requires_grad == (model.strategy.trainable(key) and not off_path), key
+    extra = STRATEGIES[name][1]
+    trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
+    if extra is not None:
+        assert trainable == extra
+    head = sum(p.numel() for p in model.head.parameters())
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + head
+
+
+@pytest.mark.parametrize("name", sorted(IDENTITY_AT_INIT))
+def test_zero_initialised_methods_start_as_the_pretrained_model(name):
+    reference = ActionRecognition(backbone(), num_classes=5, strategy=REFERENCE_AT_INIT.get(name, Frozen)())
+    model = task(name)
+    model.head.load_state_dict(reference.head.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(clips()), reference.eval()(clips()), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_backward_reaches_trainable_parameters_only(name):
+    model = task(name).train()
+    perturb(model)
+    model(clips()).logsumexp(-1).sum().backward()
+    for key, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None, f"{key} trains but got no gradient"
+        else:
+            assert param.grad is None, f"{key} is frozen but got a gradient"
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_save_rebuild_load_gives_identical_outputs(name, tmp_path):
+    model = task(name).eval()
+    perturb(model)
+    torch.save(model.state_dict(), tmp_path / "full.pt")
+    rebuilt = task(name).eval()
+    rebuilt.load_state_dict(torch.load(tmp_path / "full.pt", weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(model(clips()), rebuilt(clips()))
+
+
+@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "full_finetune"])
+def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
+    model = task(name).eval()
+    perturb(model)
+    small = model.trainable_state_dict()
+    assert sum(v.numel() for v in small.values()) < 0.5 * sum(v.numel() for v in model.state_dict().values())
+    fresh = task(name).eval()
+    fresh.load_trainable_state_dict(small)
+    with torch.no_grad():
+        assert torch.equal(model(clips()), fresh(clips()))
+    wrong = dict(small, **{"backbone.visual.blocks.0.bogus": torch.zeros(1)})
+    wrong.pop(next(iter(small)))
+    with pytest.raises(ValueError, match="missing .* unexpected \\['backbone.visual.blocks.0.bogus'\\]"):
+        fresh.load_trainable_state_dict(wrong)
+
+
+@pytest.mark.parametrize("name", ["st_adapter_24x", "aim_ssv2", "zeroi2v", "lora_all", "vpt_deep"])
+@pytest.mark.parametrize("frames", [8, 16, 32])
+def test_any_number_of_frames_and_views(name, frames):
+    model = task(name).eval()
+    with torch.no_grad():
+        assert model(clips(t=frames, b=1)).shape == (1, 5)
+        views = torch.randint(0, 255, (2, 3, frames, 3, 32, 32), dtype=torch.uint8)  # (B, V, T, 3, H, W)
+        probs = model.predict_views(views)
+    assert probs.shape == (2, 5) and torch.allclose(probs.sum(-1), torch.ones(2))
+
+
+@pytest.mark.parametrize("name", MERGEABLE)
+def test_merge_gives_a_plain_backbone_with_equal_outputs(name, tmp_path, plain_state):
+    model = task(name).eval()
+    perturb(model)
+    with torch.no_grad():
+        before = model(clips())
+    plain_flops = count_gflops(ActionRecognition(backbone(), num_classes=5, strategy=Frozen()), 4, 32)
+    model.strategy.merge(model.backbone)
+    with torch.no_grad():
+        assert torch.allclose(model(clips()), before, atol=1e-5)
+    assert model.backbone.state_dict().keys() == plain_state.keys()  # zero extra parameters
+    assert count_gflops(model, 4, 32) == pytest.approx(plain_flops)  # and zero extra FLOPs
+    # The merged backbone exports as an ordinary CLIP checkpoint.
+    torch.save(model.backbone.state_dict(), tmp_path / "merged.pt")
+    strategy = ZeroI2V(merged=True) if name.startswith("zeroi2v") else Frozen()
+    reloaded = ActionRecognition(create_clip("ViT-T-8-test", str(tmp_path / "merged.pt")), 5, strategy=strategy)
+    reloaded.head.load_state_dict(model.head.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(reloaded.eval()(clips()), before, atol=1e-5)
+
+
+def test_lora_targets_that_match_nothing_raise():
+    with pytest.raises(ValueError, match=r"strategy.targets \['attn.q_proj'\] match no linear layer"):
+        ActionRecognition(backbone(), 5, strategy=LoRA(targets=["attn.q_proj"]))
+
+
+def test_st_adapter_leaves_the_class_token_and_mixes_time():
+    module = STAdapterModule(W, channels=8)
+    with torch.no_grad():
+        module.conv.weight.normal_()
+        module.up.weight.normal_()
+    x = torch.randn(2 * 4, 1 + 16, W)  # B=2, T=4
+    out = module(x, num_frames=4)
+    assert torch.equal(out[:, 0], x[:, 0])
+    changed = x.clone()
+    changed[1, 1:] += 1.0  # perturb frame 1 of the first clip
+    delta = (module(changed, 4) - out).abs().sum(dim=(1, 2))
+    assert delta[0] > 0 and delta[2] > 0 and delta[3] == 0 and delta[4:].sum() == 0  # neighbours t±1 only
+
+
+def test_zeroi2v_head_shift_takes_neighbouring_frames():
+    frames = torch.arange(4.0).view(1, 4, 1, 1, 1).expand(1, 4, 3, 2, 1).reshape(4, 3, 2, 1)  # (B*T, H, L, Dh)
+    out = shift_heads(frames, num_frames=4, back=0, forward=1).view(4, 3, 2)[:, :, 0]
+    assert out[:, 0].tolist() == [0, 0, 1, 2]  # head 0: frame t-1 (the first keeps its own)
+    assert out[:, 1].tolist() == [1, 2, 3, 3]  # head 1: frame t+1 (the last keeps its own)
+    assert out[:, 2].tolist() == [0, 1, 2, 3]  # other heads: unchanged
+
+
+def test_paper_parameter_counts_for_vit_b16():
+    """AIM ViT-B/16 with a 400-class head trains 11M parameters (paper, Table 1)."""
+    model = ActionRecognition(CLIP("ViT-B-16"), 400, strategy=AIM(max_frames=8))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert round(trainable / 1e6) == 11
