@@ -148,8 +148,13 @@ def summary_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m lit_i2v summary", description="Parameters, FLOPs, frames and views.")
     p.add_argument("--config", "-c", action="append", required=True, help="config file(s); later ones win")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--merged", action="store_true", help="merge a mergeable strategy into the weights first")
     args, rest = p.parse_known_args(argv)  # the rest are --key=value overrides, as for fit
     cli = _SummaryCLI(args=_config_args(args) + rest, run=False, only=("model",))
+    if args.merged:
+        if not cli.model.strategy.mergeable:
+            raise ValueError(f"--merged: {type(cli.model.strategy).__name__} cannot be merged into the weights")
+        cli.model.strategy.merge(cli.model.backbone)
     data_cfg = cli.config.get("data")
     result = summarize(cli.model, data_cfg)
     if args.json:

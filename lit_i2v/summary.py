@@ -50,11 +50,20 @@ def count_gflops(model: torch.nn.Module, frames: int, size: int) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
+def plain_backbone_params(arch: str) -> int:
+    """Parameters of an unmodified CLIP of this architecture (built on the meta device: no memory, no time)."""
+    from lit_i2v.backbones import CLIP
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in CLIP(arch).parameters())
+
+
 def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict:
     frames, clips, crops = clip_shape(data_cfg)
     size = model.backbone.visual.image_size
     params = list(model.named_parameters())
     gflops = count_gflops(model, frames, size)
+    backbone_params = sum(p.numel() for p in model.backbone.parameters())
     return {
         "model": type(model).__name__,
         "backbone": model.backbone.arch,
@@ -64,6 +73,7 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
         "trainable_params": sum(p.numel() for _, p in params if p.requires_grad),
         "image_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.visual.")),
         "text_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.text.")),
+        "extra_params": backbone_params - plain_backbone_params(model.backbone.arch),
         "frames": frames,
         "input_size": size,
         "views": clips * crops,
@@ -80,7 +90,8 @@ def format_summary(s: dict) -> str:
             f"model        {s['model']} on {s['backbone']} (weights: {s['weights'] or 'random init'})",
             f"strategy     {s['strategy']}",
             f"parameters   {s['total_params'] / 1e6:.2f}M total, {s['trainable_params'] / 1e6:.3f}M trainable "
-            f"(image tower {s['image_tower_params'] / 1e6:.2f}M, text tower {s['text_tower_params'] / 1e6:.2f}M)",
+            f"(image tower {s['image_tower_params'] / 1e6:.2f}M, text tower {s['text_tower_params'] / 1e6:.2f}M; "
+            f"{s['extra_params'] / 1e6:.3f}M added to the backbone)",
             f"input        {s['frames']} frames x {s['input_size']}px, {s['views']} views "
             f"({s['temporal_views']} clips x {s['spatial_crops']} crops)",
             f"GFLOPs       {s['gflops_per_view']:.2f} per view x {s['views']} views = {s['gflops_total']:.2f} "

@@ -62,21 +62,44 @@ def test_trainer_configs_compose(trainer, capsys):
     assert "devices:" in capsys.readouterr().out
 
 
+# Figures the papers state for ViT-B/16, 8 frames, K400 (GFLOPs per view; trainable parameters in millions).
+PAPERS = {
+    "k400/vit-b16-openai_aim_8x224.yaml": {"gflops": 606 / 3, "trainable_m": 11},
+    "k400/vit-b16-openai_st-adapter-12x384_8x224.yaml": {"gflops": 455 / 3},
+}
+PLAIN_STRUCTURE = ("full-finetune", "linear-probe", "zeroshot", "partial-last2")
+
+
 @pytest.mark.parametrize("config", [c for c in RECIPES if "vit-b16" in c.name], ids=lambda p: p.name)
 def test_summary_of_recipes_without_weights(config, capsys):
-    """Recipes are inspectable where their weights and data are absent; ViT-B/16 counts 17.6 GFLOPs a frame."""
+    """Recipes are inspectable where their weights and data are absent; ViT-B/16 counts 17.6 GFLOPs a frame, and
+    the methods' costs match their papers."""
     with pytest.warns(UserWarning, match="not on this machine"):
         assert main(["summary", "--config", str(config), "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert s["frames"] == 8 and s["image_tower_params"] == 86_192_640
-    assert s["gflops_per_view"] == pytest.approx(8 * 17.56, rel=0.01)
+    assert s["frames"] == 8 and s["image_tower_params"] - s["extra_params"] == 86_192_640
     assert s["views"] == s["temporal_views"] * s["spatial_crops"] == 3
+    if any(tag in config.name for tag in PLAIN_STRUCTURE):
+        assert s["extra_params"] == 0 and s["gflops_per_view"] == pytest.approx(8 * 17.56, rel=0.01)
+    else:
+        assert s["extra_params"] > 0 and s["gflops_per_view"] > 8 * 17.56
     if "full-finetune" in config.name:  # the image tower without CLIP's projection (unused), plus the linear head
         projection, head = 768 * 512, 768 * (174 if "ssv2" in str(config) else 400)
-        head += head // 768
-        assert s["trainable_params"] == s["image_tower_params"] - projection + head
-    else:  # a linear head only, or nothing at all (zero-shot)
-        assert s["trainable_params"] < 400_000
+        assert s["trainable_params"] == s["image_tower_params"] - projection + head + head // 768
+    paper = PAPERS.get(str(config.relative_to(ROOT / "configs" / "recognition")), {})
+    if "gflops" in paper:
+        assert s["gflops_per_view"] == pytest.approx(paper["gflops"], rel=0.01)
+    if "trainable_m" in paper:
+        assert round(s["trainable_params"] / 1e6) == paper["trainable_m"]
+
+
+def test_summary_merged_zeroi2v_has_no_extra_cost(capsys):
+    config = str(ROOT / "configs" / "recognition" / "ssv2" / "vit-b16-openai_zeroi2v_8x224.yaml")
+    with pytest.warns(UserWarning):
+        assert main(["summary", "--config", config, "--json", "--merged"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["extra_params"] == 0 and s["gflops_per_view"] == pytest.approx(8 * 17.56, rel=0.01)
+    assert main(["summary", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--merged"]) == 2
 
 
 def test_summary_text(capsys):

@@ -44,8 +44,8 @@ STRATEGIES = {
     ),
     "aim_k400": (lambda: AIM(scale=0.5, max_frames=32), DEPTH * 3 * adapter(16) + 32 * W + 2 * W),
     "aim_ssv2": (lambda: AIM(scale=1.0, temporal_in=True, max_frames=32), DEPTH * 4 * adapter(16) + 32 * W + 2 * W),
-    "zeroi2v": (ZeroI2V, DEPTH * 3 * adapter(16) + 2 * W),
-    "zeroi2v_mlp_out": (lambda: ZeroI2V(scale=1.0, mlp_out=True), DEPTH * 4 * adapter(16) + 2 * W),
+    "zeroi2v": (ZeroI2V, DEPTH * 4 * adapter(16) + 2 * W),
+    "zeroi2v_3_adapters": (lambda: ZeroI2V(scale=1.0, mlp_out=False), DEPTH * 3 * adapter(16) + 2 * W),
     "lora_all": (
         lambda: LoRA(rank=4, targets=["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"]),
         DEPTH * 4 * ((W + 3 * W) + (W + W) + (W + 4 * W) + (4 * W + W)),
@@ -57,8 +57,8 @@ STRATEGIES = {
 IDENTITY_AT_INIT = set(STRATEGIES) - {"vpt_shallow", "vpt_deep"}  # prompts add tokens: not an identity
 # ZeroI2V's head shift changes attention from step 0 (it has no parameters to zero); its adapters start as the
 # identity, so at init it equals the shift alone, which is the merged architecture.
-REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_mlp_out": lambda: ZeroI2V(merged=True)}
-MERGEABLE = ["lora_all", "zeroi2v", "zeroi2v_mlp_out"]
+REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_3_adapters": lambda: ZeroI2V(merged=True)}
+MERGEABLE = ["lora_all", "zeroi2v", "zeroi2v_3_adapters"]
 
 
 def backbone() -> CLIP:

@@ -8,7 +8,7 @@ Official code: github.com/leexinhao/ZeroI2V (``STDHA`` and ``ViT_Zero_CLIP``).
   parameters, no FLOPs.
 - Linear adapters (D→D/4→D, no activation, dropout between, up-projection zero-initialised, with a skip, scaled by
   s = 0.5 for K400 or 1 for SSv2) on the attention's input (after ``norm1``) and output, and on the MLP's input
-  (and output with ``mlp_out``). Being affine maps next to linear layers, they fold into ``qkv``, ``proj``,
+  and output. Being affine maps next to linear layers, they fold into ``qkv``, ``proj``,
   ``fc1`` and ``fc2`` after training (``merge``): the merged model is a plain ViT whose attention shifts two heads,
   with zero extra parameters and FLOPs.
 
@@ -101,7 +101,7 @@ class ZeroI2V(Strategy):
     ratio: adapter bottleneck over D (0.25).
     dropout: dropout inside the adapters (0.1).
     shift_heads: the heads whose keys/values come from frames t-1 and t+1.
-    mlp_out: also adapt the MLP's output (the official ``num_tadapter=2``).
+    mlp_out: also adapt the MLP's output (the official configs' ``num_tadapter=2``, for K400 and SSv2).
     temporal_embedding: add the official code's zero-initialised temporal embedding (not mergeable).
     max_frames: frames the temporal embedding covers.
     blocks: blocks to adapt (None: all).
@@ -117,7 +117,7 @@ class ZeroI2V(Strategy):
         ratio: float = 0.25,
         dropout: float = 0.1,
         shift_heads: tuple[int, int] = (0, 1),
-        mlp_out: bool = False,
+        mlp_out: bool = True,
         temporal_embedding: bool = False,
         max_frames: int = 32,
         blocks: list[int] | None = None,
