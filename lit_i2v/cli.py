@@ -210,7 +210,31 @@ def synth_main(argv: list[str]) -> int:
     return 0
 
 
-EXTRA = {"summary": summary_main, "check-data": check_data_main, "synth": synth_main}
+def pretrain_main(argv: list[str]) -> int:
+    from lit_i2v.pretrain import pretrain
+
+    p = argparse.ArgumentParser(
+        prog="python -m lit_i2v pretrain-synthetic",
+        description="Train a tiny CLIP on synthetic image-caption pairs; saved as the `synthetic` weights tag.",
+    )
+    p.add_argument("--arch", default="ViT-S-8-tiny")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="file to write (default: the cache, as <arch>.synthetic.pt)")
+    args = p.parse_args(argv)
+    path, figures = pretrain(args.arch, args.steps, args.batch_size, args.lr, args.seed, args.out)
+    print(f"wrote {path} (open_clip format): {figures}")
+    return 0
+
+
+EXTRA = {
+    "summary": summary_main,
+    "check-data": check_data_main,
+    "synth": synth_main,
+    "pretrain-synthetic": pretrain_main,
+}
 
 
 def user_error(err: BaseException) -> BaseException | None:

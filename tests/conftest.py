@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,14 @@ TINY = dict(
     vision=dict(image_size=32, patch_size=8, width=64, layers=2, head_width=32),
     text=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2),
 )
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage():
+    """Free each test's models at once: CLI-built models sit in reference cycles until the collector runs, and a
+    suite that builds many ViT-B/16s would otherwise hold gigabytes."""
+    yield
+    gc.collect()
 
 
 def make_open_clip_model(seed: int = 0):

@@ -8,6 +8,7 @@ import torch
 from lit_i2v.backbones import CLIP, create_clip
 from lit_i2v.strategies import (
     AIM,
+    EVL,
     VPT,
     AdaptFormer,
     Frozen,
@@ -53,8 +54,10 @@ STRATEGIES = {
     "adaptformer": (lambda: AdaptFormer(hidden=8), DEPTH * adapter(8)),
     "vpt_shallow": (lambda: VPT(num_prompts=3), 3 * W),
     "vpt_deep": (lambda: VPT(num_prompts=3, deep=True), DEPTH * 3 * W),
+    "evl": (lambda: EVL(num_layers=2, heads=2, max_frames=32), 0),  # a side network: the backbone stays frozen
 }
-IDENTITY_AT_INIT = set(STRATEGIES) - {"vpt_shallow", "vpt_deep"}  # prompts add tokens: not an identity
+# Prompts add tokens and EVL decodes with a new query: neither starts as the pretrained model's output.
+IDENTITY_AT_INIT = set(STRATEGIES) - {"vpt_shallow", "vpt_deep", "evl"}
 # ZeroI2V's head shift changes attention from step 0 (it has no parameters to zero); its adapters start as the
 # identity, so at init it equals the shift alone, which is the merged architecture.
 REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_3_adapters": lambda: ZeroI2V(merged=True)}
@@ -112,8 +115,8 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
     if extra is not None:
         assert trainable == extra
-    head = sum(p.numel() for p in model.head.parameters())
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + head
+    own = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.strategy.parameters())
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + own
 
 
 @pytest.mark.parametrize("name", sorted(IDENTITY_AT_INIT))
@@ -164,7 +167,7 @@ def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
         fresh.load_trainable_state_dict(wrong)
 
 
-@pytest.mark.parametrize("name", ["st_adapter_24x", "aim_ssv2", "zeroi2v", "lora_all", "vpt_deep"])
+@pytest.mark.parametrize("name", ["st_adapter_24x", "aim_ssv2", "zeroi2v", "lora_all", "vpt_deep", "evl"])
 @pytest.mark.parametrize("frames", [8, 16, 32])
 def test_any_number_of_frames_and_views(name, frames):
     model = task(name).eval()
@@ -228,3 +231,16 @@ def test_paper_parameter_counts_for_vit_b16():
     model = ActionRecognition(CLIP("ViT-B-16"), 400, strategy=AIM(max_frames=8))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert round(trainable / 1e6) == 11
+
+
+def test_evl_keeps_no_backbone_graph_and_reads_the_last_blocks():
+    model = task("evl").train()
+    perturb(model)
+    outs, qs, ks = model.strategy.frozen_features(model.backbone, clips())
+    assert len(outs) == 2 and outs[0].shape == (2, 4, 17, W) and qs[0].shape == (2, 4, HEADS, 17, W // HEADS)
+    assert all(not t.requires_grad and t.grad_fn is None for t in outs + qs + ks)  # nothing kept for backward
+    with torch.no_grad():
+        final, inter = model.backbone.visual.forward_intermediates(clips().flatten(0, 1), indices=2, num_frames=4)
+    assert torch.allclose(outs[-1].flatten(0, 1), inter[-1], atol=1e-6)
+    with pytest.raises(ValueError, match="strategy.num_layers is 5 but the image tower has 2 blocks"):
+        ActionRecognition(backbone(), 5, strategy=EVL(num_layers=5))

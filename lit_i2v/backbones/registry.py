@@ -35,8 +35,8 @@ class PretrainedCfg:
     extra: dict = field(default_factory=dict)
 
 
-def _text(width: int, heads: int, layers: int = 12) -> dict:
-    return dict(context_length=77, vocab_size=49408, width=width, heads=heads, layers=layers)
+def _text(width: int, heads: int, layers: int = 12, context_length: int = 77) -> dict:
+    return dict(context_length=context_length, vocab_size=49408, width=width, heads=heads, layers=layers)
 
 
 ARCHS: dict[str, Arch] = {
@@ -46,7 +46,8 @@ ARCHS: dict[str, Arch] = {
     "ViT-L-14-336": Arch(768, dict(image_size=336, patch_size=14, width=1024, layers=24, heads=16), _text(768, 12)),
     # Tiny sizes for tests and the CPU quickstart; same code paths, real tokenizer.
     "ViT-T-8-test": Arch(32, dict(image_size=32, patch_size=8, width=64, layers=2, heads=2), _text(64, 2, 2)),
-    "ViT-S-8-tiny": Arch(64, dict(image_size=64, patch_size=8, width=96, layers=4, heads=3), _text(64, 2, 2)),
+    # The built-in default's backbone; 32 text tokens are plenty for its synthetic captions.
+    "ViT-S-8-tiny": Arch(64, dict(image_size=64, patch_size=8, width=96, layers=4, heads=3), _text(64, 2, 2, 32)),
 }
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
@@ -63,6 +64,9 @@ PRETRAINED: dict[str, PretrainedCfg] = {
         url=f"{_OPENAI}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
         hf_hub="timm/vit_large_patch14_clip_224.openai",
     ),
+    # Made on this machine by `python -m lit_i2v pretrain-synthetic` (no download exists).
+    "ViT-S-8-tiny.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic"),
+    "ViT-T-8-test.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic --arch ViT-T-8-test"),
     "ViT-L-14-336.openai": PretrainedCfg(
         url=f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
         hf_hub="timm/vit_large_patch14_clip_336.openai",

@@ -38,6 +38,14 @@ _BLOCK_SWAPS = [
     (".mlp.c_fc.", ".mlp.fc1."),
     (".mlp.c_proj.", ".mlp.fc2."),
 ]
+# lit_i2v image-tower names whose OpenAI names are not a block rename.
+_VISUAL_TO_OPENAI = {
+    "patch_embed.proj.weight": "conv1.weight",
+    "norm_pre.weight": "ln_pre.weight",
+    "norm_pre.bias": "ln_pre.bias",
+    "norm.weight": "ln_post.weight",
+    "norm.bias": "ln_post.bias",
+}
 # Keys OpenAI's archives carry that are not parameters.
 _OPENAI_EXTRAS = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
 
@@ -120,6 +128,37 @@ def convert_openai(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def to_openai(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """lit_i2v names → OpenAI / open_clip names: the inverse of :func:`convert_openai`, to save in that format."""
+    out = {}
+    for key, value in state.items():
+        tower, _, k = key.partition(".")
+        if key == "logit_scale":
+            out[key] = value
+            continue
+        for old, new in reversed(_BLOCK_SWAPS):
+            k = k.replace(new, old)
+        if tower == "visual":
+            k = _VISUAL_TO_OPENAI.get(k, k)
+            if k == "cls_token":
+                k, value = "class_embedding", value.reshape(-1)
+            elif k == "pos_embed":
+                k, value = "positional_embedding", value.squeeze(0)
+            elif k == "head.weight":
+                k, value = "proj", value.t()
+            out["visual." + k] = value
+        elif tower == "text":
+            k = {"norm.weight": "ln_final.weight", "norm.bias": "ln_final.bias"}.get(k, k)
+            if k == "pos_embed":
+                k, value = "positional_embedding", value.squeeze(0)
+            elif k == "head.weight":
+                k, value = "text_projection", value.t()
+            out[k] = value
+        else:
+            raise WeightsError(f"{key}: not a CLIP parameter; merge or drop strategy parameters before exporting")
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """A timm CLIP ViT state dict → lit_i2v ``visual.*`` names. timm keeps a zero ``head.bias`` that CLIP lacks."""
     state = dict(state)
@@ -187,6 +226,8 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     local = cache_dir() / f"{name}.pt"
     if local.is_file():
         return read_checkpoint(local), str(local), cfg
+    if not (cfg.url or cfg.hf_hub):
+        raise WeightsError(f"{name} is made locally and is not at {local} yet: run `{cfg.notes}` first")
     errors = []
     if cfg.url:
         try:

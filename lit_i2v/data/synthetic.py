@@ -62,7 +62,8 @@ class SynthSpec:
     distractor: float = 0.5
 
 
-def _mask(shape: str, cx: float, cy: float, r: float, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def shape_mask(shape: str, cx: float, cy: float, r: float, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Boolean ``(S, S)`` mask of a shape centred at (cx, cy) with radius r, in units of the image side."""
     yy, xx = grid
     dx, dy = xx - cx, yy - cy
     if shape == "circle":
@@ -99,8 +100,8 @@ def render(label: int, rng: random.Random, spec: SynthSpec) -> tuple[np.ndarray,
         state[attr] = start + (end - start) * progress
         image = np.broadcast_to(background, (s, s, 3)).copy()
         if distractor is not None:
-            image[_mask(distractor[0], *distractor[1:], grid)] = d_colour
-        m = _mask(shape, state["x"], state["y"], state["size"], grid)
+            image[shape_mask(distractor[0], *distractor[1:], grid)] = d_colour
+        m = shape_mask(shape, state["x"], state["y"], state["size"], grid)
         image[m] = image[m] * (1 - state["alpha"]) + colour * state["alpha"]
         frames[i] = image.clip(0, 255).astype(np.uint8)
     if sign < 0:

@@ -3,6 +3,7 @@
 from lit_i2v.strategies.aim import AIM
 from lit_i2v.strategies.base import Strategy, freeze
 from lit_i2v.strategies.bottleneck import AdaptFormer
+from lit_i2v.strategies.evl import EVL
 from lit_i2v.strategies.frozen import Frozen
 from lit_i2v.strategies.full_finetune import FullFinetune
 from lit_i2v.strategies.lora import LoRA
@@ -14,6 +15,7 @@ from lit_i2v.strategies.zeroi2v import ZeroI2V
 __all__ = [
     "AIM",
     "AdaptFormer",
+    "EVL",
     "Frozen",
     "FullFinetune",
     "LoRA",
