@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,8 @@ def ensure_pretrained() -> None:
 def run(name: str, strategy: str, temporal: str, extra: list[str], epochs: int, out: Path) -> dict:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     run_dir = out / slug
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a rerun starts clean: no stale metrics or checkpoints
     args = [
         sys.executable, "-m", "lit_i2v", "fit", "--config", str(ROOT / "configs" / "quickstart.yaml"),
         "--model.init_args.backbone.init_args.pretrained=synthetic",
@@ -88,13 +91,19 @@ def run(name: str, strategy: str, temporal: str, extra: list[str], epochs: int, 
     if done.returncode:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-3000:]}")
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
-    with open(sorted(run_dir.rglob("metrics.csv"))[-1]) as f:
+    metrics = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not metrics:
+        raise RuntimeError(f"{name}: no metrics.csv under {run_dir}; the run's output:\n{done.stderr[-2000:]}")
+    with open(metrics[-1]) as f:
         rows = list(csv.DictReader(f))
     top1 = max(float(r["val/top1"]) for r in rows if r.get("val/top1"))
     steps = max(int(r["step"]) for r in rows if r.get("step")) + 1
     summary = subprocess.run(
-        [sys.executable, "-m", "lit_i2v", "summary", *args[4:9], "--json"], cwd=ROOT, capture_output=True, text=True
-    )
+        [sys.executable, "-m", "lit_i2v", "summary", *args[4:6], *(a for a in args if a.startswith("--model.")),
+         "--json"], cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if summary.returncode:
+        raise RuntimeError(f"{name}: summary failed:\n{summary.stderr[-2000:]}")
     s = json.loads(summary.stdout.strip().splitlines()[-1])
     return {
         "run": name, "val_top1": round(top1, 4), "trainable_params": s["trainable_params"],
@@ -112,13 +121,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ensure_pretrained()
-    results = []
+    saved = out / "results.json"
+    # Results accumulate by run name, so a run can be redone alone (--only) without losing the others.
+    by_name = {r["run"]: r for r in json.loads(saved.read_text())} if saved.is_file() else {}
     for name, (strategy, temporal, extra) in RUNS.items():
         if args.only and name not in args.only:
             continue
-        results.append(run(name, strategy, temporal, extra, args.epochs, out))
-        print(json.dumps(results[-1]), flush=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+        by_name[name] = run(name, strategy, temporal, extra, args.epochs, out)
+        saved.write_text(json.dumps([by_name[n] for n in RUNS if n in by_name], indent=1))
+        print(json.dumps(by_name[name]), flush=True)
+    results = [by_name[n] for n in RUNS if n in by_name]
     lines = [
         "| run | val top-1 | trainable | added | GFLOPs / view | s / step | peak RSS |",
         "|---|---|---|---|---|---|---|",

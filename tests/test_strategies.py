@@ -244,3 +244,9 @@ def test_evl_keeps_no_backbone_graph_and_reads_the_last_blocks():
     assert torch.allclose(outs[-1].flatten(0, 1), inter[-1], atol=1e-6)
     with pytest.raises(ValueError, match="strategy.num_layers is 5 but the image tower has 2 blocks"):
         ActionRecognition(backbone(), 5, strategy=EVL(num_layers=5))
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_flops_can_be_counted(name):
+    """summary counts FLOPs under torch.no_grad with autograd hooks; every strategy must survive it."""
+    assert count_gflops(task(name), 4, 32) > 0

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.data import EvalTransform, SyntheticMotion, TrainTransform, UniformSampler
-from lit_i2v.heads import LinearHead, TemporalTransformer, TextClassifierHead
+from lit_i2v.heads import LinearHead, LSTMPool, TemporalConv1D, TemporalTransformer, TextClassifierHead
 from lit_i2v.strategies import Frozen, FullFinetune
 from lit_i2v.tasks import ActionRecognition
 from lit_i2v.tasks.mixing import Mixer, one_hot
@@ -135,11 +135,22 @@ def test_mixup_and_cutmix_keep_target_mass():
     assert torch.equal(changed[:, 0], changed[:, 1])
 
 
-def test_temporal_transformer_sees_frame_order():
-    head = TemporalTransformer(layers=1, heads=2)
+@pytest.mark.parametrize("make", [lambda: TemporalTransformer(layers=1, heads=2), LSTMPool, TemporalConv1D])
+def test_temporal_modules_see_frame_order(make):
+    head = make()
     head.build(16)
     x = torch.randn(2, 6, 16)
+    assert head(x).shape == (2, 16)
     assert not torch.allclose(head(x), head(x.flip(1)), atol=1e-5)  # mean pooling would give equal outputs
+
+
+def test_conv1d_starts_as_actionclip_shift():
+    head = TemporalConv1D()
+    head.build(8)
+    x = torch.arange(5.0).view(1, 5, 1).expand(1, 5, 8)  # frame index in every channel
+    shifted = head.conv(x.transpose(1, 2)).transpose(1, 2)[0]  # (T, C)
+    assert shifted[2, :2].tolist() == [1.0, 1.0] and shifted[2, 2:6].tolist() == [2.0] * 4
+    assert shifted[2, 6:].tolist() == [3.0, 3.0]
 
 
 def test_training_lowers_the_loss(tmp_path):

@@ -1,6 +1,15 @@
 """Temporal modules and task heads; they always train (unless built frozen, as the zero-shot classifier)."""
 
 from lit_i2v.heads.classifier import Head, LinearHead, TextClassifierHead
-from lit_i2v.heads.temporal import MeanPool, Temporal, TemporalTransformer
+from lit_i2v.heads.temporal import LSTMPool, MeanPool, Temporal, TemporalConv1D, TemporalTransformer
 
-__all__ = ["Head", "LinearHead", "MeanPool", "Temporal", "TemporalTransformer", "TextClassifierHead"]
+__all__ = [
+    "Head",
+    "LSTMPool",
+    "LinearHead",
+    "MeanPool",
+    "Temporal",
+    "TemporalConv1D",
+    "TemporalTransformer",
+    "TextClassifierHead",
+]

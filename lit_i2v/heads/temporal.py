@@ -6,6 +6,11 @@
 - ``TemporalTransformer``: learnable frame position embeddings, a few transformer layers over time, a residual to
   the input, then the mean: ActionCLIP's "Transf" fusion (Wang et al. 2021, section 3.3) and CLIP4Clip's
   ``seqTransf`` (Luo et al. 2022, section 3.3).
+- ``LSTMPool`` and ``TemporalConv1D``: ActionCLIP's "LSTM" and "Conv_1D" fusions (official code:
+  github.com/sallymmx/ActionCLIP, ``modules/Visual_Prompt.py``), each added to the frame features, then the mean.
+  The Conv1D kernel starts as a temporal shift (a quarter of the channels from frame t-1, half from t, a quarter from
+  t+1). Difference: the official code reshapes ``(B, T, C)`` to ``(B, C, T)`` with ``view``, which scrambles time
+  and channels; here the axes are permuted.
 
 Like heads, temporal modules are built by the task once the feature width is known (``build(width)``).
 """
@@ -66,3 +71,39 @@ class TemporalTransformer(Temporal):
 
     def extra_repr(self) -> str:
         return f"layers={self.num_layers}, heads={self.heads}, max_frames={self.max_frames}"
+
+
+class LSTMPool(Temporal):
+    """``mean_t(x + LSTM(x))``: a one-layer LSTM over frames, as wide as the features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm: nn.LSTM | None = None
+
+    def build(self, width: int) -> None:
+        self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.lstm(x.float())  # (B, T, C)
+        return (x + out.to(x.dtype)).mean(dim=1)
+
+
+class TemporalConv1D(Temporal):
+    """``mean_t(x + conv(x))``: a depthwise kernel-3 convolution over time without bias, starting as a shift."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv: nn.Conv1d | None = None
+
+    def build(self, width: int) -> None:
+        self.conv = nn.Conv1d(width, width, 3, padding=1, groups=width, bias=False)
+        weight = torch.zeros(width, 1, 3)
+        quarter = width // 4
+        weight[:quarter, 0, 0] = 1.0  # channels that take frame t-1
+        weight[quarter : quarter + width // 2, 0, 1] = 1.0  # channels that stay at t
+        weight[quarter + width // 2 :, 0, 2] = 1.0  # channels that take frame t+1
+        self.conv.weight = nn.Parameter(weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shifted = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, C, T) -> conv over time -> (B, T, C)
+        return (x + shifted).mean(dim=1)

@@ -158,7 +158,9 @@ class EVL(Strategy):
         b, t, length, width = outs[0].shape
         if t > self.max_frames:
             raise ValueError(f"{t} frames but strategy.max_frames is {self.max_frames}")
-        x = self.query.expand(b, -1, -1)  # (B, 1, D)
+        # repeat, not expand: under no_grad an expanded parameter is a view that claims requires_grad with no graph,
+        # which autograd hooks (the FLOP counter's module tracker) reject
+        x = self.query.repeat(b, 1, 1)  # (B, 1, D)
         for i, layer in enumerate(self.decoder):
             tokens = outs[i].float()  # (B, T, L, D), no graph behind it
             if self.use_conv:
