@@ -181,6 +181,23 @@ def test_fit_then_validate_test_predict_from_checkpoint(tmp_path, synth_root):
     assert main(["predict", *tiny_overrides(synth_root, tmp_path / "pred"), f"--ckpt_path={last}"]) == 0
 
 
+def test_trainable_only_checkpoints_through_lightning(tmp_path, synth_root):
+    """A parameter-efficient run saves only what trains, and Lightning restores it onto the pretrained weights."""
+    import torch
+
+    strategy = ["--model.init_args.strategy=lit_i2v.strategies.STAdapter", "--model.init_args.strategy.channels=8",
+                "--model.init_args.trainable_only_checkpoints=true"]  # fmt: skip
+    run = tmp_path / "peft"
+    assert main(["fit", *tiny_overrides(synth_root, run), *strategy]) == 0
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state and all(".st_adapter." in k or k.startswith(("head.", "temporal.")) for k in state)
+    fit_loss = last_value(metrics(run), "val/loss")  # the last epoch's validation, made with last.ckpt's weights
+    out = tmp_path / "validate"
+    ckpt = f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    assert main(["validate", *tiny_overrides(synth_root, out), *strategy, ckpt]) == 0
+    assert last_value(metrics(out), "val/loss") == pytest.approx(fit_loss, rel=1e-5)
+
+
 def test_ddp_evaluation_counts_each_video_once(tmp_path, synth_root):
     """Two CPU processes (gloo), an odd number of test videos: each is scored exactly once."""
     items = json.loads((synth_root / "test.json").read_text())[:7]

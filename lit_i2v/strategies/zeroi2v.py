@@ -153,19 +153,14 @@ class ZeroI2V(Strategy):
         if "zeroi2v_temporal" in backbone.visual.post_embed:
             raise ValueError("the temporal embedding cannot be merged; train with temporal_embedding: false")
         for block in backbone.visual.blocks:
-            attn, mlp = block.attn, block.mlp
-            if isinstance(attn, ShiftedHeadAttention):
-                if attn.zeroi2v_in is not None:
-                    fold_before(attn.qkv, attn.zeroi2v_in)
-                if attn.zeroi2v_out is not None:
-                    fold_after(attn.proj, attn.zeroi2v_out)
-                attn.zeroi2v_in = attn.zeroi2v_out = None
-            if isinstance(mlp, AdaptedMlp):
-                if mlp.zeroi2v_in is not None:
-                    fold_before(mlp.fc1, mlp.zeroi2v_in)
-                if mlp.zeroi2v_out is not None:
-                    fold_after(mlp.fc2, mlp.zeroi2v_out)
-                mlp.zeroi2v_in = mlp.zeroi2v_out = None
+            for module, first, last in ((block.attn, "qkv", "proj"), (block.mlp, "fc1", "fc2")):
+                if not isinstance(module, ShiftedHeadAttention | AdaptedMlp):
+                    continue
+                if module.zeroi2v_in is not None:
+                    fold_before(getattr(module, first), module.zeroi2v_in)
+                if module.zeroi2v_out is not None:
+                    fold_after(getattr(module, last), module.zeroi2v_out)
+                module.zeroi2v_in = module.zeroi2v_out = None
         self.merged = True
 
     def extra_repr(self) -> str:
