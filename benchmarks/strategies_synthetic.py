@@ -107,7 +107,7 @@ def run(name: str, strategy: str, temporal: str, extra: list[str], epochs: int, 
     s = json.loads(summary.stdout.strip().splitlines()[-1])
     return {
         "run": name, "val_top1": round(top1, 4), "trainable_params": s["trainable_params"],
-        "extra_params": s["extra_params"], "gflops_per_view": s["gflops_per_view"],
+        "extra_params": s["extra_params"] + s["strategy_params"], "gflops_per_view": s["gflops_per_view"],
         "seconds_per_step": round(wall / steps, 3), "peak_rss_gb": round(peak_kb / 2**20, 2), "steps": steps,
     }  # fmt: skip
 

@@ -74,6 +74,7 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
         "image_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.visual.")),
         "text_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.text.")),
         "extra_params": backbone_params - plain_backbone_params(model.backbone.arch),
+        "strategy_params": sum(p.numel() for p in model.strategy.parameters()),  # a side network's own
         "frames": frames,
         "input_size": size,
         "views": clips * crops,
@@ -91,7 +92,7 @@ def format_summary(s: dict) -> str:
             f"strategy     {s['strategy']}",
             f"parameters   {s['total_params'] / 1e6:.2f}M total, {s['trainable_params'] / 1e6:.3f}M trainable "
             f"(image tower {s['image_tower_params'] / 1e6:.2f}M, text tower {s['text_tower_params'] / 1e6:.2f}M; "
-            f"{s['extra_params'] / 1e6:.3f}M added to the backbone)",
+            f"{s['extra_params'] / 1e6:.3f}M added to the backbone, {s['strategy_params'] / 1e6:.3f}M beside it)",
             f"input        {s['frames']} frames x {s['input_size']}px, {s['views']} views "
             f"({s['temporal_views']} clips x {s['spatial_crops']} crops)",
             f"GFLOPs       {s['gflops_per_view']:.2f} per view x {s['views']} views = {s['gflops_total']:.2f} "
