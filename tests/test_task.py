@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.data import EvalTransform, SyntheticMotion, TrainTransform, UniformSampler
-from lit_i2v.heads import LinearHead, LSTMPool, TemporalConv1D, TemporalTransformer, TextClassifierHead
+from lit_i2v.heads import CoOpHead, LinearHead, LSTMPool, TemporalConv1D, TemporalTransformer, TextClassifierHead
 from lit_i2v.strategies import Frozen, FullFinetune
 from lit_i2v.tasks import ActionRecognition
 from lit_i2v.tasks.mixing import Mixer, one_hot
@@ -196,3 +196,19 @@ def test_training_lowers_the_loss(tmp_path):
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.8 * first, (first, last)
     assert trainer.callback_metrics["val/videos"] == 8
+
+
+def test_coop_starts_as_the_hand_written_prompt_and_trains_only_its_context():
+    names = ["moving left", "moving right", "a dog", "a cat", "red", "blue", "up", "down"]
+    prompt = make_task(Frozen(), TextClassifierHead(templates=["a video of a {}."], trainable=False), class_names=names)
+    coop = make_task(Frozen(), CoOpHead(context_init="a video of a"), class_names=names)
+    video = coop.normalize(clip_batch()["video"])
+    with torch.no_grad():
+        assert torch.allclose(coop.eval()(video), prompt.eval()(video), atol=1e-4)
+    assert coop.trainable_names() == ["head.context"] and coop.head.context.shape == (4, 64)
+    assert not any(k.startswith("head.text") for k in coop.state_dict())  # the text tower is not stored twice
+    coop.train()(video).logsumexp(-1).sum().backward()
+    assert coop.head.context.grad is not None and coop.head.context.grad.abs().sum() > 0
+    assert all(p.grad is None for p in coop.backbone.parameters())
+    random_init = make_task(Frozen(), CoOpHead(context_init=None, num_context=3), class_names=names)
+    assert random_init.head.context.shape == (3, 64)

@@ -1,9 +1,11 @@
 """Temporal modules and task heads; they always train (unless built frozen, as the zero-shot classifier)."""
 
 from lit_i2v.heads.classifier import Head, LinearHead, TextClassifierHead
+from lit_i2v.heads.coop import CoOpHead
 from lit_i2v.heads.temporal import LSTMPool, MeanPool, Temporal, TemporalConv1D, TemporalTransformer
 
 __all__ = [
+    "CoOpHead",
     "Head",
     "LSTMPool",
     "LinearHead",

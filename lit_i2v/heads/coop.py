@@ -1,0 +1,68 @@
+"""CoOp: learnable text context around the class names, the text tower frozen.
+
+Zhou et al., *Learning to Prompt for Vision-Language Models*, IJCV 2022 (CoOp). Official code:
+github.com/KaiyangZhou/CoOp. Survey (arXiv 2510.10671), "modified features / prompt tuning", text side.
+
+The hand-written template ("a video of a {}.") becomes M learnable context vectors in the token-embedding space:
+``[SOS] v_1 ... v_M <class name> . [EOS]``. Every forward re-encodes the K class prompts through the frozen text
+tower (gradients reach only the context) and classifies by cosine similarity scaled by CLIP's fixed logit scale.
+Initialised from words (``context_init``), the head equals the hand-written prompt classifier at step 0.
+One context shared by all classes, the class name at the end (the paper's default "unified context").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.heads.classifier import Head
+
+
+class CoOpHead(Head):
+    """Args:
+    context_init: words whose embeddings initialise the context (e.g. ``a video of a``); None for random.
+    num_context: context length M when ``context_init`` is None (random N(0, 0.02), the paper's 16).
+    """
+
+    needs_projection = True
+    needs_class_names = True
+
+    def __init__(self, context_init: str | None = "a video of a", num_context: int = 16) -> None:
+        super().__init__()
+        self.context_init, self.num_context = context_init, num_context
+        self.text: list[CLIP] = []  # the backbone, held outside the module tree: its parameters belong to the task
+
+    def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
+        if not class_names or len(class_names) != num_classes:
+            raise ValueError(f"CoOpHead needs {num_classes} class names (model.class_names), got {class_names!r}")
+        tokenizer = backbone.tokenizer
+        if self.context_init:
+            words = tokenizer.encode(self.context_init)
+            self.num_context = len(words)
+            with torch.no_grad():
+                init = backbone.text.token_embedding(torch.tensor(words)).clone()  # (M, W)
+        else:
+            init = torch.empty(self.num_context, backbone.text.width).normal_(std=0.02)
+        self.context = nn.Parameter(init)  # (M, W): the only parameters this head trains
+        placeholder = " ".join(["X"] * self.num_context)
+        ids = tokenizer([f"{placeholder} {name}." for name in class_names])  # (K, L); X tokens mark the context
+        self.register_buffer("token_ids", ids, persistent=False)
+        self.text = [backbone]
+
+    def class_embeddings(self) -> Tensor:
+        """The K prompts through the frozen text tower → normalised ``(K, E)``."""
+        text = self.text[0].text
+        embedded = text.token_embedding(self.token_ids)  # (K, L, W)
+        k, m = embedded.shape[0], self.num_context
+        context = self.context.to(embedded.dtype).unsqueeze(0).expand(k, -1, -1)  # (K, M, W)
+        prompts = torch.cat([embedded[:, :1], context, embedded[:, 1 + m :]], dim=1)  # SOS, context, name, EOS
+        return F.normalize(text.forward_embeddings(prompts, self.token_ids.argmax(dim=-1)).float(), dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = self.text[0].logit_scale.detach().float().clamp(max=4.6052).exp()
+        return scale * F.normalize(x.float(), dim=-1) @ self.class_embeddings().t()  # (B, K)
+
+    def extra_repr(self) -> str:
+        return f"context_init={self.context_init!r}, num_context={self.num_context}"
