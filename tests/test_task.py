@@ -11,7 +11,7 @@ from lit_i2v.backbones import CLIP
 from lit_i2v.data import EvalTransform, SyntheticMotion, TrainTransform, UniformSampler
 from lit_i2v.heads import CoOpHead, LinearHead, LSTMPool, TemporalConv1D, TemporalTransformer, TextClassifierHead
 from lit_i2v.strategies import Frozen, FullFinetune
-from lit_i2v.tasks import ActionRecognition
+from lit_i2v.tasks import ActionRecognition, Distillation
 from lit_i2v.tasks.mixing import Mixer, one_hot
 from lit_i2v.tasks.optim import warmup_cosine
 
@@ -212,3 +212,37 @@ def test_coop_starts_as_the_hand_written_prompt_and_trains_only_its_context():
     assert all(p.grad is None for p in coop.backbone.parameters())
     random_init = make_task(Frozen(), CoOpHead(context_init=None, num_context=3), class_names=names)
     assert random_init.head.context.shape == (3, 64)
+
+
+def test_distilling_a_model_into_itself_starts_at_zero_loss():
+    names = ["moving left", "moving right", "a dog", "a cat", "red", "blue", "up", "down"]
+    torch.manual_seed(0)
+    teacher = CLIP("ViT-T-8-test")
+    student_head = TextClassifierHead(templates=["a video of {}."], trainable=False)
+    distill = Distillation(teacher, feature_weight=1.0, logit_weight=1.0, templates=["a video of {}."])
+    task = make_task(Frozen(), student_head, class_names=names, distillation=distill)  # same weights (seed 0)
+    video = task.normalize(clip_batch()["video"])
+    task.eval()
+    with torch.no_grad():
+        feature = task.pooled(video)
+        losses = task.distillation(video, feature, task.head(feature))
+    assert losses["distill_feature"].abs() < 1e-5 and losses["distill_logit"].abs() < 1e-5
+
+
+def test_distillation_trains_the_student_not_the_teacher():
+    names = [f"class {i}" for i in range(8)]
+    torch.manual_seed(5)
+    distill = Distillation(CLIP("ViT-T-8-test"), feature_weight=1.0, logit_weight=0.5, temperature=2.0)
+    task = make_task(FullFinetune(), LinearHead(dropout=0.0), class_names=names, distillation=distill)
+    names_trained = task.trainable_names()
+    assert "distillation.proj.weight" in names_trained
+    assert not any(n.startswith(("distillation.teacher.", "distillation.classifier.")) for n in names_trained)
+    assert task.distillation.proj.weight.shape == (32, 64)  # tower width 64 -> teacher embedding 32
+    batch = clip_batch()
+    task.train()
+    loss = task.training_step(batch, 0)
+    loss.backward()
+    assert all(p.grad is None for p in task.distillation.teacher.parameters())
+    assert task.distillation.proj.weight.grad is not None and task.backbone.visual.cls_token.grad is not None
+    assert not task.distillation.teacher.training  # kept in eval mode
+    assert "distillation.teacher.visual.cls_token" not in task.trainable_state_dict()

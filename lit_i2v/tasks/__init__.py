@@ -2,6 +2,7 @@
 
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
+from lit_i2v.tasks.distillation import Distillation
 from lit_i2v.tasks.recognition import ActionRecognition
 
-__all__ = ["ActionRecognition", "AtomicCheckpointIO", "VideoTask"]
+__all__ = ["ActionRecognition", "AtomicCheckpointIO", "Distillation", "VideoTask"]

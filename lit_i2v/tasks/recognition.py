@@ -20,6 +20,7 @@ from lit_i2v.data.annotations import read_class_names
 from lit_i2v.heads import Head, LinearHead, MeanPool, Temporal
 from lit_i2v.strategies import Strategy
 from lit_i2v.tasks.base import VideoTask
+from lit_i2v.tasks.distillation import Distillation
 from lit_i2v.tasks.mixing import Mixer, one_hot
 
 
@@ -42,6 +43,7 @@ class ActionRecognition(VideoTask):
         cutmix_alpha: Beta parameter of cutmix (0 disables).
         mix_prob: probability that a batch is mixed when mixup or cutmix is on.
         trainable_only_checkpoints: save only the trainable parameters in checkpoints.
+        distillation: a frozen teacher whose features and zero-shot scores the student also learns from.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class ActionRecognition(VideoTask):
         cutmix_alpha: float = 0.0,
         mix_prob: float = 1.0,
         trainable_only_checkpoints: bool = False,
+        distillation: Distillation | None = None,
     ) -> None:
         super().__init__(
             backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints
@@ -69,12 +72,17 @@ class ActionRecognition(VideoTask):
         self.num_classes = num_classes
         self.temporal = temporal or MeanPool()
         self.head = head or LinearHead()
-        # Read a labels file only when the head needs names: a generated dataset may not exist yet.
-        if isinstance(class_names, str) and self.head.needs_class_names:
+        # Read a labels file only when names are needed: a generated dataset may not exist yet.
+        needs_names = self.head.needs_class_names or (distillation is not None and distillation.logit_weight > 0)
+        if isinstance(class_names, str) and needs_names:
             class_names = read_class_names(class_names)
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
-        self.temporal.build(backbone.embed_dim if self.head.needs_projection else backbone.visual.width)
+        width = backbone.embed_dim if self.head.needs_projection else backbone.visual.width
+        self.temporal.build(width)
+        self.distillation = distillation
+        if distillation is not None:
+            distillation.build(width, num_classes, self.class_names)
         if not self.head.needs_projection:
             # The head reads tower features, so CLIP's projection is off the forward path: a parameter without
             # gradients would only cost optimizer state, and DDP rejects it.
@@ -92,19 +100,28 @@ class ActionRecognition(VideoTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
+    def pooled(self, video: Tensor) -> Tensor:
+        """Normalised clips ``(B, T, 3, H, W)`` → the video feature the head reads ``(B, C)``."""
+        frames = self.strategy(self.backbone, video, project=self.head.needs_projection)  # (B, T, C)
+        return self.temporal(frames)
+
     def forward(self, video: Tensor) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → logits ``(B, K)``."""
-        frames = self.strategy(self.backbone, video, project=self.head.needs_projection)  # (B, T, C)
-        return self.head(self.temporal(frames))  # (B, C) -> (B, K)
+        return self.head(self.pooled(video))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         video = self.normalize(batch["video"])  # (B, T, 3, H, W)
         labels = batch["label"]
         targets = one_hot(labels, self.num_classes, self.label_smoothing)
         video, targets = self.mixer(video, targets)
-        logits = self(video)
+        feature = self.pooled(video)
+        logits = self.head(feature)
         loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
         batch_size = labels.shape[0]
+        if self.distillation is not None:
+            for name, value in self.distillation(video, feature, logits).items():
+                self.log(f"train/{name}", value, batch_size=batch_size)
+                loss = loss + value
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/skipped", batch["skipped"].sum().float(), reduce_fx="sum", batch_size=batch_size)
         return loss
