@@ -68,7 +68,7 @@ class ActionRecognition(VideoTask):
         super().__init__(
             backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints
         )
-        self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal"])
+        self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal", "distillation"])
         self.num_classes = num_classes
         self.temporal = temporal or MeanPool()
         self.head = head or LinearHead()
