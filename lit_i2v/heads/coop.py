@@ -33,6 +33,7 @@ class CoOpHead(Head):
         super().__init__()
         self.context_init, self.num_context = context_init, num_context
         self.text: list[CLIP] = []  # the backbone, held outside the module tree: its parameters belong to the task
+        self._cached: Tensor | None = None  # class embeddings during one evaluation pass
 
     def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
         if not class_names or len(class_names) != num_classes:
@@ -60,9 +61,20 @@ class CoOpHead(Head):
         prompts = torch.cat([embedded[:, :1], context, embedded[:, 1 + m :]], dim=1)  # SOS, context, name, EOS
         return F.normalize(text.forward_embeddings(prompts, self.token_ids.argmax(dim=-1)).float(), dim=-1)
 
+    def train(self, mode: bool = True) -> CoOpHead:
+        self._cached = None  # every switch (and so every evaluation pass, or a checkpoint loaded before one) re-encodes
+        return super().train(mode)
+
     def forward(self, x: Tensor) -> Tensor:
         scale = self.text[0].logit_scale.detach().float().clamp(max=4.6052).exp()
-        return scale * F.normalize(x.float(), dim=-1) @ self.class_embeddings().t()  # (B, K)
+        if self.training or torch.is_grad_enabled():
+            weights = self.class_embeddings()  # the context is learning: encode the prompts every step
+        else:
+            # In evaluation the context is fixed: encode the K prompts once per pass, not once per batch.
+            if self._cached is None:
+                self._cached = self.class_embeddings()
+            weights = self._cached
+        return scale * F.normalize(x.float(), dim=-1) @ weights.t()  # (B, K)
 
     def extra_repr(self) -> str:
         return f"context_init={self.context_init!r}, num_context={self.num_context}"
