@@ -40,12 +40,20 @@ def clip_shape(data_cfg: Namespace | None) -> tuple[int, int, int]:
 
 @torch.no_grad()
 def count_gflops(model: torch.nn.Module, frames: int, size: int) -> float:
-    """GFLOPs (multiply-add = 1) of one view ``(1, frames, 3, size, size)`` through the model's forward."""
+    """GFLOPs (multiply-add = 1) of one view ``(1, frames, 3, size, size)`` through the model's forward in evaluation.
+
+    Work a head does once per evaluation pass (CoOp encoding its class prompts) is done before counting: it is not
+    a cost of each view.
+    """
     video = torch.zeros(1, frames, 3, size, size)
     was_training = model.training
     model.eval()
-    with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
-        model(video)
+    head = getattr(model, "head", None)
+    with torch.no_grad():
+        if hasattr(head, "prepare_evaluation"):
+            head.prepare_evaluation()
+        with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
+            model(video)
     model.train(was_training)
     return counter.get_total_flops() / 2 / 1e9
 

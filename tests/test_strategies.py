@@ -6,16 +6,20 @@ import pytest
 import torch
 
 from lit_i2v.backbones import CLIP, create_clip
+from lit_i2v.heads import LinearHead
 from lit_i2v.strategies import (
     AIM,
     EVL,
     VPT,
+    XCLIP,
     AdaptFormer,
+    DiST,
     Frozen,
     FullFinetune,
     LoRA,
     PartialFinetune,
     STAdapter,
+    VitaCLIP,
     ZeroI2V,
 )
 from lit_i2v.strategies.st_adapter import STAdapterModule
@@ -30,6 +34,10 @@ NORMS = 2 * DEPTH * 2 * W + 2 * 2 * W  # norm1/norm2 per block, norm_pre and nor
 
 def adapter(hidden):  # a D->h->D bottleneck with biases
     return W * hidden + hidden + hidden * W + W
+
+
+MESSAGE = (W * W + W) + 2 * W + (3 * W * W + 3 * W) + (W * W + W)  # X-CLIP per block: fc, LN, attention in/out
+TOWER = sum(p.numel() for n, p in CLIP("ViT-T-8-test").visual.named_parameters() if not n.startswith("head."))
 
 
 STRATEGIES = {
@@ -55,9 +63,19 @@ STRATEGIES = {
     "vpt_shallow": (lambda: VPT(num_prompts=3), 3 * W),
     "vpt_deep": (lambda: VPT(num_prompts=3, deep=True), DEPTH * 3 * W),
     "evl": (lambda: EVL(num_layers=2, heads=2, max_frames=32), 0),  # a side network: the backbone stays frozen
+    "xclip": (XCLIP, TOWER + DEPTH * MESSAGE),  # the image tower fine-tuned with its message tokens
+    "xclip_messages_only": (lambda: XCLIP(train_tower=False), DEPTH * MESSAGE),
+    "dist": (lambda: DiST(temporal_dim=8, integration_dim=16, max_frames=16), 0),  # a side network, like EVL
+    "vita": (
+        lambda: VitaCLIP(num_global=3, max_frames=32),
+        32 * W + DEPTH * (3 * W + (W * W + W) + 32 * W + 2 * W + (4 * W * W + 4 * W)),
+    ),  # time embedding; per block global and local prompts, cls_proj, summary LN + attention
 }
-# Prompts add tokens and EVL decodes with a new query: neither starts as the pretrained model's output.
-IDENTITY_AT_INIT = set(STRATEGIES) - {"vpt_shallow", "vpt_deep", "evl"}
+# DiST classifies in CLIP's joint space (the paper: against frozen text embeddings); the rest read tower features.
+TASK_HEADS = {"dist": lambda: LinearHead(project=True)}
+# Prompts and messages add tokens and EVL decodes with a new query: none starts as the pretrained model's output.
+NOT_IDENTITY = {"vpt_shallow", "vpt_deep", "evl", "xclip", "xclip_messages_only", "dist", "vita"}
+IDENTITY_AT_INIT = set(STRATEGIES) - NOT_IDENTITY
 # ZeroI2V's head shift changes attention from step 0 (it has no parameters to zero); its adapters start as the
 # identity, so at init it equals the shift alone, which is the merged architecture.
 REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_3_adapters": lambda: ZeroI2V(merged=True)}
@@ -71,7 +89,8 @@ def backbone() -> CLIP:
 
 def task(name: str) -> ActionRecognition:
     torch.manual_seed(1)
-    return ActionRecognition(backbone(), num_classes=5, strategy=STRATEGIES[name][0]())
+    head = TASK_HEADS.get(name, LinearHead)()
+    return ActionRecognition(backbone(), num_classes=5, strategy=STRATEGIES[name][0](), head=head)
 
 
 def clips(t: int = 4, b: int = 2) -> torch.Tensor:
@@ -167,7 +186,9 @@ def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
         fresh.load_trainable_state_dict(wrong)
 
 
-@pytest.mark.parametrize("name", ["st_adapter_24x", "aim_ssv2", "zeroi2v", "lora_all", "vpt_deep", "evl"])
+@pytest.mark.parametrize(
+    "name", ["st_adapter_24x", "aim_ssv2", "zeroi2v", "lora_all", "vpt_deep", "evl", "xclip", "dist", "vita"]
+)
 @pytest.mark.parametrize("frames", [8, 16, 32])
 def test_any_number_of_frames_and_views(name, frames):
     model = task(name).eval()
@@ -250,3 +271,56 @@ def test_evl_keeps_no_backbone_graph_and_reads_the_last_blocks():
 def test_flops_can_be_counted(name):
     """summary counts FLOPs under torch.no_grad with autograd hooks; every strategy must survive it."""
     assert count_gflops(task(name), 4, 32) > 0
+
+
+def test_xclip_messages_carry_information_across_frames():
+    """Without messages, frames are encoded independently; with them, changing one frame changes every frame."""
+    changed = clips()
+    changed[0, 3] += 1.0  # the last frame of the first clip
+    for name, crosses in (("frozen", False), ("xclip", True)):
+        model = task(name).eval()
+        with torch.no_grad():
+            before = model.strategy(model.backbone, clips())  # (B, T, D)
+            after = model.strategy(model.backbone, changed)
+        delta = (after - before).abs().sum(-1)  # (B, T)
+        assert delta[0, 3] > 0 and delta[1].sum() == 0  # the changed frame moves; the other clip never does
+        assert (delta[0, :3].sum() > 0) == crosses, name
+    tokens = task("xclip").backbone.visual.forward_features(clips().flatten(0, 1), num_frames=4)
+    assert tokens.shape == (8, 1 + GRID * GRID, W)  # the message is gone after each block
+
+
+def test_dist_reads_every_block_on_sparse_frames_and_dense_frames_beside():
+    model = task("dist").train()
+    perturb(model)
+    video = clips(t=8)
+    outs = model.strategy.frozen_features(model.backbone, video[:, ::2])
+    assert len(outs) == DEPTH and outs[0].shape == (2, 4, 17, W)  # every block, T/alpha = 4 frames
+    assert all(not o.requires_grad for o in outs)
+    out = model.strategy(model.backbone, video, project=True)
+    assert out.shape == (2, 1, 32)  # one embedding in the joint space
+    changed = video.clone()
+    changed[:, 1] += 1.0  # a frame the image tower never sees: only the dense temporal path reads it
+    with torch.no_grad():
+        assert not torch.allclose(model.strategy(model.backbone, changed, project=True), out)
+    with pytest.raises(ValueError, match="7 frames are not a multiple of strategy.alpha=2"):
+        model.strategy(model.backbone, clips(t=7), project=True)
+    with pytest.raises(ValueError, match="DiST outputs CLIP's joint space"):
+        ActionRecognition(backbone(), 5, strategy=DiST(integration_dim=16))(clips(t=4))
+
+
+def test_vita_prompts_join_every_block_and_leave_again():
+    model = task("vita").eval()
+    perturb(model)
+    with torch.no_grad():
+        tokens = model.backbone.visual.forward_features(clips().flatten(0, 1), num_frames=4)
+        assert tokens.shape == (8, 1 + GRID * GRID, W)  # global, local and summary tokens all removed again
+        before = model.strategy(model.backbone, clips())
+        changed = clips()
+        changed[0, 3] += 1.0
+        delta = (model.strategy(model.backbone, changed) - before).abs().sum(-1)
+    assert delta[0, :3].sum() > 0 and delta[1].sum() == 0  # local prompts and the summary mix frames of a clip
+    global_only = VitaCLIP(num_global=3, local_prompts=False, summary_token=False, max_frames=32)
+    frames = ActionRecognition(backbone(), 5, strategy=global_only).eval()
+    with torch.no_grad():
+        delta = (frames.strategy(frames.backbone, changed) - frames.strategy(frames.backbone, clips())).abs()
+    assert delta.sum(-1)[0, :3].sum() == 0  # global prompts alone are per frame

@@ -9,8 +9,16 @@ import torch.nn.functional as F
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.data import EvalTransform, SyntheticMotion, TrainTransform, UniformSampler
-from lit_i2v.heads import CoOpHead, LinearHead, LSTMPool, TemporalConv1D, TemporalTransformer, TextClassifierHead
-from lit_i2v.strategies import Frozen, FullFinetune
+from lit_i2v.heads import (
+    CoOpHead,
+    LinearHead,
+    LSTMPool,
+    TemporalConv1D,
+    TemporalTransformer,
+    TextClassifierHead,
+    VideoPromptHead,
+)
+from lit_i2v.strategies import EVL, XCLIP, Frozen, FullFinetune
 from lit_i2v.tasks import ActionRecognition, Distillation
 from lit_i2v.tasks.mixing import Mixer, one_hot
 from lit_i2v.tasks.optim import warmup_cosine
@@ -74,6 +82,14 @@ def test_optimizer_groups_decay_layers_and_skip_norms():
     assert by_name["backbone.visual.blocks.1.attn.qkv.bias"]["weight_decay"] == 0.0
     assert by_name["head.fc.weight"]["lr"] == pytest.approx(1.0)
     assert sum(len(g["params"]) for g in groups) == len(task.trainable_names())
+
+
+def test_new_modules_can_learn_faster_than_pretrained_ones():
+    task = make_task(XCLIP(), new_lr_scale=10.0, optimizer=lambda p: torch.optim.AdamW(p, lr=1.0))
+    by_name = {n: g for g in task.build_optimizer().param_groups for n in g["names"]}
+    assert by_name["backbone.visual.blocks.0.attn.qkv.weight"]["lr"] == pytest.approx(1.0)
+    assert by_name["backbone.visual.blocks.0.pre_attn.xclip.fc.weight"]["lr"] == pytest.approx(10.0)
+    assert by_name["head.fc.weight"]["lr"] == pytest.approx(10.0)
 
 
 def test_warmup_cosine_schedule():
@@ -214,6 +230,21 @@ def test_coop_starts_as_the_hand_written_prompt_and_trains_only_its_context():
     assert random_init.head.context.shape == (3, 64)
 
 
+def test_class_specific_context_starts_shared_and_learns_per_class():
+    shared = make_task(Frozen(), CoOpHead(context_init="a video of a"), class_names=NAMES)
+    specific = make_task(Frozen(), CoOpHead(context_init="a video of a", class_specific=True), class_names=NAMES)
+    assert specific.head.context.shape == (8, 4, 64)
+    video = specific.normalize(clip_batch()["video"])
+    with torch.no_grad():
+        assert torch.allclose(specific.eval()(video), shared.eval()(video), atol=1e-5)
+    specific.train()(video)[:, 2].sum().backward()  # only class 2's score
+    grad = specific.head.context.grad.abs().sum(dim=(1, 2))
+    assert grad[2] > 0 and grad[[0, 1, 3, 4, 5, 6, 7]].sum() == 0  # each class owns its context
+    random = CoOpHead(context_init=None, num_context=8, class_specific=True)
+    random_init = make_task(Frozen(), random, class_names=NAMES)
+    assert random_init.head.context.shape == (8, 8, 64) and random_init.head.context.std() < 0.03
+
+
 def test_distilling_a_model_into_itself_starts_at_zero_loss():
     names = ["moving left", "moving right", "a dog", "a cat", "red", "blue", "up", "down"]
     torch.manual_seed(0)
@@ -224,8 +255,8 @@ def test_distilling_a_model_into_itself_starts_at_zero_loss():
     video = task.normalize(clip_batch()["video"])
     task.eval()
     with torch.no_grad():
-        feature = task.pooled(video)
-        losses = task.distillation(video, feature, task.head(feature))
+        feature, tokens = task.pooled(video)
+        losses = task.distillation(video, feature, task.classify(feature, tokens))
     assert losses["distill_feature"].abs() < 1e-5 and losses["distill_logit"].abs() < 1e-5
 
 
@@ -246,3 +277,47 @@ def test_distillation_trains_the_student_not_the_teacher():
     assert task.distillation.proj.weight.grad is not None and task.backbone.visual.cls_token.grad is not None
     assert not task.distillation.teacher.training  # kept in eval mode
     assert "distillation.teacher.visual.cls_token" not in task.trainable_state_dict()
+
+
+NAMES = ["moving left", "moving right", "a dog", "a cat", "red", "blue", "up", "down"]
+
+
+def xclip_task(**head) -> ActionRecognition:
+    return make_task(
+        XCLIP(), VideoPromptHead(**head), TemporalTransformer(layers=1, heads=1), class_names=NAMES, new_lr_scale=10
+    )
+
+
+def test_video_prompts_start_near_the_text_classifier_and_reduce_to_it_without_alpha():
+    task = xclip_task(templates=["a video of {}.", "{}"]).eval()
+    video = task.normalize(clip_batch()["video"])
+    with torch.no_grad():
+        feature, tokens = task.pooled(video)
+        assert tokens.shape == (2, 4, 16, 64)  # (B, T, patches, D): the class token is not among them
+        backbone = task.backbone
+        text = backbone.encode_text(backbone.tokenize([t.format(n) for n in NAMES for t in task.head.templates]))
+        text = F.normalize(text.view(8, 2, -1).mean(1), dim=-1)  # raw embeddings averaged, as X-CLIP's cache
+        plain = backbone.logit_scale.exp() * F.normalize(feature, dim=-1) @ text.t()
+        task.head.alpha.zero_()
+        assert torch.allclose(task(video), plain, atol=1e-4)
+        task.head.alpha.fill_(0.1)
+        assert not torch.allclose(task(video), plain, atol=1e-4)  # the prompts now depend on the clip
+        other = task.normalize(clip_batch()["video"].flip(-1))
+        assert not torch.allclose(task.head.prompts(task.pooled(other)[1]), task.head.prompts(tokens))
+
+
+def test_xclip_trains_the_video_side_only():
+    task = xclip_task().train()
+    task(task.normalize(clip_batch()["video"])).logsumexp(-1).sum().backward()
+    trained = {n for n, p in task.named_parameters() if p.grad is not None}
+    assert trained == set(task.trainable_names())
+    assert {"head.alpha", "head.visual_proj", "head.layers.0.attn.q.weight"} <= trained
+    assert "backbone.visual.blocks.1.pre_attn.xclip.attn.in_proj_weight" in trained
+    assert not any(n.startswith(("backbone.text.", "backbone.logit_scale")) for n in trained)  # text side frozen
+    assert "head.class_embeddings" in task.state_dict()  # the cached class prompts travel with the checkpoint
+
+
+def test_token_heads_need_a_strategy_that_runs_the_tower():
+    task = make_task(EVL(num_layers=1, heads=2), VideoPromptHead(), class_names=NAMES)
+    with pytest.raises(ValueError, match="EVL computes its own video features; a head that reads patch tokens"):
+        task(task.normalize(clip_batch()["video"]))

@@ -3,6 +3,7 @@
 from lit_i2v.heads.classifier import Head, LinearHead, TextClassifierHead
 from lit_i2v.heads.coop import CoOpHead
 from lit_i2v.heads.temporal import LSTMPool, MeanPool, Temporal, TemporalConv1D, TemporalTransformer
+from lit_i2v.heads.video_prompt import VideoPromptHead
 
 __all__ = [
     "CoOpHead",
@@ -14,4 +15,5 @@ __all__ = [
     "TemporalConv1D",
     "TemporalTransformer",
     "TextClassifierHead",
+    "VideoPromptHead",
 ]

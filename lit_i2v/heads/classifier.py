@@ -20,13 +20,32 @@ from lit_i2v.backbones import CLIP
 
 class Head(nn.Module):
     """Base class. ``needs_projection``: the head reads CLIP-projected features (E) rather than tower features;
-    ``needs_class_names``: ``build`` needs the class names."""
+    ``needs_class_names``: ``build`` needs the class names; ``needs_tokens``: ``forward(x, tokens)`` also reads the
+    last block's patch tokens ``(B, T, N, D)`` (video-conditioned text prompts)."""
 
     needs_projection = False
     needs_class_names = False
+    needs_tokens = False
 
     def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
         raise NotImplementedError
+
+
+@torch.no_grad()
+def encode_class_prompts(
+    backbone: CLIP, num_classes: int, class_names: list[str] | None, templates: list[str]
+) -> Tensor:
+    """Text-tower embeddings of every (class, template) prompt, unnormalised ``(K, templates, E)``, in eval mode."""
+    if not class_names:
+        raise ValueError("model.class_names is required by text heads (a list or a labels file)")
+    if len(class_names) != num_classes:
+        raise ValueError(f"model.class_names has {len(class_names)} names but num_classes is {num_classes}")
+    was_training = backbone.text.training
+    backbone.text.eval()
+    tokens = backbone.tokenize([t.format(name) for name in class_names for t in templates])
+    embeddings = backbone.encode_text(tokens).float().unflatten(0, (num_classes, len(templates)))
+    backbone.text.train(was_training)
+    return embeddings
 
 
 class LinearHead(Head):
@@ -66,21 +85,10 @@ class TextClassifierHead(Head):
         self.weight: nn.Parameter | None = None
         self.logit_scale: nn.Parameter | None = None
 
-    @torch.no_grad()
     def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
-        if not class_names:
-            raise ValueError("model.class_names is required by TextClassifierHead (a list or a labels file)")
-        if len(class_names) != num_classes:
-            raise ValueError(f"model.class_names has {len(class_names)} names but num_classes is {num_classes}")
-        was_training = backbone.text.training
-        backbone.text.eval()
-        embeddings = []
-        for name in class_names:
-            tokens = backbone.tokenize([t.format(name) for t in self.templates])
-            per_template = F.normalize(backbone.encode_text(tokens).float(), dim=-1)  # (templates, E)
-            embeddings.append(F.normalize(per_template.mean(0), dim=-1))
-        backbone.text.train(was_training)
-        self.weight = nn.Parameter(torch.stack(embeddings), requires_grad=self.is_trainable)  # (K, E)
+        per_template = F.normalize(encode_class_prompts(backbone, num_classes, class_names, self.templates), dim=-1)
+        embeddings = F.normalize(per_template.mean(1), dim=-1)  # (K, E): the ensemble over templates
+        self.weight = nn.Parameter(embeddings, requires_grad=self.is_trainable)  # (K, E)
         self.logit_scale = nn.Parameter(backbone.logit_scale.detach().clone(), requires_grad=self.is_trainable)
 
     def forward(self, x: Tensor) -> Tensor:

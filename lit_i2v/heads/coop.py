@@ -7,7 +7,8 @@ The hand-written template ("a video of a {}.") becomes M learnable context vecto
 ``[SOS] v_1 ... v_M <class name> . [EOS]``. Every forward re-encodes the K class prompts through the frozen text
 tower (gradients reach only the context) and classifies by cosine similarity scaled by CLIP's fixed logit scale.
 Initialised from words (``context_init``), the head equals the hand-written prompt classifier at step 0.
-One context shared by all classes, the class name at the end (the paper's default "unified context").
+One context shared by all classes, the class name at the end (the paper's default "unified context"), or, with
+``class_specific``, one context per class (the paper's CSC; Vita-CLIP's text side uses it with M = 8).
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ class CoOpHead(Head):
     """Args:
     context_init: words whose embeddings initialise the context (e.g. ``a video of a``); None for random.
     num_context: context length M when ``context_init`` is None (random N(0, 0.02), the paper's 16).
+    class_specific: a context per class ``(K, M, W)`` instead of one shared ``(M, W)``.
     """
 
     needs_projection = True
     needs_class_names = True
 
-    def __init__(self, context_init: str | None = "a video of a", num_context: int = 16) -> None:
+    def __init__(
+        self, context_init: str | None = "a video of a", num_context: int = 16, class_specific: bool = False
+    ) -> None:
         super().__init__()
-        self.context_init, self.num_context = context_init, num_context
+        self.context_init, self.num_context, self.class_specific = context_init, num_context, class_specific
         self.text: list[CLIP] = []  # the backbone, held outside the module tree: its parameters belong to the task
         self._cached: Tensor | None = None  # class embeddings during one evaluation pass
 
@@ -46,7 +50,11 @@ class CoOpHead(Head):
                 init = backbone.text.token_embedding(torch.tensor(words)).clone()  # (M, W)
         else:
             init = torch.empty(self.num_context, backbone.text.width).normal_(std=0.02)
-        self.context = nn.Parameter(init)  # (M, W): the only parameters this head trains
+        if self.class_specific:
+            init = init.unsqueeze(0).repeat(num_classes, 1, 1)  # (K, M, W), from the same words
+            if not self.context_init:
+                init.normal_(std=0.02)
+        self.context = nn.Parameter(init)  # (M, W) or (K, M, W): the only parameters this head trains
         placeholder = " ".join(["X"] * self.num_context)
         ids = tokenizer([f"{placeholder} {name}." for name in class_names])  # (K, L); X tokens mark the context
         self.register_buffer("token_ids", ids, persistent=False)
@@ -57,13 +65,20 @@ class CoOpHead(Head):
         text = self.text[0].text
         embedded = text.token_embedding(self.token_ids)  # (K, L, W)
         k, m = embedded.shape[0], self.num_context
-        context = self.context.to(embedded.dtype).unsqueeze(0).expand(k, -1, -1)  # (K, M, W)
+        context = self.context.to(embedded.dtype)
+        if context.ndim == 2:
+            context = context.unsqueeze(0).expand(k, -1, -1)  # (K, M, W)
         prompts = torch.cat([embedded[:, :1], context, embedded[:, 1 + m :]], dim=1)  # SOS, context, name, EOS
         return F.normalize(text.forward_embeddings(prompts, self.token_ids.argmax(dim=-1)).float(), dim=-1)
 
     def train(self, mode: bool = True) -> CoOpHead:
         self._cached = None  # every switch (and so every evaluation pass, or a checkpoint loaded before one) re-encodes
         return super().train(mode)
+
+    @torch.no_grad()
+    def prepare_evaluation(self) -> None:
+        """Encode the class prompts for the evaluation pass that follows (the cache ``forward`` reads)."""
+        self._cached = self.class_embeddings()
 
     def forward(self, x: Tensor) -> Tensor:
         scale = self.text[0].logit_scale.detach().float().clamp(max=4.6052).exp()
@@ -77,4 +92,6 @@ class CoOpHead(Head):
         return scale * F.normalize(x.float(), dim=-1) @ weights.t()  # (B, K)
 
     def extra_repr(self) -> str:
-        return f"context_init={self.context_init!r}, num_context={self.num_context}"
+        return (
+            f"context_init={self.context_init!r}, num_context={self.num_context}, class_specific={self.class_specific}"
+        )

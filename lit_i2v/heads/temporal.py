@@ -4,8 +4,9 @@
   class and its time-reversed twin differ only in order (SSv2 "left to right" / "right to left"), it cannot tell
   them apart.
 - ``TemporalTransformer``: learnable frame position embeddings, a few transformer layers over time, a residual to
-  the input, then the mean: ActionCLIP's "Transf" fusion (Wang et al. 2021, section 3.3) and CLIP4Clip's
-  ``seqTransf`` (Luo et al. 2022, section 3.3).
+  the input, then the mean: ActionCLIP's "Transf" fusion (Wang et al. 2021, section 3.3), CLIP4Clip's
+  ``seqTransf`` (Luo et al. 2022, section 3.3) and, with one layer of ``E / 64`` heads on CLIP-projected features,
+  X-CLIP's multi-frame integration transformer (Ni et al. 2022, official ``mit.py``).
 - ``LSTMPool`` and ``TemporalConv1D``: ActionCLIP's "LSTM" and "Conv_1D" fusions (official code:
   github.com/sallymmx/ActionCLIP, ``modules/Visual_Prompt.py``), each added to the frame features, then the mean.
   The Conv1D kernel starts as a temporal shift (a quarter of the channels from frame t-1, half from t, a quarter from

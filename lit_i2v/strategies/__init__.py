@@ -3,18 +3,22 @@
 from lit_i2v.strategies.aim import AIM
 from lit_i2v.strategies.base import Strategy, freeze
 from lit_i2v.strategies.bottleneck import AdaptFormer
+from lit_i2v.strategies.dist import DiST
 from lit_i2v.strategies.evl import EVL
 from lit_i2v.strategies.frozen import Frozen
 from lit_i2v.strategies.full_finetune import FullFinetune
 from lit_i2v.strategies.lora import LoRA
 from lit_i2v.strategies.partial import PartialFinetune
 from lit_i2v.strategies.st_adapter import STAdapter
+from lit_i2v.strategies.vita import VitaCLIP
 from lit_i2v.strategies.vpt import VPT
+from lit_i2v.strategies.xclip import XCLIP
 from lit_i2v.strategies.zeroi2v import ZeroI2V
 
 __all__ = [
     "AIM",
     "AdaptFormer",
+    "DiST",
     "EVL",
     "Frozen",
     "FullFinetune",
@@ -23,6 +27,8 @@ __all__ = [
     "STAdapter",
     "Strategy",
     "VPT",
+    "VitaCLIP",
+    "XCLIP",
     "ZeroI2V",
     "freeze",
 ]

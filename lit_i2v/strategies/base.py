@@ -15,6 +15,8 @@ no backbone parameter trains, the backbone runs under ``torch.no_grad()``, so no
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -40,11 +42,31 @@ class Strategy(nn.Module):
 
     def forward(self, backbone: CLIP, video: Tensor, project: bool = False) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → per-frame features ``(B, T, D)``, or ``(B, T, E)`` if ``project``."""
-        if not any(p.requires_grad for p in backbone.visual.parameters()):
-            backbone.visual.eval()  # frozen features: dropout/drop-path off, no graph kept
-            with torch.no_grad():
-                return backbone.encode_video(video, project=project)
-        return backbone.encode_video(video, project=project)
+        with self._tower_context(backbone):
+            return backbone.encode_video(video, project=project)
+
+    def forward_with_tokens(self, backbone: CLIP, video: Tensor, project: bool = False) -> tuple[Tensor, Tensor]:
+        """``forward``'s features and the last block's tokens but the class token, before the final norm,
+        ``(B, T, N, D)``: what heads conditioned on the clip's patches read (X-CLIP's video-specific prompts)."""
+        if type(self).forward is not Strategy.forward:
+            raise ValueError(
+                f"{type(self).__name__} computes its own video features; a head that reads patch tokens "
+                "(model.head.needs_tokens) needs a strategy that runs the image tower itself"
+            )
+        visual = backbone.visual
+        b, t = video.shape[:2]
+        with self._tower_context(backbone):
+            final, (last,) = visual.forward_intermediates(video.flatten(0, 1), indices=1, num_frames=t)
+            frames = visual.forward_head(final, project=project).unflatten(0, (b, t))
+        return frames, last[:, 1:].unflatten(0, (b, t))
+
+    @staticmethod
+    def _tower_context(backbone: CLIP) -> contextlib.AbstractContextManager:
+        """``no_grad`` (and eval mode) when no image-tower parameter trains: frozen features keep no graph."""
+        if any(p.requires_grad for p in backbone.visual.parameters()):
+            return contextlib.nullcontext()
+        backbone.visual.eval()  # frozen features: dropout/drop-path off
+        return torch.no_grad()
 
     def merge(self, backbone: CLIP) -> None:
         """Fold the strategy's parameters into the backbone's weights (mergeable strategies only)."""

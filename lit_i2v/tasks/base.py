@@ -29,6 +29,8 @@ class VideoTask(L.LightningModule):
         min_lr_ratio: final lr of the cosine schedule as a fraction of the peak.
         trainable_only_checkpoints: checkpoints hold only what trains (adapters and head: megabytes instead of
             the whole backbone); loading one needs the pretrained weights from ``backbone.pretrained``.
+        new_lr_scale: lr factor of the parameters that are not pretrained (strategy modules, temporal module,
+            head) over the backbone's (X-CLIP: 10).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class VideoTask(L.LightningModule):
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.0,
         trainable_only_checkpoints: bool = False,
+        new_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -51,6 +54,7 @@ class VideoTask(L.LightningModule):
         self.warmup_epochs = warmup_epochs
         self.min_lr_ratio = min_lr_ratio
         self.trainable_only_checkpoints = trainable_only_checkpoints
+        self.new_lr_scale = new_lr_scale
         self.strict_loading = not trainable_only_checkpoints
         cfg = backbone.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
@@ -101,6 +105,11 @@ class VideoTask(L.LightningModule):
         names |= {f"backbone.text.{n}" for n in self.backbone.text.no_weight_decay()}
         return names | {"backbone.logit_scale"}
 
+    def is_new(self, name: str) -> bool:
+        """Whether parameter ``name`` (of this task) is not from the pretrained checkpoint."""
+        prefix = self.strategy.prefix
+        return not name.startswith("backbone.") or bool(prefix and f".{prefix}." in name)
+
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer over trainable parameters, grouped for layer decay and weight decay."""
         groups = param_groups(
@@ -109,6 +118,7 @@ class VideoTask(L.LightningModule):
             len(self.backbone.visual.blocks),
             self.layer_decay,
             self._no_decay(),
+            lambda name: self.new_lr_scale if self.is_new(name) else 1.0,
         )
         if not groups:
             raise ValueError(

@@ -2,7 +2,8 @@
 
 Groups: layer-wise learning-rate decay (BEiT, Bao et al. 2022; used for CLIP fine-tuning), where the parameters of
 image-tower layer ``i`` of ``L`` get ``lr * decay ** (L + 1 - i)``, and no weight decay on norms, biases and
-embeddings (ndim <= 1, or listed by a module's ``no_weight_decay()``). Schedule: linear warm-up then cosine decay,
+embeddings (ndim <= 1, or listed by a module's ``no_weight_decay()``), and optionally a separate lr for new modules
+(X-CLIP: 10x for what is not pretrained). Schedule: linear warm-up then cosine decay,
 stepped per optimizer step.
 """
 
@@ -21,6 +22,7 @@ def param_groups(
     num_layers: int,
     layer_decay: float = 1.0,
     no_decay: set[str] = frozenset(),
+    lr_scale: Callable[[str], float] = lambda name: 1.0,
 ) -> list[dict]:
     """Trainable parameters grouped by (layer, decay?), each group with an ``lr_scale`` and maybe ``weight_decay=0``.
 
@@ -30,16 +32,17 @@ def param_groups(
         num_layers: depth L of the tower the decay runs over.
         layer_decay: 1.0 for none.
         no_decay: full names exempt from weight decay besides ndim <= 1 parameters.
+        lr_scale: a further lr factor per name (new modules at a multiple of the pretrained ones' lr).
     """
-    groups: dict[tuple[int, bool], dict] = {}
+    groups: dict[tuple[int, bool, float], dict] = {}
     for name, param in named_params:
         if not param.requires_grad:
             continue
         decay = param.ndim > 1 and name not in no_decay
-        layer = layer_id(name)
+        layer, scale = layer_id(name), lr_scale(name)
         group = groups.setdefault(
-            (layer, decay),
-            {"params": [], "names": [], "lr_scale": layer_decay ** (num_layers + 1 - layer)},
+            (layer, decay, scale),
+            {"params": [], "names": [], "lr_scale": scale * layer_decay ** (num_layers + 1 - layer)},
         )
         if not decay:
             group["weight_decay"] = 0.0

@@ -44,6 +44,7 @@ class ActionRecognition(VideoTask):
         mix_prob: probability that a batch is mixed when mixup or cutmix is on.
         trainable_only_checkpoints: save only the trainable parameters in checkpoints.
         distillation: a frozen teacher whose features and zero-shot scores the student also learns from.
+        new_lr_scale: lr factor of new modules over pretrained ones (X-CLIP: 10).
     """
 
     def __init__(
@@ -64,9 +65,17 @@ class ActionRecognition(VideoTask):
         mix_prob: float = 1.0,
         trainable_only_checkpoints: bool = False,
         distillation: Distillation | None = None,
+        new_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(
-            backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints
+            backbone,
+            strategy,
+            optimizer,
+            layer_decay,
+            warmup_epochs,
+            min_lr_ratio,
+            trainable_only_checkpoints,
+            new_lr_scale,
         )
         self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal", "distillation"])
         self.num_classes = num_classes
@@ -100,22 +109,31 @@ class ActionRecognition(VideoTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
-    def pooled(self, video: Tensor) -> Tensor:
-        """Normalised clips ``(B, T, 3, H, W)`` → the video feature the head reads ``(B, C)``."""
-        frames = self.strategy(self.backbone, video, project=self.head.needs_projection)  # (B, T, C)
-        return self.temporal(frames)
+    def pooled(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Normalised clips ``(B, T, 3, H, W)`` → the video feature ``(B, C)``, and the last block's patch tokens
+        ``(B, T, N, D)`` when the head reads them (None otherwise)."""
+        project = self.head.needs_projection
+        if self.head.needs_tokens:
+            frames, tokens = self.strategy.forward_with_tokens(self.backbone, video, project=project)
+        else:
+            frames, tokens = self.strategy(self.backbone, video, project=project), None  # (B, T, C)
+        return self.temporal(frames), tokens
+
+    def classify(self, feature: Tensor, tokens: Tensor | None) -> Tensor:
+        """The head's logits ``(B, K)`` for pooled features (and tokens, for heads that read them)."""
+        return self.head(feature, tokens) if self.head.needs_tokens else self.head(feature)
 
     def forward(self, video: Tensor) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → logits ``(B, K)``."""
-        return self.head(self.pooled(video))
+        return self.classify(*self.pooled(video))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         video = self.normalize(batch["video"])  # (B, T, 3, H, W)
         labels = batch["label"]
         targets = one_hot(labels, self.num_classes, self.label_smoothing)
         video, targets = self.mixer(video, targets)
-        feature = self.pooled(video)
-        logits = self.head(feature)
+        feature, tokens = self.pooled(video)
+        logits = self.classify(feature, tokens)
         loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
         batch_size = labels.shape[0]
         if self.distillation is not None:
