@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def pretrain(
     figures.update(steps=steps, batch_size=batch_size, seconds=round(time.perf_counter() - start, 1))
     path = Path(out) if out else cache_dir() / f"{arch}.synthetic.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(to_openai(model.state_dict()), tmp)
     tmp.replace(path)  # atomic: a half-written file never carries the final name
     return path, figures

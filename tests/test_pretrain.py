@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -40,8 +41,6 @@ def test_captions_describe_the_image():
 
 def test_pretraining_learns_and_saves_a_loadable_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("LIT_I2V_CACHE", str(tmp_path))
-    with pytest.raises(WeightsError, match="run `python -m lit_i2v pretrain-synthetic` first"):
-        CLIP("ViT-S-8-tiny", pretrained="synthetic")
     torch.manual_seed(0)
     before = evaluate(CLIP("ViT-T-8-test"), random.Random(9), 32, batches=1)["heldout_image_to_text_top1"]
     path, figures = pretrain(
@@ -57,3 +56,18 @@ def test_pretrain_command_writes_the_tag(tmp_path, monkeypatch, capsys):
     assert main(["pretrain-synthetic", "--arch", "ViT-T-8-test", "--steps", "2", "--batch-size", "8"]) == 0
     assert (tmp_path / "ViT-T-8-test.synthetic.pt").is_file()
     assert "open_clip format" in capsys.readouterr().out
+
+
+def test_synthetic_weights_are_made_on_first_use(tmp_path, monkeypatch):
+    """``pretrained: synthetic`` on a machine without the file trains it once into the cache, then reads it."""
+    monkeypatch.setenv("LIT_I2V_CACHE", str(tmp_path))
+    monkeypatch.setattr("lit_i2v.pretrain.pretrain", functools.partial(pretrain, steps=3, batch_size=8))
+    made = CLIP("ViT-T-8-test", pretrained="synthetic")
+    path = tmp_path / "ViT-T-8-test.synthetic.pt"
+    assert path.is_file() and made.pretrained_cfg["source"] == str(path)
+    monkeypatch.setattr("lit_i2v.pretrain.pretrain", None)  # a second use must not train again
+    again = CLIP("ViT-T-8-test", pretrained="synthetic")
+    assert all(torch.equal(a, b) for a, b in zip(made.state_dict().values(), again.state_dict().values()))
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically: no temporary left behind
+    with pytest.raises(WeightsError, match="no pretrained weights 'ViT-T-8-test.laion'"):
+        CLIP("ViT-T-8-test", pretrained="laion")

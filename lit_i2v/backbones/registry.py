@@ -32,6 +32,7 @@ class PretrainedCfg:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     notes: str = ""
+    make: bool = False  # made locally on first use (``lit_i2v.pretrain``) instead of downloaded
     extra: dict = field(default_factory=dict)
 
 
@@ -64,9 +65,11 @@ PRETRAINED: dict[str, PretrainedCfg] = {
         url=f"{_OPENAI}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
         hf_hub="timm/vit_large_patch14_clip_224.openai",
     ),
-    # Made on this machine by `python -m lit_i2v pretrain-synthetic` (no download exists).
-    "ViT-S-8-tiny.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic"),
-    "ViT-T-8-test.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic --arch ViT-T-8-test"),
+    # Made on this machine by `python -m lit_i2v pretrain-synthetic` (no download exists), on first use if absent.
+    "ViT-S-8-tiny.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic", make=True),
+    "ViT-T-8-test.synthetic": PretrainedCfg(
+        notes="python -m lit_i2v pretrain-synthetic --arch ViT-T-8-test", make=True
+    ),
     "ViT-L-14-336.openai": PretrainedCfg(
         url=f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
         hf_hub="timm/vit_large_patch14_clip_336.openai",

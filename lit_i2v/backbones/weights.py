@@ -226,6 +226,8 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     local = cache_dir() / f"{name}.pt"
     if local.is_file():
         return read_checkpoint(local), str(local), cfg
+    if cfg.make:
+        return read_checkpoint(_make_locally(arch, local)), str(local), cfg
     if not (cfg.url or cfg.hf_hub):
         raise WeightsError(f"{name} is made locally and is not at {local} yet: run `{cfg.notes}` first")
     errors = []
@@ -245,6 +247,22 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
         f"could not obtain {name}: " + "; ".join(errors) + f". Offline, place the file at {local} or pass its path "
         "as `pretrained`."
     )
+
+
+def _make_locally(arch: str, path: Path) -> Path:
+    """Train the synthetic tiny CLIP into ``path`` once; concurrent processes (DDP ranks) wait for the first."""
+    import fcntl
+
+    from lit_i2v.pretrain import pretrain
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not path.is_file():
+            log.warning("%s is not in the cache yet: training it once (a few CPU minutes) into %s", path.stem, path)
+            _, figures = pretrain(arch, out=path)
+            log.warning("%s ready: %s", path.stem, figures)
+    return path
 
 
 def _from_hub(repo: str, filename: str) -> dict[str, Tensor]:
