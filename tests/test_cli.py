@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +21,11 @@ TRAINER_CONFIGS = sorted((ROOT / "configs" / "trainer").glob("*.yaml"))
 
 
 def tiny_overrides(synth_root: Path, run_dir: Path) -> list[str]:
-    """Point the quickstart at the small test dataset and a tiny model, one short epoch, logs in run_dir."""
+    """Point the quickstart at the small test dataset and a tiny random model, one short epoch, logs in run_dir."""
     return [
         "--config", str(ROOT / "configs" / "quickstart.yaml"),
         "--model.init_args.backbone.init_args.arch=ViT-T-8-test",
+        "--model.init_args.backbone.init_args.pretrained=null",
         "--model.init_args.temporal.init_args.heads=2",
         f"--data.init_args.root={synth_root}",
         "--data.init_args.video_size=32",
@@ -67,9 +70,14 @@ PAPERS = {
     "k400/vit-b16-openai_aim_8x224.yaml": {"gflops": 606 / 3, "trainable_m": 11},
     "k400/vit-b16-openai_st-adapter-12x384_8x224.yaml": {"gflops": 455 / 3},
     "k400/vit-b16-openai_xclip_8x224.yaml": {"gflops": 145},  # X-CLIP-B/16, 8 frames: 145 GFLOPs x 4 x 3 views
+    "k400/vit-b16-openai_vifi-clip_16x224.yaml": {"gflops": 281},  # ViFi-CLIP B/16, 16 frames: 281 x 4 x 3
 }
-VIEWS = {"k400/vit-b16-openai_xclip_8x224.yaml": 12, "ssv2/vit-b16-openai_xclip_8x224.yaml": 6}  # the rest: 3
-PLAIN_STRUCTURE = ("full-finetune", "linear-probe", "zeroshot", "partial-last2")
+VIEWS = {  # the rest: 3
+    "k400/vit-b16-openai_xclip_8x224.yaml": 12,
+    "ssv2/vit-b16-openai_xclip_8x224.yaml": 6,
+    "k400/vit-b16-openai_vifi-clip_16x224.yaml": 12,
+}
+PLAIN_STRUCTURE = ("full-finetune", "linear-probe", "zeroshot", "partial-last2", "vifi-clip")
 
 
 @pytest.mark.parametrize("config", [c for c in RECIPES if "vit-b16" in c.name], ids=lambda p: p.name)
@@ -80,12 +88,12 @@ def test_summary_of_recipes_without_weights(config, capsys):
         assert main(["summary", "--config", str(config), "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["image_tower_params"] - s["extra_params"] == 86_192_640
-    assert s["frames"] == (16 if "dist" in config.name else 8)  # DiST: 16 dense frames, 8 for the image tower
+    assert s["frames"] == int(re.search(r"_(\d+)x224", config.name).group(1))  # DiST: 16 dense, 8 for the tower
     name = str(config.relative_to(ROOT / "configs" / "recognition"))
     paper = PAPERS.get(name, {})
     assert s["views"] == s["temporal_views"] * s["spatial_crops"] == VIEWS.get(name, 3)
     if any(tag in config.name for tag in PLAIN_STRUCTURE):
-        assert s["extra_params"] == 0 and s["gflops_per_view"] == pytest.approx(8 * 17.56, rel=0.01)
+        assert s["extra_params"] == 0 and s["gflops_per_view"] == pytest.approx(s["frames"] * 17.56, rel=0.01)
     else:
         # adapters add to the backbone; a side network (EVL) sits beside it
         assert s["extra_params"] + s["strategy_params"] > 0 and s["gflops_per_view"] > 8 * 17.56
@@ -249,12 +257,16 @@ def test_torchrun_launcher_runs_distributed_evaluation(tmp_path, synth_root):
 
 @pytest.mark.slow
 def test_quickstart_learns_motion(tmp_path):
-    """The README's main job, as shipped (data generated on first use), reaches accuracy well above chance (1/8)."""
+    """The README's main job as shipped, on a machine that has nothing yet: the synthetic tiny CLIP is trained into an
+    empty cache and the dataset generated on first use; the run then reaches accuracy far above chance (1/8).
+    (The shipped run reaches about 60%; a model blind to frame order cannot pass 50% on this data.)"""
+    env = dict(os.environ, LIT_I2V_CACHE=str(tmp_path / "cache"))
     done = subprocess.run(
         [sys.executable, "-m", "lit_i2v", "fit", "--config", str(ROOT / "configs" / "quickstart.yaml"),
          "--trainer.enable_progress_bar=false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "cache" / "ViT-S-8-tiny.synthetic.pt").is_file()  # made on first use
     top1 = last_value(metrics(tmp_path / "runs" / "quickstart"), "val/top1")
-    assert top1 > 0.25, f"quickstart val/top1 {top1:.3f} is not clearly above chance (0.125)"
+    assert top1 > 0.4, f"quickstart val/top1 {top1:.3f} is not far above chance (0.125)"

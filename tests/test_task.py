@@ -13,6 +13,7 @@ from lit_i2v.heads import (
     CoOpHead,
     LinearHead,
     LSTMPool,
+    PromptEncoderHead,
     TemporalConv1D,
     TemporalTransformer,
     TextClassifierHead,
@@ -321,3 +322,26 @@ def test_token_heads_need_a_strategy_that_runs_the_tower():
     task = make_task(EVL(num_layers=1, heads=2), VideoPromptHead(), class_names=NAMES)
     with pytest.raises(ValueError, match="EVL computes its own video features; a head that reads patch tokens"):
         task(task.normalize(clip_batch()["video"]))
+
+
+def test_vifi_clip_trains_both_towers_through_the_class_prompts():
+    templates = ["a photo of a {}.", "{}"]
+    vifi = make_task(FullFinetune(towers=["visual", "text"]), PromptEncoderHead(templates), class_names=NAMES)
+    fixed = make_task(Frozen(), TextClassifierHead(templates=templates, trainable=False), class_names=NAMES)
+    video = vifi.normalize(clip_batch()["video"])
+    with torch.no_grad():
+        assert torch.allclose(vifi.eval()(video), fixed.eval()(video), atol=1e-4)  # the same classifier at start
+    vifi.train()(video).logsumexp(-1).sum().backward()
+    grads = {n for n, p in vifi.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert "backbone.text.blocks.0.attn.qkv.weight" in grads and "backbone.logit_scale" in grads
+    assert "backbone.visual.blocks.0.attn.qkv.weight" in grads
+    assert not [n for n, _ in vifi.head.named_parameters()]  # the class embeddings are the text tower's output
+    calls = []
+    encode = vifi.backbone.encode_text
+    vifi.backbone.encode_text = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    vifi.eval()
+    with torch.no_grad():
+        vifi(video), vifi(video)
+    assert len(calls) == 1  # evaluation encodes the prompts once per pass
+    vifi.train()(video)
+    assert len(calls) == 2  # training re-encodes every step

@@ -1,6 +1,6 @@
 """Temporal modules and task heads; they always train (unless built frozen, as the zero-shot classifier)."""
 
-from lit_i2v.heads.classifier import Head, LinearHead, TextClassifierHead
+from lit_i2v.heads.classifier import Head, LinearHead, PromptEncoderHead, TextClassifierHead
 from lit_i2v.heads.coop import CoOpHead
 from lit_i2v.heads.temporal import LSTMPool, MeanPool, Temporal, TemporalConv1D, TemporalTransformer
 from lit_i2v.heads.video_prompt import VideoPromptHead
@@ -11,6 +11,7 @@ __all__ = [
     "LSTMPool",
     "LinearHead",
     "MeanPool",
+    "PromptEncoderHead",
     "Temporal",
     "TemporalConv1D",
     "TemporalTransformer",

@@ -99,3 +99,60 @@ class TextClassifierHead(Head):
 
     def extra_repr(self) -> str:
         return f"templates={len(self.templates)}, trainable={self.is_trainable}"
+
+
+class PromptEncoderHead(Head):
+    """Cosine classifier whose class embeddings come from the text tower at every training step (ViFi-CLIP).
+
+    Rasheed et al., *Fine-tuned CLIP Models are Efficient Video Learners*, CVPR 2023 (ViFi-CLIP); official code:
+    github.com/muzairkhattak/ViFi-CLIP. With ``FullFinetune(towers: [visual, text])`` both towers learn: each step
+    encodes the K class prompts through the text tower (gradients reach it and CLIP's logit scale), and the logits
+    are CLIP's scaled cosine similarities with the frame-averaged video embedding. In evaluation the prompts are
+    encoded once per pass. Unlike ``TextClassifierHead`` it owns no parameters: the class embeddings are always the
+    text tower's current output, so a fine-tuned text tower is what a checkpoint carries.
+
+    Args: templates with ``{}`` for the class name (ViFi-CLIP: ``"a photo of a {}."``), embeddings averaged.
+    """
+
+    needs_projection = True
+    needs_class_names = True
+
+    def __init__(self, templates: list[str] | None = None) -> None:
+        super().__init__()
+        self.templates = templates or ["a photo of a {}."]
+        self.clip: list[CLIP] = []  # the backbone, outside the module tree: its parameters belong to the task
+        self._cached: Tensor | None = None
+
+    def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
+        encode_class_prompts(backbone, num_classes, class_names, self.templates[:1])  # checks the names
+        tokens = backbone.tokenize([t.format(name) for name in class_names for t in self.templates])
+        self.register_buffer("token_ids", tokens, persistent=False)  # (K * templates, L)
+        self.num_classes = num_classes
+        self.clip = [backbone]
+
+    def class_embeddings(self) -> Tensor:
+        """``(K, E)``, normalised: the template ensemble of each class through the text tower as it is now."""
+        text = self.clip[0].encode_text(self.token_ids).float()
+        per_template = F.normalize(text, dim=-1).unflatten(0, (self.num_classes, len(self.templates)))
+        return F.normalize(per_template.mean(1), dim=-1)
+
+    def train(self, mode: bool = True) -> PromptEncoderHead:
+        self._cached = None  # a switch (an evaluation pass begins or ends) re-encodes
+        return super().train(mode)
+
+    @torch.no_grad()
+    def prepare_evaluation(self) -> None:
+        self._cached = self.class_embeddings()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training or torch.is_grad_enabled():
+            weights = self.class_embeddings()
+        else:
+            if self._cached is None:
+                self._cached = self.class_embeddings()
+            weights = self._cached
+        scale = self.clip[0].logit_scale.float().clamp(max=4.6052).exp()
+        return scale * F.normalize(x.float(), dim=-1) @ weights.t()  # (B, K)
+
+    def extra_repr(self) -> str:
+        return f"templates={len(self.templates)}"
