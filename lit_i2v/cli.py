@@ -126,6 +126,14 @@ def _make_weights_optional(node: Any) -> None:
             stacklevel=2,
         )
         init.pretrained = None
+    checkpoint = init.get("checkpoint") if isinstance(init, Namespace) else None
+    if isinstance(checkpoint, str) and not os.path.exists(checkpoint):  # an extra model's weights file
+        warnings.warn(
+            f"weights {checkpoint!r} are not on this machine: summarising a randomly initialised model", stacklevel=2
+        )
+        init.checkpoint = None
+        if "pretrained" in init:
+            init.pretrained = False
     for value in vars(init if isinstance(init, Namespace) else node).values():
         _make_weights_optional(value)
 

@@ -19,7 +19,9 @@ from lit_i2v.strategies import (
     LoRA,
     PartialFinetune,
     STAdapter,
+    TimmImageModel,
     VitaCLIP,
+    WithExtraModel,
     ZeroI2V,
 )
 from lit_i2v.strategies.st_adapter import STAdapterModule
@@ -70,6 +72,10 @@ STRATEGIES = {
         lambda: VitaCLIP(num_global=3, max_frames=32),
         32 * W + DEPTH * (3 * W + (W * W + W) + 32 * W + 2 * W + (4 * W * W + 4 * W)),
     ),  # time embedding; per block global and local prompts, cls_proj, summary LN + attention
+    "extra_model_lora": (  # a frozen second vision tower beside LoRA on the backbone
+        lambda: WithExtraModel(tiny_timm(), strategy=LoRA(rank=4, targets=["attn.qkv"])),
+        DEPTH * 4 * (W + 3 * W),
+    ),
 }
 # DiST classifies in CLIP's joint space (the paper: against frozen text embeddings); the rest read tower features.
 TASK_HEADS = {"dist": lambda: LinearHead(project=True)}
@@ -80,6 +86,12 @@ IDENTITY_AT_INIT = set(STRATEGIES) - NOT_IDENTITY
 # identity, so at init it equals the shift alone, which is the merged architecture.
 REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_3_adapters": lambda: ZeroI2V(merged=True)}
 MERGEABLE = ["lora_all", "zeroi2v", "zeroi2v_3_adapters"]
+
+
+def tiny_timm(**kwargs) -> TimmImageModel:
+    """A 2-block timm ViT at 32 px, randomly initialised (no download), as the extra model."""
+    args = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2)
+    return TimmImageModel("vit_tiny_patch16_224", pretrained=False, model_args=args, **kwargs)
 
 
 def backbone() -> CLIP:
@@ -134,7 +146,10 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
     if extra is not None:
         assert trainable == extra
+    frozen_extra = getattr(model.strategy, "extra", None)  # a frozen extra model is the strategy's but does not train
+    frozen = sum(p.numel() for p in frozen_extra.parameters()) if frozen_extra and not frozen_extra.trainable else 0
     own = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.strategy.parameters())
+    own -= frozen
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + own
 
 
@@ -324,3 +339,38 @@ def test_vita_prompts_join_every_block_and_leave_again():
     with torch.no_grad():
         delta = (frames.strategy(frames.backbone, changed) - frames.strategy(frames.backbone, clips())).abs()
     assert delta.sum(-1)[0, :3].sum() == 0  # global prompts alone are per frame
+
+
+def test_extra_model_joins_from_its_own_checkpoint_and_trains_when_asked(tmp_path):
+    from safetensors.torch import save_file
+
+    source = tiny_timm()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    save_file(source.model.state_dict(), str(tmp_path / "extra.safetensors"))
+    args = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2)
+    loaded = TimmImageModel("vit_tiny_patch16_224", checkpoint=str(tmp_path / "extra.safetensors"), model_args=args)
+    frames = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(frames), source.eval()(frames))
+    larger = TimmImageModel(  # the same weights at 48 px: the position embedding is resampled to a 6x6 grid
+        "vit_tiny_patch16_224", checkpoint=str(tmp_path / "extra.safetensors"), model_args=dict(args, img_size=48)
+    )
+    assert larger.image_size == 48 and larger.model.pos_embed.shape == (1, 37, 48)
+    model = ActionRecognition(backbone(), 5, strategy=WithExtraModel(loaded)).train()
+    assert not any(p.requires_grad for p in model.strategy.extra.parameters())
+    assert {n for n in model.trainable_names() if n.startswith("strategy.")} == {
+        "strategy.fuse.weight", "strategy.fuse.bias"
+    }  # fmt: skip
+    with torch.no_grad():
+        model.strategy.fuse.weight.normal_()
+        a = model.strategy(model.backbone, clips())
+        b = model.strategy(model.backbone, clips() * 1.5)  # the extra tower sees different frames
+    assert not torch.allclose(a, b)
+    trained = ActionRecognition(backbone(), 5, strategy=WithExtraModel(tiny_timm(trainable=True))).train()
+    trained(clips()).logsumexp(-1).sum().backward()
+    assert trained.strategy.extra.model.blocks[0].attn.qkv.weight.grad is not None
+    torch.save({"cls_token": torch.zeros(1, 1, 48)}, tmp_path / "bad.pt")  # most weights missing
+    with pytest.raises(ValueError, match="bad.pt does not fit timm model vit_tiny_patch16_224"):
+        TimmImageModel("vit_tiny_patch16_224", checkpoint=str(tmp_path / "bad.pt"), model_args=args)

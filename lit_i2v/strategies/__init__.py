@@ -5,6 +5,7 @@ from lit_i2v.strategies.base import Strategy, freeze
 from lit_i2v.strategies.bottleneck import AdaptFormer
 from lit_i2v.strategies.dist import DiST
 from lit_i2v.strategies.evl import EVL
+from lit_i2v.strategies.extra_model import ExtraModel, TimmImageModel, WithExtraModel
 from lit_i2v.strategies.frozen import Frozen
 from lit_i2v.strategies.full_finetune import FullFinetune
 from lit_i2v.strategies.lora import LoRA
@@ -20,14 +21,17 @@ __all__ = [
     "AdaptFormer",
     "DiST",
     "EVL",
+    "ExtraModel",
     "Frozen",
     "FullFinetune",
     "LoRA",
     "PartialFinetune",
     "STAdapter",
     "Strategy",
+    "TimmImageModel",
     "VPT",
     "VitaCLIP",
+    "WithExtraModel",
     "XCLIP",
     "ZeroI2V",
     "freeze",
