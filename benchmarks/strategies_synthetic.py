@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+CLASS_NAMES = f"--model.init_args.class_names={ROOT / 'data' / 'synthetic-motion' / 'labels.json'}"
 RUNS = {  # name: (strategy, temporal module, extra overrides)
     "linear probe (frozen, mean pool)": ("lit_i2v.strategies.Frozen", "lit_i2v.heads.MeanPool", []),
     "post-network: temporal transformer on frozen features": (
@@ -57,6 +58,27 @@ RUNS = {  # name: (strategy, temporal module, extra overrides)
     ),
     "VPT deep (8 prompts)": (
         "lit_i2v.strategies.VPT", "lit_i2v.heads.MeanPool", ["--model.init_args.strategy.deep=true"],
+    ),
+    "X-CLIP (messages, 1-layer MIT, video prompts)": (
+        "lit_i2v.strategies.XCLIP", "lit_i2v.heads.TemporalTransformer",
+        ["--model.init_args.temporal.init_args.layers=1", "--model.init_args.temporal.init_args.heads=1",
+         "--model.init_args.head=lit_i2v.heads.VideoPromptHead", CLASS_NAMES],
+    ),
+    "Vita-CLIP (global/local/summary tokens, CSC text context)": (
+        "lit_i2v.strategies.VitaCLIP", "lit_i2v.heads.MeanPool",
+        ["--model.init_args.head=lit_i2v.heads.CoOpHead", "--model.init_args.head.context_init=null",
+         "--model.init_args.head.num_context=8", "--model.init_args.head.class_specific=true", CLASS_NAMES],
+    ),
+    "ViFi-CLIP (both towers, prompts re-encoded)": (
+        "lit_i2v.strategies.FullFinetune", "lit_i2v.heads.MeanPool",
+        ["--model.init_args.strategy.towers=[visual,text]", "--model.init_args.head=lit_i2v.heads.PromptEncoderHead",
+         CLASS_NAMES],
+    ),
+    "DiST (8 dense + 4 sparse frames)": (
+        "lit_i2v.strategies.DiST", "lit_i2v.heads.MeanPool",
+        ["--model.init_args.strategy.temporal_dim=24", "--model.init_args.strategy.integration_dim=64",
+         "--model.init_args.strategy.max_frames=8", "--model.init_args.head=lit_i2v.heads.TextClassifierHead",
+         "--model.init_args.head.trainable=false", CLASS_NAMES],
     ),
     "EVL side network (4 layers)": (
         "lit_i2v.strategies.EVL", "lit_i2v.heads.MeanPool",

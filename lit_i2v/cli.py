@@ -5,7 +5,9 @@ Trainer subcommands take ``--config`` files (several compose, later ones win) in
 
 - ``summary --config X.yaml [--json]``: parameters, GFLOPs per view, frames and views of the configured model;
 - ``check-data --config X.yaml [--split S] [--json]``: decodes every video of a split, reports the bad ones;
-- ``synth [--root DIR] ...``: writes the synthetic motion dataset.
+- ``synth [--root DIR] ...``: writes the synthetic motion dataset;
+- ``pretrain-synthetic``: trains the tiny CLIP of the built-in default;
+- ``submit --config X.yaml --nodes M --gpus-per-node N [--dry-run]``: writes and submits a Slurm job.
 
 Extra subcommands parse the same config files through the same parser, then build only what they need (the model
 for ``summary``, the data for ``check-data``), so a recipe can be inspected where its dataset or weights are absent.
@@ -237,8 +239,15 @@ def pretrain_main(argv: list[str]) -> int:
     return 0
 
 
+def submit_main(argv: list[str]) -> int:
+    from lit_i2v.launch import submit_main as submit
+
+    return submit(argv)
+
+
 EXTRA = {
     "summary": summary_main,
+    "submit": submit_main,
     "check-data": check_data_main,
     "synth": synth_main,
     "pretrain-synthetic": pretrain_main,

@@ -167,3 +167,9 @@ def test_bf16_autocast_forward_runs():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model.encode_video(torch.randn(1, 2, 3, 32, 32))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("value", [None, "null", "None", ""])
+def test_no_pretrained_weights_means_random_initialisation(value):
+    """A command-line ``pretrained=null`` reaches the model as the string "None" in omegaconf mode: still random."""
+    assert CLIP("ViT-T-8-test", pretrained=value).pretrained_cfg["source"] is None

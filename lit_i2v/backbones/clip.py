@@ -30,7 +30,8 @@ class CLIP(nn.Module):
 
     Args:
         arch: architecture name (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336``, ``ViT-T-8-test``, ...).
-        pretrained: weights: a tag (``openai``), a path, ``hf-hub:org/repo``, or None for random initialisation.
+        pretrained: weights: a tag (``openai``), a path, ``hf-hub:org/repo``, or None for random initialisation
+            (also ``"null"``/``"None"``/``""``: what a command-line ``=null`` arrives as in omegaconf mode).
         act: override the activation (``quick_gelu`` for OpenAI weights, ``gelu`` for most LAION weights).
         drop_path_rate: stochastic depth of the image tower.
         grad_checkpointing: recompute image-tower blocks in backward to save activation memory.
@@ -58,6 +59,8 @@ class CLIP(nn.Module):
             "std": OPENAI_STD,
             "image_size": spec.vision["image_size"],
         }
+        if isinstance(pretrained, str) and pretrained.strip().lower() in ("", "none", "null", "~"):
+            pretrained = None
         if pretrained is not None:
             state, source, cfg = resolve_pretrained(arch, pretrained)
             load_clip_weights(self, state, source)
