@@ -13,6 +13,7 @@ from lit_i2v.strategies import (
     VPT,
     XCLIP,
     AdaptFormer,
+    Compose,
     DiST,
     Frozen,
     FullFinetune,
@@ -72,6 +73,14 @@ STRATEGIES = {
         lambda: VitaCLIP(num_global=3, max_frames=32),
         32 * W + DEPTH * (3 * W + (W * W + W) + 32 * W + 2 * W + (4 * W * W + 4 * W)),
     ),  # time embedding; per block global and local prompts, cls_proj, summary LN + attention
+    "lora_plus_st_adapter": (  # low-rank updates beside temporal adapters
+        lambda: Compose([LoRA(rank=4, targets=["attn.qkv"]), STAdapter(channels=16)]),
+        DEPTH * 4 * (W + 3 * W) + DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
+    ),
+    "vpt_plus_adaptformer": (  # prompts beside adapters
+        lambda: Compose([VPT(num_prompts=3), AdaptFormer(hidden=8)]),
+        3 * W + DEPTH * adapter(8),
+    ),
     "extra_model_lora": (  # a frozen second vision tower beside LoRA on the backbone
         lambda: WithExtraModel(tiny_timm(), strategy=LoRA(rank=4, targets=["attn.qkv"])),
         DEPTH * 4 * (W + 3 * W),
@@ -80,7 +89,16 @@ STRATEGIES = {
 # DiST classifies in CLIP's joint space (the paper: against frozen text embeddings); the rest read tower features.
 TASK_HEADS = {"dist": lambda: LinearHead(project=True)}
 # Prompts and messages add tokens and EVL decodes with a new query: none starts as the pretrained model's output.
-NOT_IDENTITY = {"vpt_shallow", "vpt_deep", "evl", "xclip", "xclip_messages_only", "dist", "vita"}
+NOT_IDENTITY = {
+    "vpt_shallow",
+    "vpt_deep",
+    "evl",
+    "xclip",
+    "xclip_messages_only",
+    "dist",
+    "vita",
+    "vpt_plus_adaptformer",
+}
 IDENTITY_AT_INIT = set(STRATEGIES) - NOT_IDENTITY
 # ZeroI2V's head shift changes attention from step 0 (it has no parameters to zero); its adapters start as the
 # identity, so at init it equals the shift alone, which is the merged architecture.
@@ -132,8 +150,7 @@ def test_pretrained_names_unchanged_and_new_ones_prefixed(name, plain_state):
         assert key in state, f"{name} renamed {key}"
         assert torch.equal(state[key], value)
     added = set(state) - set(plain_state)
-    prefix = model.strategy.prefix
-    assert all(prefix and prefix in k for k in added), f"{name} added unprefixed {sorted(added)[:4]}"
+    assert all(model.strategy.owns(k) for k in added), f"{name} added unprefixed {sorted(added)[:4]}"
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -374,3 +391,33 @@ def test_extra_model_joins_from_its_own_checkpoint_and_trains_when_asked(tmp_pat
     torch.save({"cls_token": torch.zeros(1, 1, 48)}, tmp_path / "bad.pt")  # most weights missing
     with pytest.raises(ValueError, match="bad.pt does not fit timm model vit_tiny_patch16_224"):
         TimmImageModel("vit_tiny_patch16_224", checkpoint=str(tmp_path / "bad.pt"), model_args=args)
+
+
+def test_compose_refuses_side_networks_and_repeated_methods():
+    with pytest.raises(ValueError, match=r"\['EVL'\] compute their own features"):
+        Compose([LoRA(), EVL()])
+    with pytest.raises(ValueError, match="two parts share a prefix"):
+        Compose([LoRA(), LoRA(targets=["mlp.fc1"])])
+
+
+def test_temporal_transformer_can_start_from_the_text_tower():
+    """CLIP4Clip's seqTransf: the first text blocks and text position embeddings, on projected features."""
+    from lit_i2v.heads import TemporalTransformer
+
+    torch.manual_seed(0)
+    clip = CLIP("ViT-S-8-tiny")  # embed_dim 64 = text width 64
+    temporal = TemporalTransformer(layers=2, heads=5, max_frames=8, init_from_text=True)
+    temporal.build(clip.embed_dim, clip)
+    assert temporal.heads == clip.text.blocks[0].attn.num_heads
+    for block, text_block in zip(temporal.blocks, clip.text.blocks):
+        assert all(torch.equal(a, b) for a, b in zip(block.state_dict().values(), text_block.state_dict().values()))
+    assert torch.equal(temporal.frame_pos, clip.text.pos_embed[:, :8])
+    with pytest.raises(ValueError, match="as wide as the text tower"):
+        TemporalTransformer(layers=1, init_from_text=True).build(32, CLIP("ViT-T-8-test"))  # E 32, text 64
+
+
+def test_paper_parameter_counts_for_vit_l14():
+    """AIM ViT-L/14 with a 400-class head trains 38M parameters (paper, Table 1); counted on the meta device."""
+    with torch.device("meta"):
+        model = ActionRecognition(CLIP("ViT-L-14"), 400, strategy=AIM(max_frames=8))
+    assert round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6) == 38

@@ -13,7 +13,7 @@
   t+1). Difference: the official code reshapes ``(B, T, C)`` to ``(B, C, T)`` with ``view``, which scrambles time
   and channels; here the axes are permuted.
 
-Like heads, temporal modules are built by the task once the feature width is known (``build(width)``).
+Like heads, temporal modules are built by the task once the feature width is known (``build(width, backbone)``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import Block, QuickGELU
 
 
 class Temporal(nn.Module):
-    """Base class: ``build(width)`` creates the parameters for features of that width."""
+    """Base class: ``build(width, backbone)`` creates the parameters for features of that width."""
 
-    def build(self, width: int) -> None:
-        """Create parameters for ``width``-wide features (a no-op for parameter-free modules)."""
+    def build(self, width: int, backbone: CLIP | None = None) -> None:
+        """Create parameters for ``width``-wide features (a no-op for parameter-free modules); ``backbone`` is
+        there for modules initialised from it."""
 
 
 class MeanPool(Temporal):
@@ -45,21 +47,39 @@ class TemporalTransformer(Temporal):
         layers: transformer layers over time (ActionCLIP: 6; CLIP4Clip seqTransf: 4).
         heads: attention heads (must divide the feature width).
         max_frames: the most frames the position embedding covers.
+        init_from_text: start from the first ``layers`` blocks of CLIP's text tower and the first ``max_frames``
+            rows of its position embedding (CLIP4Clip's seqTransf; features must be CLIP-projected and as wide as
+            the text tower, as for ViT-B: 512); the heads are then the text tower's.
     """
 
-    def __init__(self, layers: int = 1, heads: int = 8, max_frames: int = 32) -> None:
+    def __init__(self, layers: int = 1, heads: int = 8, max_frames: int = 32, init_from_text: bool = False) -> None:
         super().__init__()
         self.num_layers, self.heads, self.max_frames = layers, heads, max_frames
+        self.init_from_text = init_from_text
         self.frame_pos: nn.Parameter | None = None
         self.blocks = nn.ModuleList()
 
-    def build(self, width: int) -> None:
+    def build(self, width: int, backbone: CLIP | None = None) -> None:
+        text = backbone.text if self.init_from_text and backbone is not None else None
+        if self.init_from_text:
+            if text is None or text.width != width or len(text.blocks) < self.num_layers:
+                raise ValueError(
+                    f"temporal.init_from_text needs CLIP-projected features as wide as the text tower and at least "
+                    f"{self.num_layers} text blocks (features {width}, text tower "
+                    f"{getattr(text, 'width', None)} wide with {len(getattr(text, 'blocks', []))} blocks)"
+                )
+            self.heads = text.blocks[0].attn.num_heads
         self.frame_pos = nn.Parameter(torch.empty(1, self.max_frames, width).normal_(std=0.02))
         self.blocks = nn.ModuleList(Block(width, self.heads, 4.0, QuickGELU) for _ in range(self.num_layers))
         for block in self.blocks:
             for linear in (block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2):
                 nn.init.normal_(linear.weight, std=0.02)
                 nn.init.zeros_(linear.bias)
+        if text is not None:
+            with torch.no_grad():
+                for block, source in zip(self.blocks, text.blocks):
+                    block.load_state_dict(source.state_dict())  # CausalBlock is a Block: the same names
+                self.frame_pos.copy_(text.pos_embed[:, : self.max_frames])
 
     def forward(self, x: Tensor) -> Tensor:
         t = x.shape[1]
@@ -81,7 +101,7 @@ class LSTMPool(Temporal):
         super().__init__()
         self.lstm: nn.LSTM | None = None
 
-    def build(self, width: int) -> None:
+    def build(self, width: int, backbone: CLIP | None = None) -> None:
         self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,7 +116,7 @@ class TemporalConv1D(Temporal):
         super().__init__()
         self.conv: nn.Conv1d | None = None
 
-    def build(self, width: int) -> None:
+    def build(self, width: int, backbone: CLIP | None = None) -> None:
         self.conv = nn.Conv1d(width, width, 3, padding=1, groups=width, bias=False)
         weight = torch.zeros(width, 1, 3)
         quarter = width // 4

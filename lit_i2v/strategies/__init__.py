@@ -3,6 +3,7 @@
 from lit_i2v.strategies.aim import AIM
 from lit_i2v.strategies.base import Strategy, freeze
 from lit_i2v.strategies.bottleneck import AdaptFormer
+from lit_i2v.strategies.compose import Compose
 from lit_i2v.strategies.dist import DiST
 from lit_i2v.strategies.evl import EVL
 from lit_i2v.strategies.extra_model import ExtraModel, TimmImageModel, WithExtraModel
@@ -19,6 +20,7 @@ from lit_i2v.strategies.zeroi2v import ZeroI2V
 __all__ = [
     "AIM",
     "AdaptFormer",
+    "Compose",
     "DiST",
     "EVL",
     "ExtraModel",

@@ -40,6 +40,11 @@ class Strategy(nn.Module):
         """Whether the backbone parameter ``name`` trains."""
         return True
 
+    def owns(self, name: str) -> bool:
+        """Whether the backbone parameter ``name`` was added by this strategy: a module named by the prefix
+        (``blocks.0.pre_mlp.st_adapter.down``) or by the prefix and a role (``blocks.0.aim_mlp.down``)."""
+        return bool(self.prefix) and (f".{self.prefix}." in name or f".{self.prefix}_" in name)
+
     def forward(self, backbone: CLIP, video: Tensor, project: bool = False) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → per-frame features ``(B, T, D)``, or ``(B, T, E)`` if ``project``."""
         with self._tower_context(backbone):

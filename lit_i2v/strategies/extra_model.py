@@ -108,7 +108,6 @@ class WithExtraModel(Strategy):
         super().__init__()
         self.inner = strategy or Frozen()
         self.extra = extra
-        self.prefix = self.inner.prefix
 
     def apply(self, backbone: CLIP) -> None:
         self.inner.apply(backbone)
@@ -122,6 +121,9 @@ class WithExtraModel(Strategy):
 
     def trainable(self, name: str) -> bool:
         return self.inner.trainable(name)
+
+    def owns(self, name: str) -> bool:
+        return self.inner.owns(name)
 
     def extra_features(self, video: Tensor) -> Tensor:
         """Clips normalised for CLIP ``(B, T, 3, H, W)`` → the extra model's features ``(B, T, C)``."""

@@ -99,6 +99,9 @@ class LoRA(Strategy):
     def trainable(self, name: str) -> bool:
         return ".lora_" in name
 
+    def owns(self, name: str) -> bool:
+        return ".lora_" in name  # lora_A / lora_B beside each adapted layer's weight
+
     def merge(self, backbone: CLIP) -> None:
         for name, module in list(backbone.named_modules()):
             if isinstance(module, LoRALinear):

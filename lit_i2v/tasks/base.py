@@ -107,8 +107,7 @@ class VideoTask(L.LightningModule):
 
     def is_new(self, name: str) -> bool:
         """Whether parameter ``name`` (of this task) is not from the pretrained checkpoint."""
-        prefix = self.strategy.prefix
-        return not name.startswith("backbone.") or bool(prefix and f".{prefix}." in name)
+        return not name.startswith("backbone.") or self.strategy.owns(name)
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer over trainable parameters, grouped for layer decay and weight decay."""

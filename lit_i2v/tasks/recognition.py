@@ -88,7 +88,7 @@ class ActionRecognition(VideoTask):
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
         width = backbone.embed_dim if self.head.needs_projection else backbone.visual.width
-        self.temporal.build(width)
+        self.temporal.build(width, backbone)
         self.distillation = distillation
         if distillation is not None:
             distillation.build(width, num_classes, self.class_names)

@@ -1,0 +1,48 @@
+"""Several strategies on one backbone, where the papers combine them (prompts with adapters, LoRA with adapters).
+
+Survey (arXiv 2510.10671): parameter-efficient methods are often stacked, e.g. visual prompts beside adapters
+(Vita-CLIP's prompts on a frozen tower, DualPath's adapters with token grids) or LoRA beside temporal adapters.
+``Compose`` applies its parts to the backbone in order; a parameter trains if any part trains it, and belongs to
+the part whose prefix it carries. Parts must run the image tower themselves (side networks such as EVL and DiST
+compute their own features and cannot be stacked), and their prefixes must differ. A composition is not merged as a
+whole.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.strategies.base import Strategy
+
+
+class Compose(Strategy):
+    """Args: strategies: the parts, applied in this order."""
+
+    def __init__(self, strategies: list[Strategy]) -> None:
+        super().__init__()
+        if not strategies:
+            raise ValueError("strategy.strategies: give at least one strategy")
+        own_forward = [type(s).__name__ for s in strategies if type(s).forward is not Strategy.forward]
+        if own_forward:
+            raise ValueError(
+                f"strategy.strategies: {own_forward} compute their own features (side networks) and cannot be "
+                "composed with others; use them alone"
+            )
+        prefixes = [s.prefix for s in strategies if s.prefix]
+        if len(prefixes) != len(set(prefixes)):
+            raise ValueError(f"strategy.strategies: two parts share a prefix ({prefixes}); compose different methods")
+        self.parts = nn.ModuleList(strategies)
+
+    def apply(self, backbone: CLIP) -> None:
+        for part in self.parts:
+            part.apply(backbone)
+
+    def trainable(self, name: str) -> bool:
+        return any(part.trainable(name) for part in self.parts)
+
+    def owns(self, name: str) -> bool:
+        return any(part.owns(name) for part in self.parts)
+
+    def extra_repr(self) -> str:
+        return " + ".join(type(p).__name__ for p in self.parts)
