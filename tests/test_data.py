@@ -232,3 +232,37 @@ def test_synthetic_frames_cannot_tell_reversed_twins():
     forward, _ = render(0, random.Random(5), spec)  # left -> right
     backward, _ = render(1, random.Random(5), spec)  # right -> left, same random draws
     assert np.array_equal(forward, backward[::-1])
+
+
+def test_augmentation_differs_across_ranks_and_workers_and_repeats_with_the_seed(tmp_path):
+    """With Lightning's seeding (``seed_everything(workers=True)``, as the CLI does), every (rank, worker) draws its
+    own crops and frame offsets, and the same seed gives the same clips again."""
+    from lightning.fabric.utilities.seed import seed_everything
+    from lightning.pytorch.trainer.connectors.data_connector import _auto_add_worker_init_fn
+
+    video = numbered_video(tmp_path / "v.mp4", frames=24, size=48)
+    (tmp_path / "train.txt").write_text(f"{video} 0\n" * 4)  # one video: only augmentation can differ
+
+    def first_batches(rank: int) -> list[torch.Tensor]:
+        seed_everything(0, workers=True)
+        dm = VideoDataModule(
+            train=str(tmp_path / "train.txt"), format="list", sampler=UniformSampler(4),
+            train_transform=TrainTransform(size=32, scale=(0.2, 1.0)), batch_size=1, num_workers=2,
+        )  # fmt: skip
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        _auto_add_worker_init_fn(loader, rank)
+        batches = iter(loader)
+        return [next(batches)["video"][0] for _ in range(2)]  # batch 0 from worker 0, batch 1 from worker 1
+
+    rank0, rank1, again = first_batches(0), first_batches(1), first_batches(0)
+    assert not torch.equal(rank0[0], rank0[1])  # two workers of one rank
+    assert not torch.equal(rank0[0], rank1[0])  # the same worker on two ranks
+    assert all(torch.equal(a, b) for a, b in zip(rank0, again))  # reproducible
+
+
+def test_auto_backend_decodes_what_decord_rejects(tmp_path):
+    """decord 0.6 fails on 48-px-wide frames; ``auto`` decodes the same frames with PyAV instead of losing the clip."""
+    video = numbered_video(tmp_path / "v.mp4", frames=20, size=48)
+    frames = open_video(video, "auto").get_frames([0, 5, 19])
+    assert frames.shape == (3, 48, 48, 3) and frame_index(frames) == [0, 5, 19]

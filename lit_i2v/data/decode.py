@@ -2,11 +2,13 @@
 
 A reader is opened inside the DataLoader worker that uses it (never in the parent process, where decord's threads
 would not survive the fork) and returns uint8 frames ``(T, H, W, 3)``. ``backend="auto"`` uses decord and falls back
-to PyAV for a file decord cannot open, so an odd container costs speed rather than a sample.
+to PyAV for a file decord cannot open or decode (decord 0.6 rejects some frame widths, e.g. 48 px), so an odd file
+costs speed rather than a sample.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 Backend = Literal["auto", "decord", "pyav"]
+log = logging.getLogger(__name__)
 
 
 class DecodeError(RuntimeError):
@@ -83,6 +86,23 @@ class PyAVReader:
         return torch.from_numpy(np.stack([found[i] for i in indices]))
 
 
+class FallbackReader:
+    """decord first; if it fails on this file's frames (decord rejects some frame widths), PyAV for the rest."""
+
+    def __init__(self, primary: DecordReader, path: str) -> None:
+        self.primary, self.path = primary, path
+        self.num_frames = primary.num_frames
+
+    def get_frames(self, indices: list[int]) -> Tensor:
+        try:
+            return self.primary.get_frames(indices)
+        except Exception as err:  # DECORDError: decode the same frames with PyAV instead
+            log.debug("decord failed on %s (%s); decoding with PyAV", self.path, err)
+            fallback = PyAVReader(self.path)
+            fallback.num_frames = self.num_frames  # the same frame indices
+            return fallback.get_frames(indices)
+
+
 class FrameFolderReader:
     """mmaction2's rawframes layout: ``dir/img_00001.jpg ...`` (1-based), decoded with libjpeg-turbo."""
 
@@ -123,5 +143,5 @@ def open_video(path: str | Path, backend: Backend = "auto", num_frames: int | No
         if reader.num_frames < 1:
             errors.append(f"{name}: no frames")
             continue
-        return reader
+        return FallbackReader(reader, path) if backend == "auto" and name == "decord" else reader
     raise DecodeError(f"{path}: cannot decode ({'; '.join(errors)})")
