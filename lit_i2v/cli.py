@@ -16,6 +16,7 @@ for ``summary``, the data for ``check-data``), so a recipe can be inspected wher
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ import warnings
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -87,6 +89,13 @@ class LitI2VCLI(LightningCLI):
             # A fixed place, <default_root_dir>/checkpoints, rather than inside each logger version folder.
             root = config.trainer.get("default_root_dir") or "."
             config.checkpoint.dirpath = os.path.join(root, "checkpoints")
+        if config.get("checkpoint") is not None and config.checkpoint.get("monitor") == "val/top1":
+            # The default follows the task: each names the validation metric its best checkpoint is chosen by.
+            path = str(config.model.get("class_path", "")) if config.get("model") is not None else ""
+            module, _, name = path.rpartition(".")
+            if module:
+                task = getattr(importlib.import_module(module), name, None)
+                config.checkpoint.monitor = getattr(task, "monitor", "val/top1")
 
     def instantiate_classes(self) -> None:
         if self.only is None:
@@ -159,14 +168,21 @@ def summary_main(argv: list[str]) -> int:
     p.add_argument("--config", "-c", action="append", required=True, help="config file(s); later ones win")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--merged", action="store_true", help="merge a mergeable strategy into the weights first")
+    p.add_argument(
+        "--device", default="meta", help="where to build the model: meta (shapes only: no memory, no time) or cpu"
+    )
     args, rest = p.parse_known_args(argv)  # the rest are --key=value overrides, as for fit
-    cli = _SummaryCLI(args=_config_args(args) + rest, run=False, only=("model",))
-    if args.merged:
-        if not cli.model.strategy.mergeable:
-            raise ValueError(f"--merged: {type(cli.model.strategy).__name__} cannot be merged into the weights")
-        cli.model.strategy.merge(cli.model.backbone)
-    data_cfg = cli.config.get("data")
-    result = summarize(cli.model, data_cfg)
+    # Counting parameters and FLOPs needs shapes, not values: on the meta device a ViT-L recipe is summarised in a
+    # second, and attention inside nn.MultiheadAttention is counted as its matrix products (the CPU's fused kernel
+    # is invisible to the FLOP counter).
+    with torch.device(args.device):
+        cli = _SummaryCLI(args=_config_args(args) + rest, run=False, only=("model",))
+        if args.merged:
+            if not cli.model.strategy.mergeable:
+                raise ValueError(f"--merged: {type(cli.model.strategy).__name__} cannot be merged into the weights")
+            cli.model.strategy.merge(cli.model.backbone)
+        data_cfg = cli.config.get("data")
+        result = summarize(cli.model, data_cfg)
     if args.json:
         import json
 
