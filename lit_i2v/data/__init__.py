@@ -4,18 +4,21 @@ Imports no model code: sizes are given as values, and normalisation happens on t
 """
 
 from lit_i2v.data.annotations import VideoRecord, read_annotations, read_class_names
+from lit_i2v.data.captions import CaptionDataModule, read_captions
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.decode import DecodeError, open_video
 from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
-from lit_i2v.data.synthetic_module import SyntheticMotion
+from lit_i2v.data.synthetic_module import SyntheticCaptions, SyntheticMotion
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 __all__ = [
+    "CaptionDataModule",
     "DecodeError",
     "DenseSampler",
     "EvalTransform",
     "FrameSampler",
+    "SyntheticCaptions",
     "SyntheticMotion",
     "TrainTransform",
     "UniformSampler",
@@ -25,5 +28,6 @@ __all__ = [
     "VideoRecord",
     "open_video",
     "read_annotations",
+    "read_captions",
     "read_class_names",
 ]

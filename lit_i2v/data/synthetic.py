@@ -169,3 +169,30 @@ def synthesize(
     labels = {label_key(t): str(i) for i, t in enumerate(templates())}
     (root / "labels.json").write_text(json.dumps(labels, indent=1))
     return root
+
+
+def write_captions(root: str | Path) -> Path:
+    """Captions for the synthetic motion set, for retrieval: ``captions_<split>.json`` beside the SSv2 files.
+
+    Each video gets two captions derived from what it shows: its SSv2 label ("moving red circle from left to
+    right") and a rephrasing ("a red circle: moving something from left to right"). The object's colour and shape
+    can be read from one frame, the motion only from several. Idempotent.
+    """
+    root = Path(root)
+    for split in ("train", "validation", "test"):
+        out = root / f"captions_{split}.json"
+        if out.is_file():
+            continue
+        items = json.loads((root / f"{split}.json").read_text())
+        captions = [
+            {
+                "video_id": item["id"],
+                "path": f"{item['id']}.mp4",
+                "captions": [item["label"], f"a {item['placeholders'][0]}: {label_key(item['template']).lower()}"],
+            }
+            for item in items
+        ]
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(captions, indent=1))
+        tmp.replace(out)
+    return root

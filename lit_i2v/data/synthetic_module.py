@@ -1,13 +1,15 @@
-"""The built-in default data: the synthetic motion set, generated on first use, read through the SSv2 loaders."""
+"""The built-in default data: the synthetic motion set, generated on first use, read through the SSv2 loaders (and
+with captions, for retrieval)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lit_i2v.data.captions import CaptionDataModule
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.decode import Backend
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.synthetic import SynthSpec, synthesize
+from lit_i2v.data.synthetic import SynthSpec, synthesize, write_captions
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 
@@ -71,4 +73,56 @@ class SyntheticMotion(VideoDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()  # idempotent; covers use without a Trainer (check-data, benchmarks)
+        super().setup(stage)
+
+
+class SyntheticCaptions(CaptionDataModule):
+    """The synthetic motion set with two captions per video (``write_captions``), for text-video retrieval;
+    generated on first use like ``SyntheticMotion``. Args as ``SyntheticMotion``."""
+
+    generates_data = True
+
+    def __init__(
+        self,
+        root: str = "data/synthetic-motion",
+        num_train: int = 480,
+        num_val: int = 160,
+        num_test: int = 160,
+        video_size: int = 64,
+        video_frames: int = 24,
+        seed: int = 0,
+        sampler: FrameSampler | None = None,
+        train_transform: TrainTransform | None = None,
+        eval_transform: EvalTransform | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        backend: Backend = "auto",
+    ) -> None:
+        base = Path(root)
+        super().__init__(
+            train=str(base / "captions_train.json"),
+            val=str(base / "captions_validation.json"),
+            test=str(base / "captions_test.json"),
+            root=str(base / "videos"),
+            format="captions",
+            sampler=sampler,
+            train_transform=train_transform or TrainTransform(size=video_size, scale=(0.5, 1.0), hflip=False),
+            eval_transform=eval_transform or EvalTransform(size=video_size),
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            backend=backend,
+        )
+        self.dataset_root = base
+        self.counts = (num_train, num_val, num_test)
+        self.spec = SynthSpec(size=video_size, frames=video_frames)
+        self.seed = seed
+
+    def prepare_data(self) -> None:
+        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
+        write_captions(self.dataset_root)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()
         super().setup(stage)

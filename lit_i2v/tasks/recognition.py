@@ -47,6 +47,8 @@ class ActionRecognition(VideoTask):
         new_lr_scale: lr factor of new modules over pretrained ones (X-CLIP: 10).
     """
 
+    monitor = "val/top1"  # the validation metric that chooses the best checkpoint
+
     def __init__(
         self,
         backbone: CLIP,

@@ -1,0 +1,151 @@
+"""Videos with captions, for text-video retrieval: annotation formats, the dataset and the DataModule.
+
+Formats (``format``):
+
+- ``captions``: lit_i2v's JSON, ``[{"video_id": "v1", "captions": ["...", "..."], "path": "v1.mp4"?}, ...]``
+  (``path`` relative to ``root``, default ``<video_id><video_ext>``); the synthetic set is written in it.
+- ``msrvtt``: MSR-VTT as CLIP4Clip reads it: the split file is a CSV of ``video_id`` (``MSRVTT_train.9k.csv``,
+  ``MSRVTT_train.7k.csv``) and the captions come from ``MSRVTT_data.json`` (``captions``: its ``sentences`` list of
+  ``{"video_id", "caption"}``); every caption of a video is kept (about 20 each).
+- ``jsfusion``: the 1k-A test split, ``MSRVTT_JSFUSION_test.csv`` (``key,vid_key,video_id,sentence``): one caption
+  per video.
+
+Training samples one caption per video per step (a different one each epoch); evaluation scores every caption of
+the split against every video (``TextVideoRetrieval``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Literal
+
+from lit_i2v.data.annotations import AnnotationError, VideoRecord
+from lit_i2v.data.datamodule import VideoDataModule
+from lit_i2v.data.dataset import VideoClipDataset
+
+CaptionFormat = Literal["captions", "msrvtt", "jsfusion"]
+
+
+def read_captions(
+    path: str | Path, root: str | Path, format: CaptionFormat, captions: str | None = None, video_ext: str = ".mp4"
+) -> tuple[list[VideoRecord], list[list[str]]]:
+    """Records (label -1) and, aligned with them, each video's captions."""
+    path, root = Path(path), Path(root)
+    by_video: dict[str, list[str]] = {}
+    paths: dict[str, str] = {}
+    if format == "captions":
+        try:
+            items = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "video_id" not in item or not item.get("captions"):
+                raise AnnotationError(f"{path}: item {i} needs a video_id and a non-empty captions list")
+            by_video[str(item["video_id"])] = [str(c) for c in item["captions"]]
+            if "path" in item:
+                paths[str(item["video_id"])] = item["path"]
+    elif format == "msrvtt":
+        if not captions:
+            raise AnnotationError(f"{path}: format msrvtt needs data.captions (MSRVTT_data.json)")
+        sentences: dict[str, list[str]] = {}
+        for s in json.loads(Path(captions).read_text())["sentences"]:
+            sentences.setdefault(s["video_id"], []).append(s["caption"])
+        with open(path, newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                vid = row.get("video_id")
+                if not vid or vid not in sentences:
+                    raise AnnotationError(f"{path}:{line}: video {vid!r} has no caption in {captions}")
+                by_video[vid] = sentences[vid]
+    elif format == "jsfusion":
+        with open(path, newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                if not row.get("video_id") or not row.get("sentence"):
+                    raise AnnotationError(f"{path}:{line}: needs video_id and sentence columns")
+                by_video.setdefault(row["video_id"], []).append(row["sentence"])
+    else:
+        raise AnnotationError(f"{path}: unknown caption format {format!r} (captions, msrvtt, jsfusion)")
+    if not by_video:
+        raise AnnotationError(f"{path}: no videos")
+    records = [
+        VideoRecord(str(root / paths.get(vid, f"{vid}{video_ext}")), -1, vid) for vid in by_video
+    ]  # fmt: skip
+    return records, list(by_video.values())
+
+
+class CaptionClipDataset(VideoClipDataset):
+    """``VideoClipDataset`` whose training samples carry one of the video's captions (``caption``)."""
+
+    def __init__(self, records: list[VideoRecord], captions: list[list[str]], *args, **kwargs) -> None:
+        super().__init__(records, *args, **kwargs)
+        self.captions = captions
+
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        if self.training:  # the video may have been replaced by another (a corrupt file): caption what was decoded
+            sample["caption"] = random.choice(self.captions[sample["index"]])
+        return sample
+
+
+class CaptionDataModule(VideoDataModule):
+    """Videos and captions for retrieval.
+
+    Args:
+        train, val, test: split files in ``format``.
+        root: folder the video paths are relative to.
+        format: ``captions``, ``msrvtt`` or ``jsfusion`` (see the module docstring); ``eval_format`` overrides it for
+            the val and test splits (MSR-VTT: ``msrvtt`` for training, ``jsfusion`` for the 1k-A test).
+        captions: MSR-VTT's ``MSRVTT_data.json`` for the ``msrvtt`` format.
+        Others: as ``VideoDataModule``.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        root: str = "",
+        format: CaptionFormat = "captions",
+        eval_format: CaptionFormat | None = None,
+        captions: str | None = None,
+        video_ext: str = ".mp4",
+        **kwargs,
+    ) -> None:
+        self.caption_format, self.eval_format, self.caption_file = format, eval_format or format, captions
+        super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, **kwargs)
+        self.caption_lists: dict[str, list[list[str]]] = {}
+
+    def check_files(self) -> None:
+        super().check_files()
+        if self.caption_file and not Path(self.caption_file).exists():
+            raise FileNotFoundError(f"data.captions: {self.caption_file} does not exist; {self.prepare_hint}")
+
+    def class_names(self) -> list[str] | None:
+        return None
+
+    def captions(self, split: str) -> list[list[str]]:
+        """Every caption of every video of ``split``, aligned with its records."""
+        if split not in self.caption_lists:
+            self.setup(None)
+        return self.caption_lists[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
+        for split in wanted.get(stage or "", ["train", "val", "test"]):
+            if split in self.datasets or self.files[split] is None:
+                continue
+            fmt = self.caption_format if split == "train" else self.eval_format
+            records, captions = read_captions(self.files[split], self.root, fmt, self.caption_file, self.video_ext)
+            training = split == "train"
+            self.caption_lists[split] = captions
+            self.datasets[split] = CaptionClipDataset(
+                records,
+                captions,
+                self.sampler,
+                self.train_transform if training else self.eval_transform,
+                training=training,
+                backend=self.backend,
+                max_retries=self.max_retries,
+            )

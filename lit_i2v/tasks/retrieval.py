@@ -1,0 +1,181 @@
+"""Text-video retrieval: videos and captions embedded into CLIP's joint space, trained with symmetric InfoNCE.
+
+CLIP4Clip (Luo et al., Neurocomputing 2022; official code github.com/ArrowLuo/CLIP4Clip): frames through the image
+tower (with any strategy), projected, pooled over time by the temporal module (``MeanPool`` = meanP,
+``TemporalTransformer(init_from_text: true)`` = seqTransf), L2-normalised; captions through the text tower.
+The loss is the symmetric cross-entropy over the batch's text x video similarities scaled by CLIP's logit scale
+(clamped at 100). Under DDP the video and text embeddings of every rank are gathered *with* their gradients, so
+every rank's texts are contrasted against every rank's videos (as the official code's ``AllGather``).
+
+Evaluation embeds each video once (views averaged), gathers them from all ranks (each video exactly once), embeds
+every caption of the split, and scores the full text x video similarity matrix in chunks: R@1/5/10, median and
+mean rank in both directions (``lit_i2v.metrics.retrieval``), optionally after dual-softmax re-ranking.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.heads import MeanPool, Temporal
+from lit_i2v.metrics import chunked_similarity, dual_softmax, retrieval_metrics
+from lit_i2v.strategies import Strategy
+from lit_i2v.tasks.base import VideoTask
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """All ranks' ``x`` concatenated, gradients flowing back to each rank's own part (one process: ``x``)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+class TextVideoRetrieval(VideoTask):
+    """Args:
+    backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints,
+        new_lr_scale: as ``ActionRecognition``.
+    temporal: pools projected frame embeddings over time (default ``MeanPool``: CLIP4Clip's meanP).
+    dual_softmax: re-rank the evaluation similarities with a dual softmax (inference only).
+    text_batch_size: captions encoded at a time in evaluation.
+    """
+
+    monitor = "val/t2v/R@1"  # the validation metric that chooses the best checkpoint
+
+    def __init__(
+        self,
+        backbone: CLIP,
+        strategy: Strategy | None = None,
+        temporal: Temporal | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        layer_decay: float = 1.0,
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.0,
+        trainable_only_checkpoints: bool = False,
+        new_lr_scale: float = 1.0,
+        dual_softmax: bool = False,
+        text_batch_size: int = 256,
+    ) -> None:
+        super().__init__(
+            backbone,
+            strategy,
+            optimizer,
+            layer_decay,
+            warmup_epochs,
+            min_lr_ratio,
+            trainable_only_checkpoints,
+            new_lr_scale,
+        )
+        self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
+        self.temporal = temporal or MeanPool()
+        self.temporal.build(backbone.embed_dim, backbone)
+        self.dual_softmax, self.text_batch_size = dual_softmax, text_batch_size
+        self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": []}
+        self._skipped = 0
+
+    # ---- embeddings ----------------------------------------------------------------------------------------------
+
+    def encode_videos(self, video: Tensor) -> Tensor:
+        """Normalised clips ``(B, T, 3, H, W)`` → L2-normalised video embeddings ``(B, E)``."""
+        frames = self.strategy(self.backbone, video, project=True)  # (B, T, E)
+        return F.normalize(self.temporal(frames).float(), dim=-1)
+
+    def encode_texts(self, texts: list[str]) -> Tensor:
+        """Captions → L2-normalised text embeddings ``(N, E)``."""
+        tokens = self.backbone.tokenize(texts).to(self.device)
+        return F.normalize(self.backbone.encode_text(tokens).float(), dim=-1)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """Normalised clips → video embeddings (what ``summary`` counts per view)."""
+        return self.encode_videos(video)
+
+    def logit_scale(self) -> Tensor:
+        return self.backbone.logit_scale.float().clamp(max=4.6052).exp()  # at most 100, as CLIP
+
+    # ---- training ------------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        videos = gather_with_grad(self.encode_videos(self.normalize(batch["video"])))  # (N, E) over all ranks
+        texts = gather_with_grad(self.encode_texts(list(batch["caption"])))
+        logits = self.logit_scale() * texts @ videos.t()  # (N, N): text i belongs to video i
+        target = torch.arange(logits.shape[0], device=logits.device)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        batch_size = batch["video"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/logit_scale", self.logit_scale(), batch_size=batch_size)
+        self.log("train/skipped", batch["skipped"].sum().float(), reduce_fx="sum", batch_size=batch_size)
+        return loss
+
+    # ---- evaluation ----------------------------------------------------------------------------------------------
+
+    def _eval_step(self, batch: dict) -> None:
+        b, v = batch["video"].shape[:2]
+        with torch.no_grad():
+            views = self.encode_videos(self.normalize(batch["video"].flatten(0, 1))).unflatten(0, (b, v))
+        embedding = F.normalize(views.mean(1), dim=-1)  # views averaged
+        valid = batch["valid"]
+        self._eval["index"].append(batch["index"][valid])
+        self._eval["embedding"].append(embedding[valid])
+        self._skipped += int((~valid).sum())
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def _gather_videos(self) -> tuple[Tensor, Tensor]:
+        """Indices and embeddings of the evaluated videos from every rank, sorted by index."""
+        width = self.backbone.embed_dim
+        index = torch.cat(self._eval["index"]) if self._eval["index"] else torch.zeros(0, dtype=torch.long)
+        emb = torch.cat(self._eval["embedding"]) if self._eval["embedding"] else torch.zeros(0, width)
+        index, emb = index.to(self.device), emb.to(self.device)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            counts = self.all_gather(torch.tensor(len(index), device=self.device)).view(-1)
+            most = int(counts.max())
+            pad = most - len(index)  # ranks hold different numbers of videos: pad, gather, then trim
+            index_all = self.all_gather(F.pad(index, (0, pad), value=-1)).view(-1, most)
+            emb_all = self.all_gather(F.pad(emb, (0, 0, 0, pad))).view(-1, most, width)
+            keep = [slice(0, int(c)) for c in counts]
+            index = torch.cat([index_all[r, keep[r]] for r in range(len(counts))])
+            emb = torch.cat([emb_all[r, keep[r]] for r in range(len(counts))])
+        order = index.argsort()
+        return index[order], emb[order]
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        index, videos = self._gather_videos()
+        datamodule = self.trainer.datamodule
+        split = {"val": "val", "test": "test"}[stage]
+        captions = datamodule.captions(split)
+        position = {int(i): k for k, i in enumerate(index.tolist())}  # videos that decoded, in order
+        texts, owner = [], []
+        for video_index, video_captions in enumerate(captions):
+            if video_index in position:  # captions of a video that failed to decode cannot be scored
+                texts += video_captions
+                owner += [position[video_index]] * len(video_captions)
+        with torch.no_grad():
+            step = self.text_batch_size
+            text_emb = torch.cat([self.encode_texts(texts[i : i + step]) for i in range(0, len(texts), step)])
+        sim = chunked_similarity(text_emb, videos)
+        if self.dual_softmax:
+            sim = dual_softmax(sim)
+        metrics = retrieval_metrics(sim, torch.tensor(owner, device=sim.device))
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, sync_dist=False, rank_zero_only=True)
+        self.log(f"{stage}/videos", float(len(index)), rank_zero_only=True)
+        self.log(f"{stage}/captions", float(len(texts)), rank_zero_only=True)
+        skipped = self.all_gather(torch.tensor(self._skipped, device=self.device)).sum()
+        self.log(f"{stage}/skipped", skipped.float(), rank_zero_only=True)
+        self._eval = {"index": [], "embedding": []}
+        self._skipped = 0
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
