@@ -76,6 +76,7 @@ VIEWS = {  # the rest: 3
     "k400/vit-b16-openai_xclip_8x224.yaml": 12,
     "ssv2/vit-b16-openai_xclip_8x224.yaml": 6,
     "k400/vit-b16-openai_vifi-clip_16x224.yaml": 12,
+    "ssv2/vit-b16-openai_vifi-clip_16x224.yaml": 6,
 }
 PLAIN_STRUCTURE = ("full-finetune", "linear-probe", "zeroshot", "partial-last2", "vifi-clip")
 
