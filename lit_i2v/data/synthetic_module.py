@@ -13,7 +13,38 @@ from lit_i2v.data.synthetic import SynthSpec, synthesize, write_captions
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 
-class SyntheticMotion(VideoDataModule):
+class _WrittenOnFirstUse:
+    """The synthetic set under ``dataset_root``, written by ``prepare_data`` (rank 0 only) when it is not there yet;
+    ``setup`` calls it too (idempotent), for use without a Trainer (check-data, benchmarks)."""
+
+    generates_data = True
+    with_captions = False
+
+    def _remember(self, root: str, counts: tuple[int, int, int], size: int, frames: int, seed: int) -> None:
+        self.dataset_root = Path(root)
+        self.counts = counts
+        self.spec = SynthSpec(size=size, frames=frames)
+        self.seed = seed
+
+    def prepare_data(self) -> None:
+        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
+        if self.with_captions:
+            write_captions(self.dataset_root)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()
+        super().setup(stage)
+
+
+def _default_transforms(size: int, train: TrainTransform | None, evaluate: EvalTransform | None) -> dict:
+    # No flip: the classes (left/right) depend on direction, as in SSv2.
+    return dict(
+        train_transform=train or TrainTransform(size=size, scale=(0.5, 1.0), hflip=False),
+        eval_transform=evaluate or EvalTransform(size=size),
+    )
+
+
+class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
     """``VideoDataModule`` over ``root``, written by ``prepare_data`` (rank 0 only) when it is not there yet.
 
     Args:
@@ -27,8 +58,6 @@ class SyntheticMotion(VideoDataModule):
         sampler, train_transform, eval_transform, batch_size, eval_batch_size, num_workers, backend:
             as in ``VideoDataModule``.
     """
-
-    generates_data = True
 
     def __init__(
         self,
@@ -56,31 +85,20 @@ class SyntheticMotion(VideoDataModule):
             labels=str(base / "labels.json"),
             format="ssv2",
             sampler=sampler,
-            train_transform=train_transform or TrainTransform(size=video_size, scale=(0.5, 1.0), hflip=False),
-            eval_transform=eval_transform or EvalTransform(size=video_size),
+            **_default_transforms(video_size, train_transform, eval_transform),
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
             backend=backend,
         )
-        self.dataset_root = base
-        self.counts = (num_train, num_val, num_test)
-        self.spec = SynthSpec(size=video_size, frames=video_frames)
-        self.seed = seed
-
-    def prepare_data(self) -> None:
-        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare_data()  # idempotent; covers use without a Trainer (check-data, benchmarks)
-        super().setup(stage)
+        self._remember(root, (num_train, num_val, num_test), video_size, video_frames, seed)
 
 
-class SyntheticCaptions(CaptionDataModule):
+class SyntheticCaptions(_WrittenOnFirstUse, CaptionDataModule):
     """The synthetic motion set with two captions per video (``write_captions``), for text-video retrieval;
     generated on first use like ``SyntheticMotion``. Args as ``SyntheticMotion``."""
 
-    generates_data = True
+    with_captions = True
 
     def __init__(
         self,
@@ -107,22 +125,10 @@ class SyntheticCaptions(CaptionDataModule):
             root=str(base / "videos"),
             format="captions",
             sampler=sampler,
-            train_transform=train_transform or TrainTransform(size=video_size, scale=(0.5, 1.0), hflip=False),
-            eval_transform=eval_transform or EvalTransform(size=video_size),
+            **_default_transforms(video_size, train_transform, eval_transform),
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
             backend=backend,
         )
-        self.dataset_root = base
-        self.counts = (num_train, num_val, num_test)
-        self.spec = SynthSpec(size=video_size, frames=video_frames)
-        self.seed = seed
-
-    def prepare_data(self) -> None:
-        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
-        write_captions(self.dataset_root)
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare_data()
-        super().setup(stage)
+        self._remember(root, (num_train, num_val, num_test), video_size, video_frames, seed)
