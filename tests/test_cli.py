@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lit_i2v.cli import main
 
@@ -271,3 +272,27 @@ def test_quickstart_learns_motion(tmp_path):
     assert (tmp_path / "cache" / "ViT-S-8-tiny.synthetic.pt").is_file()  # made on first use
     top1 = last_value(metrics(tmp_path / "runs" / "quickstart"), "val/top1")
     assert top1 > 0.4, f"quickstart val/top1 {top1:.3f} is not far above chance (0.125)"
+
+
+def test_fsdp_preset_wraps_and_checkpoints_every_transformer_block():
+    """configs/trainer/gpu-fsdp-bf16.yaml builds Lightning's FSDPStrategy (no GPU needed to build it); its policy
+    makes one FSDP unit per block of both towers of a ViT-L/14 (24 image + 12 text) and checkpoints the same."""
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import FSDPStrategy, Strategy
+
+    from lit_i2v.backbones import CLIP
+    from lit_i2v.backbones.vit import Block
+
+    trainer = yaml.safe_load((ROOT / "configs" / "trainer" / "gpu-fsdp-bf16.yaml").read_text())["trainer"]
+    assert trainer["precision"] == "bf16-mixed"
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(Strategy, "strategy")
+    strategy = parser.instantiate(parser.parse_object({"strategy": trainer["strategy"]})).strategy
+    assert isinstance(strategy, FSDPStrategy) and strategy.kwargs["use_orig_params"]  # frozen beside trainable
+    with torch.device("meta"):
+        clip = CLIP("ViT-L-14")
+    wrap = strategy.kwargs["auto_wrap_policy"]._run_policy(clip, set(), {})
+    assert len(wrap) == 24 + 12 and all(isinstance(m, Block) for m in wrap)  # every block of both towers
+    checkpointed = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._run_policy(clip, set(), {})
+    assert len(checkpointed) == 24 + 12
