@@ -296,3 +296,21 @@ def test_fsdp_preset_wraps_and_checkpoints_every_transformer_block():
     assert len(wrap) == 24 + 12 and all(isinstance(m, Block) for m in wrap)  # every block of both towers
     checkpointed = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._run_policy(clip, set(), {})
     assert len(checkpointed) == 24 + 12
+
+
+def test_wandb_runs_offline_without_a_key_and_keep_their_id_across_restarts(tmp_path, synth_root, monkeypatch):
+    """Two fits in one run folder (a first launch, then a requeue) log to the same offline W&B run."""
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    logger = ["--trainer.logger=lit_i2v.tracking.WandbLogger", f"--trainer.logger.save_dir={run}"]
+    overrides = [a for a in tiny_overrides(synth_root, run) if not a.startswith("--trainer.logger")]
+    ids = []
+    for _ in range(2):
+        assert main(["fit", *overrides, *logger]) == 0
+        ids.append((run / "wandb_run_id").read_text().strip())
+    offline_runs = sorted((run / "wandb").glob("offline-run-*"))
+    assert ids[0] == ids[1] and offline_runs  # offline: no key was set
+    assert all(p.name.endswith(f"-{ids[0]}") for p in offline_runs)  # both launches logged to the one run
