@@ -345,3 +345,15 @@ def test_vifi_clip_trains_both_towers_through_the_class_prompts():
     assert len(calls) == 1  # evaluation encodes the prompts once per pass
     vifi.train()(video)
     assert len(calls) == 2  # training re-encodes every step
+
+
+def test_compiled_tower_keeps_its_names_and_outputs():
+    eager = make_task(FullFinetune(), LinearHead(dropout=0.0)).eval()
+    compiled = make_task(FullFinetune(), LinearHead(dropout=0.0), compile="eager").eval()
+    assert eager.backbone.visual._compiled_call_impl is None
+    compiled.configure_model()  # what Lightning calls before training
+    assert compiled.backbone.visual._compiled_call_impl is not None  # the tower now runs through torch.compile
+    assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints stay interchangeable
+    video = eager.normalize(clip_batch()["video"])
+    with torch.no_grad():
+        assert torch.allclose(compiled(video), eager(video), atol=1e-5)

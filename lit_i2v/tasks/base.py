@@ -31,6 +31,8 @@ class VideoTask(L.LightningModule):
             the whole backbone); loading one needs the pretrained weights from ``backbone.pretrained``.
         new_lr_scale: lr factor of the parameters that are not pretrained (strategy modules, temporal module,
             head) over the backbone's (X-CLIP: 10).
+        compile: ``torch.compile`` the image tower in place (parameter names unchanged): True for inductor, or a
+            backend name.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class VideoTask(L.LightningModule):
         min_lr_ratio: float = 0.0,
         trainable_only_checkpoints: bool = False,
         new_lr_scale: float = 1.0,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -55,10 +58,18 @@ class VideoTask(L.LightningModule):
         self.min_lr_ratio = min_lr_ratio
         self.trainable_only_checkpoints = trainable_only_checkpoints
         self.new_lr_scale = new_lr_scale
+        self.compile_backend = "inductor" if compile is True else (compile or None)
+        self._compiled = False
         self.strict_loading = not trainable_only_checkpoints
         cfg = backbone.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def configure_model(self) -> None:
+        """Compile the image tower once, in place (``nn.Module.compile``), so checkpoints keep their names."""
+        if self.compile_backend and not self._compiled:
+            self.backbone.visual.compile(backend=self.compile_backend)
+            self._compiled = True
 
     def normalize(self, video: Tensor) -> Tensor:
         """uint8 clips ``(..., 3, H, W)`` → float, normalised with the backbone's mean and std, on this device."""

@@ -45,6 +45,7 @@ class ActionRecognition(VideoTask):
         trainable_only_checkpoints: save only the trainable parameters in checkpoints.
         distillation: a frozen teacher whose features and zero-shot scores the student also learns from.
         new_lr_scale: lr factor of new modules over pretrained ones (X-CLIP: 10).
+        compile: ``torch.compile`` the image tower (True: inductor; or a backend name).
     """
 
     monitor = "val/top1"  # the validation metric that chooses the best checkpoint
@@ -68,6 +69,7 @@ class ActionRecognition(VideoTask):
         trainable_only_checkpoints: bool = False,
         distillation: Distillation | None = None,
         new_lr_scale: float = 1.0,
+        compile: bool | str = False,
     ) -> None:
         super().__init__(
             backbone,
@@ -78,6 +80,7 @@ class ActionRecognition(VideoTask):
             min_lr_ratio,
             trainable_only_checkpoints,
             new_lr_scale,
+            compile,
         )
         self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal", "distillation"])
         self.num_classes = num_classes

@@ -39,7 +39,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
 class TextVideoRetrieval(VideoTask):
     """Args:
     backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints,
-        new_lr_scale: as ``ActionRecognition``.
+        new_lr_scale, compile: as ``ActionRecognition``.
     temporal: pools projected frame embeddings over time (default ``MeanPool``: CLIP4Clip's meanP).
     dual_softmax: re-rank the evaluation similarities with a dual softmax (inference only).
     text_batch_size: captions encoded at a time in evaluation.
@@ -58,6 +58,7 @@ class TextVideoRetrieval(VideoTask):
         min_lr_ratio: float = 0.0,
         trainable_only_checkpoints: bool = False,
         new_lr_scale: float = 1.0,
+        compile: bool | str = False,
         dual_softmax: bool = False,
         text_batch_size: int = 256,
     ) -> None:
@@ -70,6 +71,7 @@ class TextVideoRetrieval(VideoTask):
             min_lr_ratio,
             trainable_only_checkpoints,
             new_lr_scale,
+            compile,
         )
         self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
         self.temporal = temporal or MeanPool()
