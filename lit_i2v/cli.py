@@ -7,7 +7,8 @@ Trainer subcommands take ``--config`` files (several compose, later ones win) in
 - ``check-data --config X.yaml [--split S] [--json]``: decodes every video of a split, reports the bad ones;
 - ``synth [--root DIR] ...``: writes the synthetic motion dataset;
 - ``pretrain-synthetic``: trains the tiny CLIP of the built-in default;
-- ``submit --config X.yaml --nodes M --gpus-per-node N [--dry-run]``: writes and submits a Slurm job.
+- ``submit --config X.yaml --nodes M --gpus-per-node N [--dry-run]``: writes and submits a Slurm job;
+- ``preprocess --config X.yaml --out DIR``: re-encodes the videos for fast seeking (resumable, parallel).
 
 Extra subcommands parse the same config files through the same parser, then build only what they need (the model
 for ``summary``, the data for ``check-data``), so a recipe can be inspected where its dataset or weights are absent.
@@ -255,6 +256,34 @@ def pretrain_main(argv: list[str]) -> int:
     return 0
 
 
+def preprocess_main(argv: list[str]) -> int:
+    from lit_i2v.preprocess import preprocess_paths
+
+    p = argparse.ArgumentParser(
+        prog="python -m lit_i2v preprocess",
+        description="Re-encode a split's videos (short side, short keyframe interval, no B-frames) under --out.",
+    )
+    p.add_argument("--config", "-c", action="append", required=True)
+    p.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
+    p.add_argument("--out", required=True, help="output folder: the videos keep their paths relative to data.root")
+    p.add_argument("--short-side", type=int, default=320)
+    p.add_argument("--gop", type=int, default=8, help="frames between keyframes")
+    p.add_argument("--workers", type=int, default=2)
+    args, rest = p.parse_known_args(argv)
+    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
+    dm = cli.datamodule
+    splits = args.split or [s for s in ("train", "val", "test") if dm.files.get(s)]
+    paths = sorted({r.path for s in splits for r in dm.records(s) if r.num_frames is None})
+    report = preprocess_paths(paths, dm.root, args.out, args.short_side, args.gop, args.workers)
+    print(
+        f"{report['written']} written, {report['skipped']} already there, {len(report['failed'])} failed; "
+        f"point data.root at {args.out}"
+    )
+    for failure in report["failed"]:
+        print(f"  failed: {failure}")
+    return 1 if report["failed"] else 0
+
+
 def submit_main(argv: list[str]) -> int:
     from lit_i2v.launch import submit_main as submit
 
@@ -264,6 +293,7 @@ def submit_main(argv: list[str]) -> int:
 EXTRA = {
     "summary": summary_main,
     "submit": submit_main,
+    "preprocess": preprocess_main,
     "check-data": check_data_main,
     "synth": synth_main,
     "pretrain-synthetic": pretrain_main,

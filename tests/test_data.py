@@ -26,6 +26,8 @@ from lit_i2v.data import (
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.synthetic import CLASSES, SynthSpec, render, write_video
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def numbered_video(path: Path, frames: int = 20, size: int = 32) -> Path:
     """A video whose frame i is flat grey level 10*i, so decoded frames reveal their index."""
@@ -266,3 +268,33 @@ def test_auto_backend_decodes_what_decord_rejects(tmp_path):
     video = numbered_video(tmp_path / "v.mp4", frames=20, size=48)
     frames = open_video(video, "auto").get_frames([0, 5, 19])
     assert frames.shape == (3, 48, 48, 3) and frame_index(frames) == [0, 5, 19]
+
+
+def test_preprocess_reencodes_with_short_keyframe_interval_and_resumes(tmp_path, capsys):
+    """Videos keep their relative paths under --out (the annotation file stays valid), at the short side asked,
+    with a keyframe every --gop frames and no B-frames; a second run skips what exists; a broken file is listed."""
+    import av
+
+    from lit_i2v.cli import main
+
+    root = tmp_path / "videos"
+    frames = render(0, random.Random(0), SynthSpec(size=64, frames=24))[0][:, 8:56]  # smooth motion, 48 x 64
+    write_video(root / "a" / "one.mp4", np.ascontiguousarray(frames), fps=10)
+    (root / "b").mkdir()
+    (root / "b" / "two.mp4").write_bytes(b"not a video")
+    (tmp_path / "train.txt").write_text("a/one.mp4 0\nb/two.mp4 1\n")
+    args = ["preprocess", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--data=lit_i2v.data.VideoDataModule",
+            f"--data.train={tmp_path / 'train.txt'}", f"--data.root={root}", "--data.format=list",
+            "--out", str(tmp_path / "out"), "--short-side", "32", "--gop", "4", "--workers", "1"]  # fmt: skip
+    assert main(args) == 1  # one failure, reported
+    out = capsys.readouterr().out
+    assert "1 written, 0 already there, 1 failed" in out and "two.mp4" in out
+    result = tmp_path / "out" / "a" / "one.mp4"
+    with av.open(str(result)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (42, 32)  # short side 32, even sides
+        keyframes = [i for i, packet in enumerate(container.demux(stream)) if packet.is_keyframe]
+    assert keyframes[:3] == [0, 4, 8]  # (the source was written with a keyframe every 12)
+    assert open_video(result).num_frames == 24
+    main(args)
+    assert "0 written, 1 already there" in capsys.readouterr().out  # resumable
