@@ -33,6 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_i2v.backbones.torchscript import UnreadableArchive
 from lit_i2v.backbones.weights import WeightsError
+from lit_i2v.callbacks import StartupSummary
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 
@@ -54,6 +55,8 @@ class LitI2VCLI(LightningCLI):
             for command in ("fit", "validate", "test", "predict"):
                 kwargs["parser_kwargs"].setdefault(command, {"parser_mode": "omegaconf"})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_defaults", {})
+        kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary()])  # added to any configured callbacks
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,

@@ -314,3 +314,12 @@ def test_wandb_runs_offline_without_a_key_and_keep_their_id_across_restarts(tmp_
     offline_runs = sorted((run / "wandb").glob("offline-run-*"))
     assert ids[0] == ids[1] and offline_runs  # offline: no key was set
     assert all(p.name.endswith(f"-{ids[0]}") for p in offline_runs)  # both launches logged to the one run
+
+
+def test_startup_summary_says_what_trains_on_what(tmp_path, synth_root, capsys):
+    assert main(["fit", *tiny_overrides(synth_root, tmp_path / "run"), "--trainer.accumulate_grad_batches=2"]) == 0
+    out = capsys.readouterr().out
+    assert "lit_i2v fit: ActionRecognition" in out and "ViT-T-8-test (weights: random init)" in out
+    assert "strategy    STAdapter(" in out and "trainable" in out
+    assert "videos      train 32, val 16" in out  # the fixture's splits
+    assert "8 per device x 1 device(s) x 1 node(s) x 2 accumulated = 16 clips per step" in out
