@@ -8,8 +8,9 @@ from lit_i2v.data.captions import CaptionDataModule, read_captions
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.decode import DecodeError, open_video
+from lit_i2v.data.qa import QADataModule, read_qa
 from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
-from lit_i2v.data.synthetic_module import SyntheticCaptions, SyntheticMotion
+from lit_i2v.data.synthetic_module import SyntheticCaptions, SyntheticMotion, SyntheticQA
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "DecodeError",
     "DenseSampler",
     "EvalTransform",
+    "QADataModule",
     "FrameSampler",
     "SyntheticCaptions",
     "SyntheticMotion",
+    "SyntheticQA",
     "TrainTransform",
     "UniformSampler",
     "UnpaddedDistributedSampler",
@@ -29,5 +32,6 @@ __all__ = [
     "open_video",
     "read_annotations",
     "read_captions",
+    "read_qa",
     "read_class_names",
 ]

@@ -136,7 +136,12 @@ class VideoDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0 and training,
+            collate_fn=self.collate_fn(),
         )
+
+    def collate_fn(self):
+        """How samples become a batch (None: PyTorch's default); QA keeps its questions as lists."""
+        return None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -196,3 +196,49 @@ def write_captions(root: str | Path) -> Path:
         tmp.write_text(json.dumps(captions, indent=1))
         tmp.replace(out)
     return root
+
+
+MOTION_ANSWERS = [
+    "left to right", "right to left", "up", "down", "approaching", "moving away", "appearing", "disappearing",
+]  # fmt: skip  # one short answer per class of CLASSES, in order
+
+
+def write_qa(root: str | Path, seed: int = 0) -> Path:
+    """Questions for the synthetic motion set, for video QA, beside the SSv2 files (idempotent):
+
+    - ``qa_<split>.json`` (open-ended): per video "what is the red circle doing?" (type ``motion``, answered by one
+      of 8 motions: frames alone cannot tell a motion from its reverse) and "what colour is the circle?" (type
+      ``colour``: one frame suffices); ``answers.json`` is the vocabulary (8 motions, 8 colours).
+    - ``mc_<split>.json`` (multiple choice): "what happens?" with 5 candidate captions of the video's object, the
+      true motion and 4 others, the time-reversed twin always among them.
+    """
+    root = Path(root)
+    rng = random.Random(seed)
+    class_of = {t: i for i, (t, _, _) in enumerate(CLASSES)}
+    for split in ("train", "validation", "test"):
+        if (root / f"mc_{split}.json").is_file():
+            continue
+        items = json.loads((root / f"{split}.json").read_text())
+        open_qa, mc = [], []
+        for item in items:
+            thing = item["placeholders"][0]  # "red circle"
+            colour, shape = thing.split(" ", 1)
+            label = class_of[item["template"]]
+            open_qa.append({"video_id": item["id"], "question": f"what is the {thing} doing?",
+                            "answer": MOTION_ANSWERS[label], "type": "motion"})  # fmt: skip
+            open_qa.append({"video_id": item["id"], "question": f"what colour is the {shape}?",
+                            "answer": colour, "type": "colour"})  # fmt: skip
+            twin = label + 1 if label % 2 == 0 else label - 1
+            others = rng.sample([k for k in range(len(CLASSES)) if k not in (label, twin)], 3)
+            options = [label, twin, *others]
+            rng.shuffle(options)
+            mc.append({"video_id": item["id"], "question": "what happens?",
+                       "candidates": [f"the {thing} is {MOTION_ANSWERS[k]}" for k in options],
+                       "answer": options.index(label), "type": "motion"})  # fmt: skip
+        for name, rows in ((f"qa_{split}.json", open_qa), (f"mc_{split}.json", mc)):
+            tmp = root / f"{name}.tmp"
+            tmp.write_text(json.dumps(rows, indent=1))
+            tmp.replace(root / name)
+    answers = MOTION_ANSWERS + list(COLOURS)
+    (root / "answers.json").write_text(json.dumps(answers, indent=1))
+    return root

@@ -8,8 +8,9 @@ from pathlib import Path
 from lit_i2v.data.captions import CaptionDataModule
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.decode import Backend
+from lit_i2v.data.qa import QADataModule, QAFormat
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.synthetic import SynthSpec, synthesize, write_captions
+from lit_i2v.data.synthetic import SynthSpec, synthesize, write_captions, write_qa
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 
@@ -19,6 +20,7 @@ class _WrittenOnFirstUse:
 
     generates_data = True
     with_captions = False
+    with_questions = False
 
     def _remember(self, root: str, counts: tuple[int, int, int], size: int, frames: int, seed: int) -> None:
         self.dataset_root = Path(root)
@@ -30,6 +32,8 @@ class _WrittenOnFirstUse:
         synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
         if self.with_captions:
             write_captions(self.dataset_root)
+        if self.with_questions:
+            write_qa(self.dataset_root)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()
@@ -124,6 +128,48 @@ class SyntheticCaptions(_WrittenOnFirstUse, CaptionDataModule):
             test=str(base / "captions_test.json"),
             root=str(base / "videos"),
             format="captions",
+            sampler=sampler,
+            **_default_transforms(video_size, train_transform, eval_transform),
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            backend=backend,
+        )
+        self._remember(root, (num_train, num_val, num_test), video_size, video_frames, seed)
+
+
+class SyntheticQA(_WrittenOnFirstUse, QADataModule):
+    """The synthetic motion set with questions (``write_qa``): open-ended (``qa``: motion and colour questions over
+    a 16-answer vocabulary) or multiple choice (``mc``: 5 candidate captions). Other args as ``SyntheticMotion``."""
+
+    with_questions = True
+
+    def __init__(
+        self,
+        root: str = "data/synthetic-motion",
+        format: QAFormat = "qa",
+        num_train: int = 480,
+        num_val: int = 160,
+        num_test: int = 160,
+        video_size: int = 64,
+        video_frames: int = 24,
+        seed: int = 0,
+        sampler: FrameSampler | None = None,
+        train_transform: TrainTransform | None = None,
+        eval_transform: EvalTransform | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        backend: Backend = "auto",
+    ) -> None:
+        base = Path(root)
+        super().__init__(
+            train=str(base / f"{format}_train.json"),
+            val=str(base / f"{format}_validation.json"),
+            test=str(base / f"{format}_test.json"),
+            root=str(base / "videos"),
+            format=format,
+            answers=str(base / "answers.json") if format == "qa" else None,
             sampler=sampler,
             **_default_transforms(video_size, train_transform, eval_transform),
             batch_size=batch_size,

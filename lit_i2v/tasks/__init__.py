@@ -3,7 +3,15 @@
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 from lit_i2v.tasks.distillation import Distillation
+from lit_i2v.tasks.qa import VideoQuestionAnswering
 from lit_i2v.tasks.recognition import ActionRecognition
 from lit_i2v.tasks.retrieval import TextVideoRetrieval
 
-__all__ = ["ActionRecognition", "AtomicCheckpointIO", "Distillation", "TextVideoRetrieval", "VideoTask"]
+__all__ = [
+    "ActionRecognition",
+    "AtomicCheckpointIO",
+    "Distillation",
+    "TextVideoRetrieval",
+    "VideoQuestionAnswering",
+    "VideoTask",
+]

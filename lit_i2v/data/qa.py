@@ -1,0 +1,166 @@
+"""Video question answering data: open-ended (an answer vocabulary) and multiple-choice, with question types.
+
+Formats (``format``):
+
+- ``qa``: MSRVTT-QA / MSVD-QA style JSON, ``[{"video_id", "question", "answer", "type"?}, ...]`` (a numeric
+  ``category_id`` is read as the type too); videos at ``<root>/<video_prefix><video_id><video_ext>`` (MSRVTT-QA:
+  prefix ``video``). Answers index into the answer vocabulary (``answers``: a text file, one answer a line, or a
+  JSON list); a question whose answer is outside the vocabulary keeps label -1 (counted wrong in evaluation, left
+  out of training, as in the papers' top-K answer setting).
+- ``mc``: multiple choice (MSRVTT-MC: ``multiple_choice.csv`` with ``video_id, a1..a5, answer`` where ``answer``
+  is the index of the right option), or JSON ``[{"video_id", "question"?, "candidates": [...], "answer": i}]``.
+
+Samples add ``question`` (a string), ``qtype`` and, for ``mc``, ``candidates`` (a list per sample) to the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Literal
+
+from lit_i2v.data.annotations import AnnotationError, VideoRecord
+from lit_i2v.data.datamodule import VideoDataModule
+from lit_i2v.data.dataset import VideoClipDataset
+
+QAFormat = Literal["qa", "mc"]
+
+
+def read_answers(path: str | Path) -> list[str]:
+    """The answer vocabulary: a JSON list or a text file, one answer a line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"answers file not found: {path}")
+    if path.suffix == ".json":
+        return [str(a) for a in json.loads(path.read_text())]
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_qa(
+    path: str | Path,
+    root: str | Path,
+    format: QAFormat,
+    answers: list[str] | None = None,
+    video_prefix: str = "",
+    video_ext: str = ".mp4",
+) -> tuple[list[VideoRecord], list[dict]]:
+    """Records (label: answer index, or the right option for ``mc``) and per-record ``question``, ``qtype`` and
+    ``candidates``."""
+    path, root = Path(path), Path(root)
+    rows: list[dict] = []
+    if format == "mc" and path.suffix == ".csv":
+        with open(path, newline="") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                options = [row[k] for k in sorted(row) if k.startswith("a") and k[1:].isdigit()]
+                if not options or "answer" not in row:
+                    raise AnnotationError(f"{path}:{line}: needs video_id, a1..aN and answer columns")
+                rows.append({"video_id": row["video_id"], "question": "", "candidates": options,
+                             "answer": int(row["answer"]), "type": "mc"})  # fmt: skip
+    else:
+        try:
+            rows = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    index = {a: i for i, a in enumerate(answers or [])}
+    records, extras = [], []
+    for i, row in enumerate(rows):
+        if "video_id" not in row or "answer" not in row:
+            raise AnnotationError(f"{path}: item {i} needs video_id and answer")
+        vid = str(row["video_id"])
+        if format == "mc":
+            candidates = [str(c) for c in row["candidates"]]
+            label = int(row["answer"])
+            if not 0 <= label < len(candidates):
+                raise AnnotationError(f"{path}: item {i}: answer {label} is not one of {len(candidates)} options")
+        else:
+            if not answers:
+                raise AnnotationError(f"{path}: open-ended QA needs data.answers (the answer vocabulary)")
+            candidates, label = [], index.get(str(row["answer"]), -1)
+        qtype = str(row.get("type", row.get("category_id", "all")))
+        records.append(VideoRecord(str(root / f"{video_prefix}{vid}{video_ext}"), label, vid))
+        extras.append({"question": str(row.get("question", "")), "qtype": qtype, "candidates": candidates})
+    if not records:
+        raise AnnotationError(f"{path}: no questions")
+    return records, extras
+
+
+class QAClipDataset(VideoClipDataset):
+    """``VideoClipDataset`` whose samples carry their question, type and (multiple choice) candidates."""
+
+    def __init__(self, records: list[VideoRecord], extras: list[dict], *args, **kwargs) -> None:
+        super().__init__(records, *args, **kwargs)
+        self.extras = extras
+
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        sample.update(self.extras[sample["index"]])  # the (possibly replaced) video's own question
+        sample["label"] = self.records[sample["index"]].label
+        return sample
+
+
+def collate_qa(samples: list[dict]) -> dict:
+    """Default collation, with questions, types and candidate lists kept as Python lists."""
+    from torch.utils.data import default_collate
+
+    keep = ("question", "qtype", "candidates")
+    batch = default_collate([{k: v for k, v in s.items() if k not in keep} for s in samples])
+    for key in keep:
+        batch[key] = [s[key] for s in samples]
+    return batch
+
+
+class QADataModule(VideoDataModule):
+    """Videos with questions.
+
+    Args:
+        train, val, test, root: split files and the video folder.
+        format: ``qa`` (open-ended) or ``mc`` (multiple choice).
+        answers: the answer vocabulary file (open-ended).
+        video_prefix: put before ``video_id`` in file names (MSRVTT-QA: ``video``).
+        Others: as ``VideoDataModule``.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        root: str = "",
+        format: QAFormat = "qa",
+        answers: str | None = None,
+        video_prefix: str = "",
+        video_ext: str = ".mp4",
+        **kwargs,
+    ) -> None:
+        self.qa_format, self.answers_file, self.video_prefix = format, answers, video_prefix
+        super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, labels=answers, **kwargs)
+
+    def class_names(self) -> list[str] | None:
+        return read_answers(self.answers_file) if self.answers_file else None
+
+    def collate_fn(self):
+        return collate_qa
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
+        answers = self.class_names() if self.qa_format == "qa" else None
+        for split in wanted.get(stage or "", ["train", "val", "test"]):
+            if split in self.datasets or self.files[split] is None:
+                continue
+            records, extras = read_qa(
+                self.files[split], self.root, self.qa_format, answers, self.video_prefix, self.video_ext
+            )
+            training = split == "train"
+            if training and self.qa_format == "qa":  # answers outside the vocabulary cannot be learnt
+                kept = [i for i, r in enumerate(records) if r.label >= 0]
+                records, extras = [records[i] for i in kept], [extras[i] for i in kept]
+            self.datasets[split] = QAClipDataset(
+                records,
+                extras,
+                self.sampler,
+                self.train_transform if training else self.eval_transform,
+                training=training,
+                backend=self.backend,
+                max_retries=self.max_retries,
+            )
