@@ -128,24 +128,11 @@ class CaptionDataModule(VideoDataModule):
     def captions(self, split: str) -> list[list[str]]:
         """Every caption of every video of ``split``, aligned with its records."""
         if split not in self.caption_lists:
-            self.setup(None)
+            self.datasets[split] = self.build_dataset(split)
         return self.caption_lists[split]
 
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
-        for split in wanted.get(stage or "", ["train", "val", "test"]):
-            if split in self.datasets or self.files[split] is None:
-                continue
-            fmt = self.caption_format if split == "train" else self.eval_format
-            records, captions = read_captions(self.files[split], self.root, fmt, self.caption_file, self.video_ext)
-            training = split == "train"
-            self.caption_lists[split] = captions
-            self.datasets[split] = CaptionClipDataset(
-                records,
-                captions,
-                self.sampler,
-                self.train_transform if training else self.eval_transform,
-                training=training,
-                backend=self.backend,
-                max_retries=self.max_retries,
-            )
+    def build_dataset(self, split: str) -> CaptionClipDataset:
+        fmt = self.caption_format if split == "train" else self.eval_format
+        records, captions = read_captions(self.files[split], self.root, fmt, self.caption_file, self.video_ext)
+        self.caption_lists[split] = captions
+        return CaptionClipDataset(records, captions, **self.clip_args(split))

@@ -108,15 +108,22 @@ class VideoDataModule(L.LightningDataModule):
         for split in wanted.get(stage or "", SPLITS):
             if split in self.datasets or self.files[split] is None:
                 continue
-            training = split == "train"
-            self.datasets[split] = VideoClipDataset(
-                self.records(split),
-                self.sampler,
-                self.train_transform if training else self.eval_transform,
-                training=training,
-                backend=self.backend,
-                max_retries=self.max_retries,
-            )
+            self.datasets[split] = self.build_dataset(split)
+
+    def clip_args(self, split: str) -> dict:
+        """What every clip dataset of ``split`` is built with: sampler, transform, mode, decoder, retries."""
+        training = split == "train"
+        return dict(
+            sampler=self.sampler,
+            transform=self.train_transform if training else self.eval_transform,
+            training=training,
+            backend=self.backend,
+            max_retries=self.max_retries,
+        )
+
+    def build_dataset(self, split: str) -> VideoClipDataset:
+        """The dataset of one split; task DataModules (captions, questions) override this alone."""
+        return VideoClipDataset(self.records(split), **self.clip_args(split))
 
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:

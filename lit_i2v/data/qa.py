@@ -142,25 +142,12 @@ class QADataModule(VideoDataModule):
     def collate_fn(self):
         return collate_qa
 
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
+    def build_dataset(self, split: str) -> QAClipDataset:
         answers = self.class_names() if self.qa_format == "qa" else None
-        for split in wanted.get(stage or "", ["train", "val", "test"]):
-            if split in self.datasets or self.files[split] is None:
-                continue
-            records, extras = read_qa(
-                self.files[split], self.root, self.qa_format, answers, self.video_prefix, self.video_ext
-            )
-            training = split == "train"
-            if training and self.qa_format == "qa":  # answers outside the vocabulary cannot be learnt
-                kept = [i for i, r in enumerate(records) if r.label >= 0]
-                records, extras = [records[i] for i in kept], [extras[i] for i in kept]
-            self.datasets[split] = QAClipDataset(
-                records,
-                extras,
-                self.sampler,
-                self.train_transform if training else self.eval_transform,
-                training=training,
-                backend=self.backend,
-                max_retries=self.max_retries,
-            )
+        records, extras = read_qa(
+            self.files[split], self.root, self.qa_format, answers, self.video_prefix, self.video_ext
+        )
+        if split == "train" and self.qa_format == "qa":  # answers outside the vocabulary cannot be learnt
+            kept = [i for i, r in enumerate(records) if r.label >= 0]
+            records, extras = [records[i] for i in kept], [extras[i] for i in kept]
+        return QAClipDataset(records, extras, **self.clip_args(split))
