@@ -51,9 +51,10 @@ class LitI2VCLI(LightningCLI):
         self.only = only
         kwargs.setdefault("parser_kwargs", {})
         kwargs["parser_kwargs"].setdefault("parser_mode", "omegaconf")
+        kwargs["parser_kwargs"].setdefault("exit_on_error", False)  # main() turns config errors into one line
         if kwargs.get("run", True):
             for command in ("fit", "validate", "test", "predict"):
-                kwargs["parser_kwargs"].setdefault(command, {"parser_mode": "omegaconf"})
+                kwargs["parser_kwargs"].setdefault(command, {"parser_mode": "omegaconf", "exit_on_error": False})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", {})
         kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary()])  # added to any configured callbacks
@@ -321,6 +322,43 @@ def user_error(err: BaseException) -> BaseException | None:
     return found
 
 
+def config_error(message: str) -> str:
+    """One line from jsonargparse's nested validation message: which class got which unknown option, where, and
+    the closest names it does accept."""
+    import difflib
+    import inspect
+    import re
+
+    unknown = list(
+        re.finditer(r"class_path '([\w.]+)':\s*\n\s*(?:Option|Key) '([\w.]+)' is not (?:accepted|expected)", message)
+    )
+    if not unknown:
+        lines = [line for line in message.strip().splitlines() if line.strip()]
+        return "\n".join(lines[-12:])
+    class_path, option = unknown[-1].groups()
+    module, _, name = class_path.rpartition(".")
+    try:
+        accepted = [
+            p
+            for p in inspect.signature(getattr(importlib.import_module(module), name)).parameters
+            if p not in ("self", "args", "kwargs")
+        ]
+    except Exception:  # the class could not be inspected: say what is known
+        accepted = []
+    close = difflib.get_close_matches(option, accepted, n=1)
+    where = re.findall(r"NestedArg\(key='([\w.]+)'", message)
+    parser_key = re.match(r'\s*Parser key "([\w.]+)"', message)
+    path = f"{parser_key.group(1)}.init_args.{where[-1]}" if where and parser_key else None
+    text = f"{name} ({class_path}) has no option {option!r}"
+    if close:
+        text += f" - did you mean {close[0]!r}?"
+    if accepted:
+        text += f" Its options: {', '.join(accepted)}."
+    if path:
+        text += f" (given as --{path})"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv
@@ -329,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv = sys.argv[:1]  # these commands hand LightningCLI their own argument list
             return EXTRA[args[0]](args[1:])
         LitI2VCLI(args=argv)
+    except argparse.ArgumentError as err:  # a config key or value jsonargparse rejects
+        print(f"lit_i2v: error: {config_error(str(err))}", file=sys.stderr)
+        return 2
     except Exception as err:
         cause = user_error(err)
         if cause is None:

@@ -323,3 +323,12 @@ def test_startup_summary_says_what_trains_on_what(tmp_path, synth_root, capsys):
     assert "strategy    STAdapter(" in out and "trainable" in out
     assert "videos      train 32, val 16" in out  # the fixture's splits
     assert "8 per device x 1 device(s) x 1 node(s) x 2 accumulated = 16 clips per step" in out
+
+
+def test_a_misspelt_config_key_is_one_line_with_the_fix(capsys):
+    config = str(ROOT / "configs" / "quickstart.yaml")
+    assert main(["fit", "--config", config, "--model.init_args.strategy.init_args.chanels=8"]) == 2
+    err = capsys.readouterr().err
+    assert "STAdapter (lit_i2v.strategies.STAdapter) has no option 'chanels' - did you mean 'channels'?" in err
+    assert "--model.init_args.strategy.init_args.chanels" in err and "usage:" not in err
+    assert len(err.strip().splitlines()) == 1
