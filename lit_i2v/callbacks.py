@@ -29,7 +29,7 @@ class StartupSummary(L.Callback):
         data = trainer.datamodule
         datasets = getattr(data, "datasets", {})
         if datasets:
-            counts = ", ".join(f"{split} {len(ds)}" for split, ds in datasets.items())
+            counts = ", ".join(f"{split} {getattr(ds, 'num_videos', len(ds))}" for split, ds in datasets.items())
             lines.append(f"  videos      {counts}")
         batch = getattr(data, "batch_size", None)
         if batch and stage == "fit":

@@ -8,7 +8,9 @@ Trainer subcommands take ``--config`` files (several compose, later ones win) in
 - ``synth [--root DIR] ...``: writes the synthetic motion dataset;
 - ``pretrain-synthetic``: trains the tiny CLIP of the built-in default;
 - ``submit --config X.yaml --nodes M --gpus-per-node N [--dry-run]``: writes and submits a Slurm job;
-- ``preprocess --config X.yaml --out DIR``: re-encodes the videos for fast seeking (resumable, parallel).
+- ``preprocess --config X.yaml --out DIR``: re-encodes the videos for fast seeking (resumable, parallel);
+- ``shard --config X.yaml --out DIR``: packs the splits into tar shards of pre-decoded frames for streaming;
+- ``extract --config X.yaml``: embeds a grounding dataset's videos and queries with a frozen CLIP (resumable).
 
 Extra subcommands parse the same config files through the same parser, then build only what they need (the model
 for ``summary``, the data for ``check-data``), so a recipe can be inspected where its dataset or weights are absent.
@@ -35,6 +37,7 @@ from lit_i2v.backbones.torchscript import UnreadableArchive
 from lit_i2v.backbones.weights import WeightsError
 from lit_i2v.callbacks import StartupSummary
 from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.data.shards import ShardError
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger("lit_i2v")
@@ -288,6 +291,68 @@ def preprocess_main(argv: list[str]) -> int:
     return 1 if report["failed"] else 0
 
 
+def shard_main(argv: list[str]) -> int:
+    from lit_i2v.data.shards import ShardSpec, write_shards
+
+    p = argparse.ArgumentParser(
+        prog="python -m lit_i2v shard",
+        description="Pack a config's splits into tar shards (pre-decoded JPEG frames or video files); "
+        "train from them with data.shards=DIR.",
+    )
+    p.add_argument("--config", "-c", action="append", required=True)
+    p.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
+    p.add_argument("--out", required=True, help="shard folder")
+    p.add_argument("--mode", choices=["frames", "video"], default="frames")
+    p.add_argument("--short-side", type=int, default=256, help="frames mode: resize the short side to this (px)")
+    p.add_argument("--frames", type=int, default=0, help="frames mode: frames kept per video, uniform (0: all)")
+    p.add_argument("--quality", type=int, default=90, help="frames mode: JPEG quality")
+    p.add_argument("--samples-per-shard", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="order of the training videos across shards")
+    args, rest = p.parse_known_args(argv)
+    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
+    dm = cli.datamodule
+    if hasattr(dm, "prepare_data"):
+        dm.prepare_data()  # a synthetic set is written on first use
+    splits = args.split or [s for s in ("train", "val", "test") if dm.files.get(s)]
+    if "test" in splits and dm.files["test"] == dm.files["val"] and "val" in splits:
+        splits.remove("test")  # the test split is the validation split: readers fall back to it
+    spec = ShardSpec(args.mode, args.short_side, args.frames, args.quality, args.samples_per_shard)
+    index = write_shards({s: dm.records(s) for s in splits}, args.out, spec, dm.class_names(), args.workers,
+                         args.seed, dm.backend)  # fmt: skip
+    failed = 0
+    for split in splits:
+        info = index["splits"][split]
+        failed += len(info["failed"])
+        print(f"{split}: {info['samples']} of {info['videos']} videos in {len(info['shards'])} shards")
+        for failure in info["failed"]:
+            print(f"  failed: {failure}")
+    print(f"train from them with --data.init_args.shards={args.out}")
+    return 1 if failed else 0
+
+
+def extract_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m lit_i2v extract",
+        description="Embed every video (frozen CLIP, data.extractor.rate frames a second) and query of a grounding "
+        "config's splits into data.features (resumable).",
+    )
+    p.add_argument("--config", "-c", action="append", required=True)
+    p.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args, rest = p.parse_known_args(argv)
+    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
+    dm = cli.datamodule
+    if not hasattr(dm, "extract"):
+        raise ValueError(f"extract: {type(dm).__name__} has no features to extract (use a GroundingDataModule)")
+    index = dm.extract(args.split, args.device)
+    print(f"{index['videos']} videos and their queries embedded into {dm.features} ({index['arch']}, "
+          f"{index['rate']} frames/s, {index['dim']}-d); {len(index['failed'])} failed")  # fmt: skip
+    for failure in index["failed"]:
+        print(f"  failed: {failure}")
+    return 1 if index["failed"] else 0
+
+
 def submit_main(argv: list[str]) -> int:
     from lit_i2v.launch import submit_main as submit
 
@@ -298,6 +363,8 @@ EXTRA = {
     "summary": summary_main,
     "submit": submit_main,
     "preprocess": preprocess_main,
+    "shard": shard_main,
+    "extract": extract_main,
     "check-data": check_data_main,
     "synth": synth_main,
     "pretrain-synthetic": pretrain_main,
@@ -314,7 +381,7 @@ def user_error(err: BaseException) -> BaseException | None:
     while err is not None:
         frames = traceback.extract_tb(err.__traceback__)
         ours = bool(frames) and f"{os.sep}lit_i2v{os.sep}" in frames[-1].filename
-        if isinstance(err, FileNotFoundError | WeightsError | AnnotationError | UnreadableArchive) or (
+        if isinstance(err, FileNotFoundError | WeightsError | AnnotationError | UnreadableArchive | ShardError) or (
             ours and isinstance(err, ValueError | KeyError)
         ):
             found = err
@@ -353,7 +420,7 @@ def config_error(message: str) -> str:
     if close:
         text += f" - did you mean {close[0]!r}?"
     if accepted:
-        text += f" Its options: {', '.join(accepted)}."
+        text += f"{'' if close else '.'} Its options: {', '.join(accepted)}."
     if path:
         text += f" (given as --{path})"
     return text

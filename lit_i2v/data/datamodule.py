@@ -16,6 +16,7 @@ from lit_i2v.data.annotations import Format, VideoRecord, read_annotations, read
 from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.decode import Backend
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
+from lit_i2v.data.shards import EpochLoader, ShardedClips, read_index
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 SPLITS = ("train", "val", "test")
@@ -42,6 +43,10 @@ class VideoDataModule(L.LightningDataModule):
         backend: video decoder, ``auto`` (decord, falling back to PyAV), ``decord`` or ``pyav``.
         max_retries: consecutive undecodable training videos tolerated before giving up.
         prepare_hint: what to tell a user whose dataset is missing.
+        shards: a folder written by ``python -m lit_i2v shard``: stream the splits from its tar shards instead of
+            decoding the files listed in the annotations (which need not be present then).
+        shuffle_buffer: with ``shards``, training samples each worker shuffles among.
+        seed: with ``shards``, seed of the shard order per epoch.
     """
 
     def __init__(
@@ -63,6 +68,9 @@ class VideoDataModule(L.LightningDataModule):
         backend: Backend = "auto",
         max_retries: int = 10,
         prepare_hint: str = "see docs/datasets.md for how to prepare each dataset",
+        shards: str | None = None,
+        shuffle_buffer: int = 256,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.files = {"train": train, "val": val, "test": test or val}
@@ -77,10 +85,14 @@ class VideoDataModule(L.LightningDataModule):
         self.backend = backend
         self.max_retries = max_retries
         self.prepare_hint = prepare_hint
-        self.datasets: dict[str, VideoClipDataset] = {}
-        if self.generates_data:
-            return
-        self.check_files()
+        self.shards, self.shuffle_buffer, self.seed = shards, shuffle_buffer, seed
+        self.datasets: dict[str, VideoClipDataset | ShardedClips] = {}
+        if shards is not None:
+            self.shard_index = read_index(shards)
+            self.files = {split: split if split in self.shard_index["splits"] else None for split in SPLITS}
+            self.files["test"] = self.files["test"] or self.files["val"]
+        elif not self.generates_data:
+            self.check_files()
 
     # Subclasses that write their data in ``prepare_data`` (synthetic sets) skip the check at construction.
     generates_data = False
@@ -95,6 +107,8 @@ class VideoDataModule(L.LightningDataModule):
         return self.sampler.test_clips * self.eval_transform.crops
 
     def class_names(self) -> list[str] | None:
+        if self.shards is not None:
+            return self.shard_index["class_names"]
         return read_class_names(self.labels) if self.labels else None
 
     def records(self, split: str) -> list[VideoRecord]:
@@ -121,8 +135,11 @@ class VideoDataModule(L.LightningDataModule):
             max_retries=self.max_retries,
         )
 
-    def build_dataset(self, split: str) -> VideoClipDataset:
+    def build_dataset(self, split: str) -> VideoClipDataset | ShardedClips:
         """The dataset of one split; task DataModules (captions, questions) override this alone."""
+        if self.shards is not None:
+            return ShardedClips(self.shards, self.files[split], shuffle_buffer=self.shuffle_buffer, seed=self.seed,
+                                **self.clip_args(split))  # fmt: skip
         return VideoClipDataset(self.records(split), **self.clip_args(split))
 
     def _loader(self, split: str) -> DataLoader:
@@ -130,6 +147,8 @@ class VideoDataModule(L.LightningDataModule):
             self.setup(None)
         dataset = self.datasets[split]
         training = split == "train"
+        if isinstance(dataset, ShardedClips):
+            return self._stream(dataset, training)
         sampler = None
         trainer = self.trainer
         if not training and trainer is not None and trainer.world_size > 1:
@@ -144,6 +163,21 @@ class VideoDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0 and training,
             collate_fn=self.collate_fn(),
+        )
+
+    def _stream(self, dataset: ShardedClips, training: bool) -> DataLoader:
+        """The loader of a sharded split: the dataset splits itself across ranks and workers (see ``shards.py``)."""
+        trainer = self.trainer
+        dataset.rank, dataset.world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        dataset.batch_size = self.batch_size if training else self.eval_batch_size
+        return EpochLoader(
+            dataset,
+            batch_size=dataset.batch_size,
+            drop_last=training,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=self.collate_fn(),
+            epoch_of=(lambda: trainer.current_epoch) if trainer else None,
         )
 
     def collate_fn(self):

@@ -8,6 +8,7 @@ costs speed rather than a sample.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Literal, Protocol
@@ -33,13 +34,18 @@ class VideoReader(Protocol):
         ...
 
 
+def _source(path: str, data: bytes | None):
+    """What a decoder opens: the file, or the bytes of one read from a shard."""
+    return io.BytesIO(data) if data is not None else path
+
+
 class DecordReader:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, data: bytes | None = None) -> None:
         import decord
 
         # One thread per reader: parallelism comes from DataLoader workers, and decord's default (all cores in
         # every worker) oversubscribes the CPU.
-        self._reader = decord.VideoReader(path, num_threads=1)
+        self._reader = decord.VideoReader(_source(path, data), num_threads=1)
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
 
@@ -54,11 +60,11 @@ class PyAVReader:
     """Decodes sequentially from the start up to the last wanted frame: slower than decord, but reads anything
     FFmpeg reads."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, data: bytes | None = None) -> None:
         import av
 
-        self._path = path
-        with av.open(path) as container:
+        self._path, self._data = path, data
+        with av.open(_source(path, data)) as container:
             stream = container.streams.video[0]
             self.fps = float(stream.average_rate or 0) or 30.0
             self.num_frames = stream.frames or sum(1 for _ in container.decode(stream))
@@ -69,7 +75,7 @@ class PyAVReader:
         wanted = set(indices)
         last = max(indices)
         found: dict[int, np.ndarray] = {}
-        with av.open(self._path) as container:
+        with av.open(_source(self._path, self._data)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for i, frame in enumerate(container.decode(stream)):
@@ -89,16 +95,16 @@ class PyAVReader:
 class FallbackReader:
     """decord first; if it fails on this file's frames (decord rejects some frame widths), PyAV for the rest."""
 
-    def __init__(self, primary: DecordReader, path: str) -> None:
-        self.primary, self.path = primary, path
-        self.num_frames = primary.num_frames
+    def __init__(self, primary: DecordReader, path: str, data: bytes | None = None) -> None:
+        self.primary, self.path, self.data = primary, path, data
+        self.num_frames, self.fps = primary.num_frames, primary.fps
 
     def get_frames(self, indices: list[int]) -> Tensor:
         try:
             return self.primary.get_frames(indices)
         except Exception as err:  # DECORDError: decode the same frames with PyAV instead
             log.debug("decord failed on %s (%s); decoding with PyAV", self.path, err)
-            fallback = PyAVReader(self.path)
+            fallback = PyAVReader(self.path, self.data)
             fallback.num_frames = self.num_frames  # the same frame indices
             return fallback.get_frames(indices)
 
@@ -121,19 +127,22 @@ class FrameFolderReader:
         return torch.stack(frames)
 
 
-def open_video(path: str | Path, backend: Backend = "auto", num_frames: int | None = None) -> VideoReader:
-    """Open a video file, or a frame folder when ``num_frames`` is given (rawframes); raise :class:`DecodeError`."""
+def open_video(
+    path: str | Path, backend: Backend = "auto", num_frames: int | None = None, data: bytes | None = None
+) -> VideoReader:
+    """Open a video file, or a frame folder when ``num_frames`` is given (rawframes), or the video file's ``data``
+    (read from a shard; ``path`` then only names it); raise :class:`DecodeError`."""
     path = str(path)
-    if num_frames is not None:
+    if data is None and num_frames is not None:
         if not Path(path).is_dir():
             raise DecodeError(f"{path}: frame folder not found")
         return FrameFolderReader(path, num_frames)
-    if not Path(path).is_file():
+    if data is None and not Path(path).is_file():
         raise DecodeError(f"{path}: file not found")
     errors = []
     for name in ["decord", "pyav"] if backend == "auto" else [backend]:
         try:
-            reader = DecordReader(path) if name == "decord" else PyAVReader(path)
+            reader = DecordReader(path, data) if name == "decord" else PyAVReader(path, data)
         except ImportError as err:
             errors.append(f"{name}: not installed ({err})")
             continue
@@ -143,5 +152,5 @@ def open_video(path: str | Path, backend: Backend = "auto", num_frames: int | No
         if reader.num_frames < 1:
             errors.append(f"{name}: no frames")
             continue
-        return FallbackReader(reader, path) if backend == "auto" and name == "decord" else reader
+        return FallbackReader(reader, path, data) if backend == "auto" and name == "decord" else reader
     raise DecodeError(f"{path}: cannot decode ({'; '.join(errors)})")

@@ -29,6 +29,8 @@ class _WrittenOnFirstUse:
         self.seed = seed
 
     def prepare_data(self) -> None:
+        if self.shards is not None:
+            return  # streamed from shards written earlier
         synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
         if self.with_captions:
             write_captions(self.dataset_root)
@@ -59,8 +61,8 @@ class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
         video_size: frame side of the generated videos, px.
         video_frames: frames per generated video.
         seed: generation seed.
-        sampler, train_transform, eval_transform, batch_size, eval_batch_size, num_workers, backend:
-            as in ``VideoDataModule``.
+        sampler, train_transform, eval_transform, batch_size, eval_batch_size, num_workers, backend, shards:
+            as in ``VideoDataModule`` (with ``shards``, the set written by ``python -m lit_i2v shard`` is streamed).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 2,
         backend: Backend = "auto",
+        shards: str | None = None,
     ) -> None:
         base = Path(root)
         super().__init__(
@@ -94,6 +97,7 @@ class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
             backend=backend,
+            shards=shards,
         )
         self._remember(root, (num_train, num_val, num_test), video_size, video_frames, seed)
 
