@@ -8,6 +8,7 @@ from lit_i2v.data.captions import CaptionDataModule, read_captions
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.decode import DecodeError, open_video
+from lit_i2v.data.grounding import FeatureExtractor, GroundingDataModule, SyntheticGrounding, read_moments
 from lit_i2v.data.qa import QADataModule, read_qa
 from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
 from lit_i2v.data.synthetic_module import SyntheticCaptions, SyntheticMotion, SyntheticQA
@@ -18,9 +19,12 @@ __all__ = [
     "DecodeError",
     "DenseSampler",
     "EvalTransform",
+    "FeatureExtractor",
+    "GroundingDataModule",
     "QADataModule",
     "FrameSampler",
     "SyntheticCaptions",
+    "SyntheticGrounding",
     "SyntheticMotion",
     "SyntheticQA",
     "TrainTransform",
@@ -32,6 +36,7 @@ __all__ = [
     "open_video",
     "read_annotations",
     "read_captions",
+    "read_moments",
     "read_qa",
     "read_class_names",
 ]

@@ -242,3 +242,85 @@ def write_qa(root: str | Path, seed: int = 0) -> Path:
     answers = MOTION_ANSWERS + list(COLOURS)
     (root / "answers.json").write_text(json.dumps(answers, indent=1))
     return root
+
+
+@dataclass
+class EventSpec:
+    """Synthetic grounding videos. Args: size (px), frames, fps, events per video, and each event's length range as a
+    share of the video."""
+
+    size: int = 64
+    frames: int = 64
+    fps: int = 8
+    events: int = 2
+    length: tuple[float, float] = (0.2, 0.4)
+
+
+def render_events(rng: random.Random, spec: EventSpec) -> tuple[np.ndarray, list[tuple[int, float, float, str]]]:
+    """A longer video in which ``spec.events`` objects (distinct colours) each make one motion of ``CLASSES`` in its
+    own time window, still before and after it; windows do not overlap. Returns the frames ``(T, S, S, 3)`` and per
+    event ``(class, start_s, end_s, sentence)`` with the sentence naming the object, e.g. "moving red circle from
+    left to right": which object moves when is told only by reading the sentence and relating frames."""
+    s, n = spec.size, spec.frames
+    grid = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    background = np.array([rng.randint(10, 90) for _ in range(3)], np.float32)
+    lengths = [rng.uniform(*spec.length) for _ in range(spec.events)]
+    gaps = np.array([rng.random() for _ in range(spec.events + 1)])
+    gaps = gaps / gaps.sum() * max(1.0 - sum(lengths), 0.0)  # free time spread randomly around the windows
+    objects, t = [], gaps[0]
+    colours = rng.sample(list(COLOURS), spec.events)
+    quadrants = rng.sample([(0.3, 0.3), (0.7, 0.3), (0.3, 0.7), (0.7, 0.7)], spec.events)
+    for k in range(spec.events):
+        label = rng.randrange(len(CLASSES))
+        _, attr, sign = CLASSES[label]
+        state = {"x": quadrants[k][0], "y": quadrants[k][1], "size": rng.uniform(0.08, 0.12), "alpha": 1.0}
+        low, high = {"x": (0.15, 0.85), "y": (0.15, 0.85), "size": (0.05, 0.2), "alpha": (0.0, 1.0)}[attr]
+        span = rng.uniform(0.6, 1.0) * (high - low)
+        begin = rng.uniform(low, high - span)
+        start, end = (begin, begin + span) if sign > 0 else (begin + span, begin)
+        shape = rng.choice(SHAPES)
+        objects.append((label, attr, start, end, t, t + lengths[k], state, colours[k], shape))
+        t += lengths[k] + gaps[k + 1]
+    frames = np.empty((n, s, s, 3), np.uint8)
+    for i in range(n):
+        now = i / max(n - 1, 1)
+        image = np.broadcast_to(background, (s, s, 3)).copy()
+        for _, attr, start, end, t0, t1, state, colour, shape in objects:
+            progress = min(max((now - t0) / (t1 - t0), 0.0), 1.0)
+            state[attr] = start + (end - start) * progress
+            m = shape_mask(shape, state["x"], state["y"], state["size"], grid)
+            image[m] = image[m] * (1 - state["alpha"]) + np.array(COLOURS[colour], np.float32) * state["alpha"]
+        frames[i] = image.clip(0, 255).astype(np.uint8)
+    duration = (n - 1) / spec.fps
+    events = []
+    for label, _, _, _, t0, t1, _, colour, shape in objects:
+        sentence = CLASSES[label][0].replace("[something]", f"{colour} {shape}").lower()
+        events.append((label, round(float(t0) * duration, 2), round(float(t1) * duration, 2), sentence))
+    return frames, events
+
+
+def write_grounding(
+    root: str | Path, counts: tuple[int, int, int] = (240, 80, 80), spec: EventSpec | None = None, seed: int = 0
+) -> Path:
+    """The synthetic grounding set under ``root`` in Charades-STA's format: ``videos/<id>.mp4`` and
+    ``charades_sta_{train,val,test}.txt`` with lines ``<id> <start> <end>##<sentence>`` (seconds), one per event.
+    Idempotent (the test file is written last)."""
+    root = Path(root)
+    spec = spec or EventSpec()
+    if (root / "charades_sta_test.txt").is_file():
+        return root
+    rng = random.Random(seed)
+    next_id = 0
+    for split, count in zip(("train", "val", "test"), counts, strict=True):
+        lines = []
+        for _ in range(count):
+            vid = f"G{next_id:05d}"
+            next_id += 1
+            frames, events = render_events(rng, spec)
+            write_video(root / "videos" / f"{vid}.mp4", frames, spec.fps)
+            lines += [f"{vid} {start:.2f} {end:.2f}##{sentence}" for _, start, end, sentence in events]
+        tmp = root / f".charades_sta_{split}.txt.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(root / f"charades_sta_{split}.txt")
+        log.info("wrote %d %s grounding videos under %s", count, split, root)
+    return root

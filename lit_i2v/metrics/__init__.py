@@ -1,5 +1,14 @@
-"""Task metrics computed on whole evaluation sets (retrieval ranks over the full similarity matrix)."""
+"""Task metrics computed on whole evaluation sets (retrieval ranks over the full similarity matrix; grounding spans
+per query)."""
 
+from lit_i2v.metrics.grounding import average_precision, query_scores, temporal_iou
 from lit_i2v.metrics.retrieval import chunked_similarity, dual_softmax, retrieval_metrics
 
-__all__ = ["chunked_similarity", "dual_softmax", "retrieval_metrics"]
+__all__ = [
+    "average_precision",
+    "chunked_similarity",
+    "dual_softmax",
+    "query_scores",
+    "retrieval_metrics",
+    "temporal_iou",
+]

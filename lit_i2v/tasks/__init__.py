@@ -3,6 +3,7 @@
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 from lit_i2v.tasks.distillation import Distillation
+from lit_i2v.tasks.grounding import TemporalGrounding
 from lit_i2v.tasks.qa import VideoQuestionAnswering
 from lit_i2v.tasks.recognition import ActionRecognition
 from lit_i2v.tasks.retrieval import TextVideoRetrieval
@@ -11,6 +12,7 @@ __all__ = [
     "ActionRecognition",
     "AtomicCheckpointIO",
     "Distillation",
+    "TemporalGrounding",
     "TextVideoRetrieval",
     "VideoQuestionAnswering",
     "VideoTask",

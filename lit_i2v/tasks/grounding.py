@@ -1,0 +1,228 @@
+"""Temporal grounding (moment retrieval) by post-network tuning on frozen per-frame CLIP features.
+
+A proposal-free span head conditioned on the query (in the spirit of span-based localisers such as VSLNet, Zhang
+et al. 2020, on CLIP features as Moment-DETR's): each video segment's feature ``v_k`` and the query embedding ``q``
+are fused as ``[v_k, q, v_k * q]`` into a hidden state, a transformer encoder relates the segments (with learned
+position embeddings), and three linear outputs give per-segment start, end and inside logits.
+
+Training: cross-entropy of the start (end) distribution over the segments against the segment(s) where the
+ground-truth windows start (end), plus a binary cross-entropy of "inside a window" per segment. Inference: span
+``(i, j)``, i <= j, scores ``p_start(i) * p_end(j)``; the top spans after non-maximum suppression are the ranked
+predictions for R1@IoU, mIoU and mAP (``lit_i2v.metrics.grounding``), computed per query and summed over ranks.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import SumMetric
+
+from lit_i2v.metrics.grounding import IOU_THRESHOLDS, query_scores, temporal_iou
+from lit_i2v.tasks.optim import warmup_cosine
+
+METRICS = [*(f"R1@{t}" for t in IOU_THRESHOLDS), "IoU", "mAP", "mAP@0.5", "mAP@0.75"]
+
+
+class SpanHead(nn.Module):
+    """Query-conditioned start/end/inside logits over a sequence of segment features.
+
+    Args:
+        feature_dim: width E of the extracted embeddings (video and text alike).
+        hidden: width of the encoder.
+        layers: transformer encoder layers over the segments.
+        heads: attention heads.
+        dropout: dropout in the fusion and the encoder.
+        max_segments: longest sequence the position embedding covers.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        hidden: int = 256,
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        max_segments: int = 512,
+    ) -> None:
+        super().__init__()
+        self.norm_v, self.norm_q = nn.LayerNorm(feature_dim), nn.LayerNorm(feature_dim)
+        self.fuse = nn.Sequential(nn.Linear(3 * feature_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.position = nn.Parameter(torch.zeros(max_segments, hidden))
+        nn.init.trunc_normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(self, video: Tensor, mask: Tensor, query: Tensor) -> Tensor:
+        """``video`` (B, N, E), ``mask`` (B, N) True for real segments, ``query`` (B, E) → logits (B, N, 3):
+        start, end, inside; padded segments get ``-inf`` start/end logits."""
+        n = video.shape[1]
+        if n > len(self.position):
+            raise ValueError(f"{n} segments exceed model.max_segments={len(self.position)}: raise it or lower the rate")
+        v = self.norm_v(video)
+        q = self.norm_q(query)[:, None].expand_as(v)
+        x = self.fuse(torch.cat([v, q, v * q], dim=-1)) + self.position[:n]
+        x = self.out(self.norm(self.encoder(x, src_key_padding_mask=~mask)))
+        neg = torch.finfo(x.dtype).min
+        return torch.cat([x[..., :2].masked_fill(~mask[..., None], neg), x[..., 2:]], dim=-1)
+
+
+def segment_targets(windows: list[tuple[float, float]], duration: float, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Start and end distributions over ``n`` segments (mass split evenly over the windows) and the inside mask."""
+    start, end, inside = torch.zeros(n), torch.zeros(n), torch.zeros(n)
+    centres = (torch.arange(n) + 0.5) * duration / n
+    for s, e in windows:
+        i = min(max(int(s / duration * n), 0), n - 1)
+        j = min(max(int(e / duration * n - 1e-6), i), n - 1)
+        start[i] += 1 / len(windows)
+        end[j] += 1 / len(windows)
+        inside[i : j + 1] = 1
+        inside[(centres >= s) & (centres <= e)] = 1
+    return start, end, inside
+
+
+def decode_spans(
+    start_logits: Tensor, end_logits: Tensor, duration: float, top_k: int = 10, nms_iou: float = 0.7, max_len=None
+) -> tuple[Tensor, Tensor]:
+    """Ranked spans in seconds ``(K, 2)`` and their scores from one query's start/end logits over its N segments."""
+    n = start_logits.shape[0]
+    scores = start_logits.float().softmax(0)[:, None] * end_logits.float().softmax(0)[None, :]  # (N, N)
+    valid = torch.ones(n, n, dtype=torch.bool).triu()
+    if max_len is not None:
+        valid &= ~torch.ones(n, n, dtype=torch.bool).triu(max_len)
+    scores = scores.masked_fill(~valid, -1).flatten()
+    order = scores.argsort(descending=True)[: max(4 * top_k, 50)]
+    order = order[scores[order] >= 0]
+    spans = torch.stack([order // n, order % n + 1], dim=-1).double() * duration / n  # segment i..j -> seconds
+    kept: list[int] = []
+    for k in range(len(order)):  # greedy non-maximum suppression
+        if len(kept) == top_k:
+            break
+        if not kept or temporal_iou(spans[k : k + 1], spans[kept]).max() < nms_iou:
+            kept.append(k)
+    return spans[kept], scores[order[kept]]
+
+
+class TemporalGrounding(L.LightningModule):
+    """Args:
+    feature_dim: width of the extracted features (the CLIP's embedding width: 512 for ViT-B/16, 768 for L/14).
+    hidden, layers, heads, dropout, max_segments: the ``SpanHead``.
+    top_k: ranked predictions kept per query (for mAP).
+    nms_iou: IoU above which a lower-ranked span is suppressed.
+    optimizer: optimizer class and arguments.
+    warmup_epochs: linear warm-up, then cosine decay to 0.
+    """
+
+    monitor = "val/R1@0.5"  # the validation metric that chooses the best checkpoint
+
+    def __init__(
+        self,
+        feature_dim: int = 512,
+        hidden: int = 256,
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        max_segments: int = 512,
+        top_k: int = 10,
+        nms_iou: float = 0.7,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        warmup_epochs: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.feature_dim = feature_dim
+        self.head = SpanHead(feature_dim, hidden, layers, heads, dropout, max_segments)
+        self.top_k, self.nms_iou = top_k, nms_iou
+        self.optimizer_factory, self.warmup_epochs = optimizer, warmup_epochs
+        metrics = {name.replace(".", "_"): SumMetric() for name in [*METRICS, "queries"]}
+        self.val_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
+        self.test_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
+
+    def forward(self, video: Tensor, mask: Tensor, query: Tensor) -> Tensor:
+        if video.shape[-1] != self.feature_dim:
+            raise ValueError(
+                f"the features are {video.shape[-1]}-dimensional but model.init_args.feature_dim is {self.feature_dim}"
+            )
+        return self.head(video, mask, query)
+
+    def loss(self, logits: Tensor, batch: dict) -> Tensor:
+        lengths = batch["mask"].sum(1).tolist()
+        n = logits.shape[1]
+        targets = [segment_targets(w, float(d), k) for w, d, k in zip(batch["windows"], batch["duration"], lengths)]
+        pad = lambda t: F.pad(t, (0, n - len(t)))  # noqa: E731
+        start = torch.stack([pad(t[0]) for t in targets]).to(logits)
+        end = torch.stack([pad(t[1]) for t in targets]).to(logits)
+        inside = torch.stack([pad(t[2]) for t in targets]).to(logits)
+        mask = batch["mask"]
+        ce = lambda x, t: -(t * x.float().log_softmax(-1).masked_fill(~mask, 0)).sum(-1).mean()  # noqa: E731
+        bce = F.binary_cross_entropy_with_logits(logits[..., 2].float(), inside, reduction="none")
+        return ce(logits[..., 0], start) + ce(logits[..., 1], end) + (bce * mask).sum() / mask.sum()
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self.loss(self(batch["video"], batch["mask"], batch["query"]), batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["duration"]))
+        return loss
+
+    def predict_spans(self, batch: dict) -> list[tuple[Tensor, Tensor]]:
+        logits = self(batch["video"], batch["mask"], batch["query"])
+        out = []
+        for b, n in enumerate(batch["mask"].sum(1).tolist()):
+            out.append(decode_spans(logits[b, :n, 0], logits[b, :n, 1], float(batch["duration"][b]), self.top_k,
+                                    self.nms_iou))  # fmt: skip
+        return out
+
+    def _evaluate(self, batch: dict, metrics: nn.ModuleDict, stage: str) -> None:
+        with torch.no_grad():
+            spans = self.predict_spans(batch)
+            logits = self(batch["video"], batch["mask"], batch["query"])
+            self.log(f"{stage}/loss", self.loss(logits, batch), batch_size=len(spans))
+        totals = dict.fromkeys(METRICS, 0.0)
+        counted = 0
+        for (predicted, _), windows in zip(spans, batch["windows"], strict=True):
+            if not windows:
+                continue  # a hidden-annotation query: predicted, not scored
+            for name, value in query_scores(predicted, torch.tensor(windows, dtype=torch.float64)).items():
+                totals[name] += value
+            counted += 1
+        for name, value in totals.items():
+            metrics[name.replace(".", "_")].update(torch.tensor(value, device=self.device))
+        metrics["queries"].update(torch.tensor(float(counted), device=self.device))
+
+    def _log_epoch(self, metrics: nn.ModuleDict, stage: str) -> None:
+        totals = {name: float(metric.compute()) for name, metric in metrics.items()}  # every rank, every metric
+        for metric in metrics.values():
+            metric.reset()
+        queries = totals.pop("queries")
+        self.log(f"{stage}/queries", queries, rank_zero_only=True)
+        if queries:
+            for name in METRICS:
+                self.log(f"{stage}/{name}", 100 * totals[name.replace(".", "_")] / queries, rank_zero_only=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        return [{"qid": q, "video_id": v, "spans": s.tolist(), "scores": c.tolist()}
+                for q, v, (s, c) in zip(batch["qid"], batch["video_id"], self.predict_spans(batch))]  # fmt: skip
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_metrics, "test")
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        scheduler = warmup_cosine(optimizer, round(self.warmup_epochs * total / epochs), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
