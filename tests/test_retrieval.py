@@ -51,6 +51,33 @@ def test_caption_formats(tmp_path):
         read_captions(tmp_path / "c.json", "/v", "captions")
 
 
+def test_msvd_didemo_and_activitynet_formats(tmp_path):
+    import pickle
+
+    with open(tmp_path / "raw-captions.pkl", "wb") as f:  # CLIP4Clip's MSVD release: token lists
+        pickle.dump({"-4wsuPCjDBc_5_15": [["a", "cat", "plays"], ["cat", "playing"]], "zv2RI": [["a", "man"]]}, f)
+    (tmp_path / "test_list.txt").write_text("-4wsuPCjDBc_5_15\nzv2RI\n")
+    records, captions = read_captions(tmp_path / "test_list.txt", "/v", "msvd", str(tmp_path / "raw-captions.pkl"),
+                                      ".avi")  # fmt: skip
+    assert records[0].path == "/v/-4wsuPCjDBc_5_15.avi" and captions == [["a cat plays", "cat playing"], ["a man"]]
+    (tmp_path / "captions_msvd.json").write_text(json.dumps({"zv2RI": ["a man"]}))  # X-Pool's release
+    with pytest.raises(AnnotationError, match=r"test_list.txt:1: video '-4wsuPCjDBc_5_15' has no caption"):
+        read_captions(tmp_path / "test_list.txt", "/v", "msvd", str(tmp_path / "captions_msvd.json"))
+    didemo = [{"video": "1234@N00_5_ab.mov", "description": "a dog runs. ", "times": [[0, 1]]},
+              {"video": "99@N00_7_cd.mp4", "description": "someone waves", "times": [[2, 2]]},
+              {"video": "1234@N00_5_ab.mov", "description": "it stops", "times": [[3, 4]]}]  # fmt: skip
+    (tmp_path / "test_data.json").write_text(json.dumps(didemo))
+    records, captions = read_captions(tmp_path / "test_data.json", "/v", "didemo")
+    assert [r.video_id for r in records] == ["1234@N00_5_ab", "99@N00_7_cd"]
+    assert captions == [["a dog runs. it stops"], ["someone waves"]]  # one paragraph a video
+    anet = {"v_QOlSCBRmfWY": {"duration": 82.7, "timestamps": [[0.8, 19.9], [17.4, 60.8]],
+                              "sentences": ["A young woman is seen standing.", " She then dances."]}}  # fmt: skip
+    (tmp_path / "val_1.json").write_text(json.dumps(anet))
+    records, captions = read_captions(tmp_path / "val_1.json", "/v", "activitynet")
+    assert records[0].path == "/v/v_QOlSCBRmfWY.mp4"
+    assert captions == [["A young woman is seen standing. She then dances."]]
+
+
 def test_synthetic_captions_describe_object_and_motion(caption_root):
     items = json.loads((caption_root / "captions_train.json").read_text())
     ssv2 = {i["id"]: i for i in json.loads((caption_root / "train.json").read_text())}
@@ -110,8 +137,10 @@ def test_fit_scores_every_caption_against_every_video(caption_root, tmp_path):
     assert any(p.name.startswith("best-") for p in (run / "checkpoints").iterdir())  # chosen by val/t2v/R@1
 
 
-def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path):
-    """Two CPU ranks, 7 test videos: the similarity matrix holds all 7 videos and their 14 captions, once each."""
+@pytest.mark.parametrize("temporal", ["default", "lit_i2v.heads.XPool"])
+def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path, temporal):
+    """Two CPU ranks, 7 test videos: the similarity matrix holds all 7 videos and their 14 captions, once each (with
+    X-Pool, each video's frame embeddings are gathered)."""
     items = json.loads((caption_root / "captions_test.json").read_text())[:7]
     (tmp_path / "test7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
@@ -121,7 +150,60 @@ def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path):
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
             "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
     args = [a for a in args if not a.startswith("--data.init_args.")]
+    if temporal != "default":
+        args = [a for a in args if not a.startswith("--model.init_args.temporal")] + [f"--model.temporal={temporal}"]
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = metrics(run)
     assert last_value(rows, "test/videos") == 7 and last_value(rows, "test/captions") == 14
+
+
+# ---- X-Pool ------------------------------------------------------------------------------------------------------
+
+
+def test_xpool_starts_as_identity_projections_and_attends_to_the_matching_frame():
+    from lit_i2v.heads import XPool
+
+    pool = XPool(heads=1, dropout=0.0)
+    pool.build(32)
+    for linear in (pool.q, pool.k, pool.v, pool.o, pool.proj):
+        assert torch.equal(linear.weight, torch.eye(32)) and not linear.bias.any()
+    torch.manual_seed(0)
+    frames = torch.randn(3, 5, 32)  # 3 videos of 5 frames
+    texts = torch.stack([frames[0, 2], frames[1, 4]]) * 4  # caption 0 is (a multiple of) video 0's frame 2
+    out = pool(texts, frames)
+    assert out.shape == (2, 3, 32)
+    weights = pool.attention(texts, frames)  # (texts, videos, heads, frames)
+    assert weights.shape == (2, 3, 1, 5) and weights[0, 0, 0].argmax() == 2 and weights[1, 1, 0].argmax() == 4
+    assert not torch.allclose(out[0, 2], out[1, 2])  # one video, pooled differently for each caption
+    still = frames[:, :1].expand(3, 5, 32)  # every frame the same: nothing to choose, any caption pools alike
+    pooled = pool(texts, still)
+    assert torch.allclose(pooled[0], pooled[1], atol=1e-5)
+
+
+def test_xpool_retrieval_trains_and_scores_per_caption(caption_root):
+    from lit_i2v.heads import XPool
+
+    dm = datamodule(caption_root)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    torch.manual_seed(0)
+    task = TextVideoRetrieval(CLIP("ViT-T-8-test"), strategy=FullFinetune(towers=["visual", "text"]),
+                              temporal=XPool(dropout=0.0))  # fmt: skip
+    videos = task.encode_videos(task.normalize(batch["video"]))
+    assert videos.shape == (8, 4, 32)  # frames are kept: each caption pools them its own way
+    texts = task.encode_texts(list(batch["caption"]))
+    sim = task.similarity(texts, videos)
+    by_pair = torch.stack([torch.stack([torch.nn.functional.cosine_similarity(texts[i], task.temporal(texts[i : i + 1],
+                          videos[j : j + 1])[0, 0], dim=0) for j in range(8)]) for i in range(8)])  # fmt: skip
+    assert torch.allclose(sim, by_pair, atol=1e-5)
+    optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = task.training_step(batch, 0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * math.log(8) < losses[0]
+    assert task.temporal.q.weight.grad is not None  # the pooling trains

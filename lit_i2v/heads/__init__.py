@@ -4,6 +4,7 @@ from lit_i2v.heads.classifier import Head, LinearHead, PromptEncoderHead, TextCl
 from lit_i2v.heads.coop import CoOpHead
 from lit_i2v.heads.temporal import LSTMPool, MeanPool, Temporal, TemporalConv1D, TemporalTransformer
 from lit_i2v.heads.video_prompt import VideoPromptHead
+from lit_i2v.heads.xpool import XPool
 
 __all__ = [
     "CoOpHead",
@@ -17,4 +18,5 @@ __all__ = [
     "TemporalTransformer",
     "TextClassifierHead",
     "VideoPromptHead",
+    "XPool",
 ]

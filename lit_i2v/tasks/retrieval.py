@@ -3,9 +3,11 @@
 CLIP4Clip (Luo et al., Neurocomputing 2022; official code github.com/ArrowLuo/CLIP4Clip): frames through the image
 tower (with any strategy), projected, pooled over time by the temporal module (``MeanPool`` = meanP,
 ``TemporalTransformer(init_from_text: true)`` = seqTransf), L2-normalised; captions through the text tower.
-The loss is the symmetric cross-entropy over the batch's text x video similarities scaled by CLIP's logit scale
-(clamped at 100). Under DDP the video and text embeddings of every rank are gathered *with* their gradients, so
-every rank's texts are contrasted against every rank's videos (as the official code's ``AllGather``).
+With ``XPool`` (Gorti et al. 2022) the pooling is conditioned on the caption: every caption pools every video's
+frames its own way, and the similarity of caption i and video j is the cosine of ``text_i`` and ``XPool(text_i,
+frames_j)``. The loss is the symmetric cross-entropy over the batch's text x video similarities scaled by CLIP's
+logit scale (clamped at 100). Under DDP the video and text embeddings of every rank are gathered *with* their
+gradients, so every rank's texts are contrasted against every rank's videos (as the official code's ``AllGather``).
 
 Evaluation embeds each video once (views averaged), gathers them from all ranks (each video exactly once), embeds
 every caption of the split, and scores the full text x video similarity matrix in chunks: R@1/5/10, median and
@@ -40,7 +42,8 @@ class TextVideoRetrieval(VideoTask):
     """Args:
     backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints,
         new_lr_scale, compile: as ``ActionRecognition``.
-    temporal: pools projected frame embeddings over time (default ``MeanPool``: CLIP4Clip's meanP).
+    temporal: pools projected frame embeddings over time (default ``MeanPool``: CLIP4Clip's meanP; ``XPool``:
+        text-conditioned).
     dual_softmax: re-rank the evaluation similarities with a dual softmax (inference only).
     text_batch_size: captions encoded at a time in evaluation.
     """
@@ -76,6 +79,7 @@ class TextVideoRetrieval(VideoTask):
         self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
         self.temporal = temporal or MeanPool()
         self.temporal.build(backbone.embed_dim, backbone)
+        self.conditioned = getattr(self.temporal, "text_conditioned", False)
         self.dual_softmax, self.text_batch_size = dual_softmax, text_batch_size
         self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": []}
         self._skipped = 0
@@ -83,14 +87,26 @@ class TextVideoRetrieval(VideoTask):
     # ---- embeddings ----------------------------------------------------------------------------------------------
 
     def encode_videos(self, video: Tensor) -> Tensor:
-        """Normalised clips ``(B, T, 3, H, W)`` → L2-normalised video embeddings ``(B, E)``."""
-        frames = self.strategy(self.backbone, video, project=True)  # (B, T, E)
-        return F.normalize(self.temporal(frames).float(), dim=-1)
+        """Normalised clips ``(B, T, 3, H, W)`` → L2-normalised video embeddings ``(B, E)``; with a text-conditioned
+        pooling, the frame embeddings ``(B, T, E)`` it pools per caption."""
+        frames = self.strategy(self.backbone, video, project=True).float()  # (B, T, E)
+        return frames if self.conditioned else F.normalize(self.temporal(frames).float(), dim=-1)
 
     def encode_texts(self, texts: list[str]) -> Tensor:
-        """Captions → L2-normalised text embeddings ``(N, E)``."""
+        """Captions → text embeddings ``(N, E)`` (not normalised: a text-conditioned pooling reads them as they are)."""
         tokens = self.backbone.tokenize(texts).to(self.device)
-        return F.normalize(self.backbone.encode_text(tokens).float(), dim=-1)
+        return self.backbone.encode_text(tokens).float()
+
+    def similarity(self, texts: Tensor, videos: Tensor) -> Tensor:
+        """Cosine similarities ``(Nt, Nv)`` of text embeddings and ``encode_videos``' output."""
+        t = F.normalize(texts, dim=-1)
+        if not self.conditioned:
+            return chunked_similarity(t, videos)
+        rows, step = [], max(1, 2**26 // max(videos.numel(), 1))  # at most 2^26 pooled values at a time
+        for start in range(0, len(t), step):
+            pooled = F.normalize(self.temporal(texts[start : start + step], videos).float(), dim=-1)  # (n, Nv, E)
+            rows.append(torch.einsum("ae,abe->ab", t[start : start + step], pooled))
+        return torch.cat(rows)
 
     def forward(self, video: Tensor) -> Tensor:
         """Normalised clips → video embeddings (what ``summary`` counts per view)."""
@@ -104,7 +120,7 @@ class TextVideoRetrieval(VideoTask):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         videos = gather_with_grad(self.encode_videos(self.normalize(batch["video"])))  # (N, E) over all ranks
         texts = gather_with_grad(self.encode_texts(list(batch["caption"])))
-        logits = self.logit_scale() * texts @ videos.t()  # (N, N): text i belongs to video i
+        logits = self.logit_scale() * self.similarity(texts, videos)  # (N, N): text i belongs to video i
         target = torch.arange(logits.shape[0], device=logits.device)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
         batch_size = batch["video"].shape[0]
@@ -119,7 +135,9 @@ class TextVideoRetrieval(VideoTask):
         b, v = batch["video"].shape[:2]
         with torch.no_grad():
             views = self.encode_videos(self.normalize(batch["video"].flatten(0, 1))).unflatten(0, (b, v))
-        embedding = F.normalize(views.mean(1), dim=-1)  # views averaged
+        embedding = views.mean(1)  # views averaged: frame embeddings (conditioned pooling) or video embeddings
+        if not self.conditioned:
+            embedding = F.normalize(embedding, dim=-1)
         valid = batch["valid"]
         self._eval["index"].append(batch["index"][valid])
         self._eval["embedding"].append(embedding[valid])
@@ -133,10 +151,11 @@ class TextVideoRetrieval(VideoTask):
 
     def _gather_videos(self) -> tuple[Tensor, Tensor]:
         """Indices and embeddings of the evaluated videos from every rank, sorted by index."""
-        width = self.backbone.embed_dim
         index = torch.cat(self._eval["index"]) if self._eval["index"] else torch.zeros(0, dtype=torch.long)
-        emb = torch.cat(self._eval["embedding"]) if self._eval["embedding"] else torch.zeros(0, width)
-        index, emb = index.to(self.device), emb.to(self.device)
+        shape = self._eval["embedding"][0].shape[1:] if self._eval["embedding"] else (self.backbone.embed_dim,)
+        emb = torch.cat(self._eval["embedding"]) if self._eval["embedding"] else torch.zeros(0, *shape)
+        index, emb = index.to(self.device), emb.flatten(1).to(self.device)  # (N, E) or (N, T * E)
+        width = emb.shape[1]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             counts = self.all_gather(torch.tensor(len(index), device=self.device)).view(-1)
             most = int(counts.max())
@@ -147,7 +166,7 @@ class TextVideoRetrieval(VideoTask):
             index = torch.cat([index_all[r, keep[r]] for r in range(len(counts))])
             emb = torch.cat([emb_all[r, keep[r]] for r in range(len(counts))])
         order = index.argsort()
-        return index[order], emb[order]
+        return index[order], emb[order].unflatten(1, shape)
 
     def _eval_epoch_end(self, stage: str) -> None:
         index, videos = self._gather_videos()
@@ -163,7 +182,7 @@ class TextVideoRetrieval(VideoTask):
         with torch.no_grad():
             step = self.text_batch_size
             text_emb = torch.cat([self.encode_texts(texts[i : i + step]) for i in range(0, len(texts), step)])
-        sim = chunked_similarity(text_emb, videos)
+            sim = self.similarity(text_emb, videos)
         if self.dual_softmax:
             sim = dual_softmax(sim)
         metrics = retrieval_metrics(sim, torch.tensor(owner, device=sim.device))
