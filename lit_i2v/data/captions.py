@@ -9,6 +9,13 @@ Formats (``format``):
   ``{"video_id", "caption"}``); every caption of a video is kept (about 20 each).
 - ``jsfusion``: the 1k-A test split, ``MSRVTT_JSFUSION_test.csv`` (``key,vid_key,video_id,sentence``): one caption
   per video.
+- ``msvd``: MSVD as CLIP4Clip and X-Pool read it: the split file lists one video id a line (``train_list.txt``,
+  ``test_list.txt``) and the captions (about 40 a video) come from ``data.captions``: CLIP4Clip's
+  ``raw-captions.pkl`` (video id → token lists) or X-Pool's ``captions_msvd.json`` (video id → sentences).
+- ``didemo``: DiDeMo's ``train_data.json``/``test_data.json`` (a list of ``{"video", "description", ...}``) for
+  paragraph-to-video retrieval: a video's descriptions are joined in order into one caption (CLIP4Clip's setting).
+- ``activitynet``: ActivityNet Captions' ``train.json``/``val_1.json`` (video id → ``{"sentences": [...], ...}``),
+  paragraph-to-video: the sentences joined into one caption.
 
 Training samples one caption per video per step (a different one each epoch); evaluation scores every caption of
 the split against every video (``TextVideoRetrieval``).
@@ -26,7 +33,25 @@ from lit_i2v.data.annotations import AnnotationError, VideoRecord
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset
 
-CaptionFormat = Literal["captions", "msrvtt", "jsfusion"]
+CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "activitynet"]
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def _msvd_captions(path: Path) -> dict[str, list[str]]:
+    """MSVD captions by video id, from CLIP4Clip's pickle (token lists) or X-Pool's JSON (sentences)."""
+    if path.suffix == ".pkl":
+        import pickle
+
+        with open(path, "rb") as f:
+            raw = pickle.load(f)  # the dataset's own release format; only a file the user configured is read
+        return {vid: [" ".join(t) if isinstance(t, list) else str(t) for t in caps] for vid, caps in raw.items()}
+    return {vid: [str(c) for c in caps] for vid, caps in _json(path).items()}
 
 
 def read_captions(
@@ -37,11 +62,7 @@ def read_captions(
     by_video: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
     if format == "captions":
-        try:
-            items = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-        for i, item in enumerate(items):
+        for i, item in enumerate(_json(path)):
             if not isinstance(item, dict) or "video_id" not in item or not item.get("captions"):
                 raise AnnotationError(f"{path}: item {i} needs a video_id and a non-empty captions list")
             by_video[str(item["video_id"])] = [str(c) for c in item["captions"]]
@@ -65,8 +86,29 @@ def read_captions(
                 if not row.get("video_id") or not row.get("sentence"):
                     raise AnnotationError(f"{path}:{line}: needs video_id and sentence columns")
                 by_video.setdefault(row["video_id"], []).append(row["sentence"])
+    elif format == "msvd":
+        if not captions:
+            raise AnnotationError(f"{path}: format msvd needs data.captions (raw-captions.pkl or captions_msvd.json)")
+        sentences = _msvd_captions(Path(captions))
+        for line, vid in enumerate(path.read_text().splitlines(), start=1):
+            vid = vid.strip()
+            if vid and vid not in sentences:
+                raise AnnotationError(f"{path}:{line}: video {vid!r} has no caption in {captions}")
+            if vid:
+                by_video[vid] = sentences[vid]
+    elif format == "didemo":
+        for i, item in enumerate(_json(path)):
+            if not isinstance(item, dict) or "video" not in item or "description" not in item:
+                raise AnnotationError(f"{path}: item {i} needs video and description")
+            by_video.setdefault(Path(item["video"]).stem, []).append(item["description"].strip())
+        by_video = {vid: [" ".join(parts)] for vid, parts in by_video.items()}  # one paragraph a video
+    elif format == "activitynet":
+        for vid, item in _json(path).items():
+            if not isinstance(item, dict) or not item.get("sentences"):
+                raise AnnotationError(f"{path}: video {vid!r} needs a non-empty sentences list")
+            by_video[vid] = [" ".join(s.strip() for s in item["sentences"])]
     else:
-        raise AnnotationError(f"{path}: unknown caption format {format!r} (captions, msrvtt, jsfusion)")
+        raise AnnotationError(f"{path}: unknown caption format {format!r} ({', '.join(CaptionFormat.__args__)})")
     if not by_video:
         raise AnnotationError(f"{path}: no videos")
     records = [
@@ -95,9 +137,10 @@ class CaptionDataModule(VideoDataModule):
     Args:
         train, val, test: split files in ``format``.
         root: folder the video paths are relative to.
-        format: ``captions``, ``msrvtt`` or ``jsfusion`` (see the module docstring); ``eval_format`` overrides it for
-            the val and test splits (MSR-VTT: ``msrvtt`` for training, ``jsfusion`` for the 1k-A test).
-        captions: MSR-VTT's ``MSRVTT_data.json`` for the ``msrvtt`` format.
+        format: ``captions``, ``msrvtt``, ``jsfusion``, ``msvd``, ``didemo`` or ``activitynet`` (see the module
+            docstring); ``eval_format`` overrides it for the val and test splits (MSR-VTT: ``msrvtt`` for training,
+            ``jsfusion`` for the 1k-A test).
+        captions: the caption file of the ``msrvtt`` (``MSRVTT_data.json``) and ``msvd`` formats.
         Others: as ``VideoDataModule``.
     """
 
