@@ -176,6 +176,7 @@ class VideoDataModule(L.LightningDataModule):
             drop_last=training,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0 and training,
             collate_fn=self.collate_fn(),
             epoch_of=(lambda: trainer.current_epoch) if trainer else None,
         )

@@ -34,6 +34,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import tarfile
@@ -262,9 +263,20 @@ class ShardedClips(IterableDataset):
         self.counts = [s["samples"] for s in self.shards]
         self.sampler, self.transform, self.training, self.backend = sampler, transform, training, backend
         self.shuffle_buffer, self.seed, self.max_retries = shuffle_buffer, seed, max_retries
-        self.rank, self.world_size, self.batch_size, self.epoch = 0, 1, 1, 0
+        self.rank, self.world_size, self.batch_size = 0, 1, 1
+        # Shared with the DataLoader's workers, which stay alive across epochs (persistent_workers): the loader sets
+        # it before each epoch and every worker reads it when the epoch's iteration starts.
+        self._epoch = multiprocessing.RawValue("q", 0)
         self._rows: dict[int, list[dict]] = {}
         self._files: dict[int, io.BufferedReader] = {}
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.value = value
 
     @property
     def num_videos(self) -> int:
@@ -400,9 +412,9 @@ def _nearest(stored: list[int], index: int) -> int:
 
 
 class EpochLoader(DataLoader):
-    """A DataLoader that tells its :class:`ShardedClips` the epoch before starting workers (Lightning sets epochs
-    on samplers only, and an iterable dataset has none); ``epoch_of`` returns the trainer's current epoch, so a
-    resumed run reads the shards in the order an uninterrupted one would."""
+    """A DataLoader that tells its :class:`ShardedClips` (and, through shared memory, its persistent workers) the
+    epoch before each pass (Lightning sets epochs on samplers only, and an iterable dataset has none); ``epoch_of``
+    returns the trainer's current epoch, so a resumed run reads the shards in the order an uninterrupted one would."""
 
     def __init__(self, *args, epoch_of=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
