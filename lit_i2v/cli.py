@@ -35,7 +35,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_i2v.backbones.torchscript import UnreadableArchive
 from lit_i2v.backbones.weights import WeightsError
-from lit_i2v.callbacks import StartupSummary
+from lit_i2v.callbacks import StartupSummary, Throughput
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.shards import ShardError
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
@@ -60,7 +60,8 @@ class LitI2VCLI(LightningCLI):
                 kwargs["parser_kwargs"].setdefault(command, {"parser_mode": "omegaconf", "exit_on_error": False})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", {})
-        kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary()])  # added to any configured callbacks
+        # Added to any configured callbacks:
+        kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary(), Throughput()])
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -221,9 +222,9 @@ def check_data_main(argv: list[str]) -> int:
 
 
 def synth_main(argv: list[str]) -> int:
-    from lit_i2v.data.synthetic import SynthSpec, synthesize
+    from lit_i2v.data.synthetic import EventSpec, SynthSpec, synthesize, write_captions, write_grounding, write_qa
 
-    p = argparse.ArgumentParser(prog="python -m lit_i2v synth", description="Write the synthetic motion dataset.")
+    p = argparse.ArgumentParser(prog="python -m lit_i2v synth", description="Write the synthetic datasets.")
     p.add_argument("--root", default="data/synthetic-motion")
     p.add_argument("--num-train", type=int, default=480)
     p.add_argument("--num-val", type=int, default=160)
@@ -231,7 +232,19 @@ def synth_main(argv: list[str]) -> int:
     p.add_argument("--size", type=int, default=64, help="frame side in pixels")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--captions", action="store_true", help="also captions for retrieval (captions_<split>.json)")
+    p.add_argument("--questions", action="store_true", help="also questions for video QA (qa_/mc_<split>.json)")
+    p.add_argument(
+        "--grounding", action="store_true", help="instead: the grounding set (two timed events a video; Charades-STA)"
+    )
     args = p.parse_args(argv)
+    if args.grounding:
+        root = "data/synthetic-grounding" if args.root == p.get_default("root") else args.root
+        frames = 64 if args.frames == p.get_default("frames") else args.frames
+        write_grounding(root, (args.num_train, args.num_val, args.num_test), EventSpec(size=args.size, frames=frames),
+                        seed=args.seed)  # fmt: skip
+        print(f"synthetic grounding dataset at {root} (Charades-STA format: charades_sta_<split>.txt, videos/)")
+        return 0
     root = synthesize(
         args.root,
         args.num_train,
@@ -240,7 +253,14 @@ def synth_main(argv: list[str]) -> int:
         SynthSpec(size=args.size, frames=args.frames),
         seed=args.seed,
     )
-    print(f"synthetic motion dataset at {root} (SSv2 format: train.json, validation.json, test.json, labels.json)")
+    written = "SSv2 format: train.json, validation.json, test.json, labels.json"
+    if args.captions:
+        write_captions(root)
+        written += "; captions_<split>.json"
+    if args.questions:
+        write_qa(root, seed=args.seed)
+        written += "; qa_<split>.json, mc_<split>.json, answers.json"
+    print(f"synthetic motion dataset at {root} ({written})")
     return 0
 
 

@@ -357,3 +357,47 @@ def test_compiled_tower_keeps_its_names_and_outputs():
     video = eager.normalize(clip_batch()["video"])
     with torch.no_grad():
         assert torch.allclose(compiled(video), eager(video), atol=1e-5)
+
+
+@pytest.mark.parametrize("slow", ["data", "step"])
+def test_throughput_callback_tells_data_wait_from_compute(slow, tmp_path):
+    """A loader that sleeps shows as data wait; a step that sleeps as compute; clips/s counts the batches' clips."""
+    import time
+
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from lit_i2v.callbacks import Throughput
+
+    def collate(items):
+        if slow == "data":
+            time.sleep(0.03)
+        return {"video": torch.stack(items)}
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            if slow == "step":
+                time.sleep(0.03)
+            return (self.w * batch["video"].float().mean()).sum() ** 2
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    logged = {}
+
+    class Keep(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            logged.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    trainer = L.Trainer(max_epochs=1, callbacks=[Throughput(window=5), Keep()], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(Tiny(), DataLoader(list(torch.zeros(48, 3)), batch_size=4, collate_fn=collate))
+    assert 4 / 0.03 * 0.5 < logged["perf/clips_per_s"] < 4 / 0.03 * 1.05  # about 4 clips per 30 ms
+    if slow == "data":
+        assert logged["perf/data_wait"] > 0.8
+    else:
+        assert logged["perf/data_wait"] < 0.2
