@@ -177,6 +177,15 @@ def test_synth_writes_ssv2_files(tmp_path, capsys):
     )
     assert {p.name for p in root.iterdir()} == {"videos", "train.json", "validation.json", "test.json", "labels.json"}
     assert len(list((root / "videos").glob("*.mp4"))) == 24 and len(json.loads((root / "labels.json").read_text())) == 8
+    small = ["--num-train", "2", "--num-val", "1", "--num-test", "1", "--size", "32"]
+    assert main(["synth", "--root", str(root), *small, "--captions", "--questions"]) == 0  # beside the existing set
+    written = {p.name for p in root.iterdir()}
+    assert {"captions_train.json", "qa_test.json", "mc_validation.json", "answers.json"} <= written
+    grounding = tmp_path / "grounding"
+    assert main(["synth", "--grounding", "--root", str(grounding), *small, "--frames", "16"]) == 0
+    lines = (grounding / "charades_sta_train.txt").read_text().splitlines()
+    assert len(lines) == 4 and len(list((grounding / "videos").glob("*.mp4"))) == 4  # 2 events a video
+    assert "synthetic grounding dataset at" in capsys.readouterr().out
 
 
 def test_fit_then_validate_test_predict_from_checkpoint(tmp_path, synth_root):

@@ -337,6 +337,12 @@ class GroundingDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers = num_workers
         self.datasets: dict[str, MomentDataset] = {}
+        if not self.generates_data:
+            for key, path in self.files.items():
+                if path and not Path(path).is_file():
+                    raise FileNotFoundError(f"data.{key}: {path} does not exist; see docs/datasets.md (grounding)")
+
+    generates_data = False  # the synthetic set writes its files in prepare_data
 
     def moments(self, split: str) -> list[Moment]:
         path = self.files[split]
@@ -415,6 +421,8 @@ class SyntheticGrounding(GroundingDataModule):
         extractor: defaults to ``ViT-S-8-tiny`` with the ``synthetic`` weights at 4 frames per second.
         batch_size, eval_batch_size, num_workers: as ``GroundingDataModule``.
     """
+
+    generates_data = True
 
     def __init__(
         self,
