@@ -30,12 +30,12 @@ from typing import Any
 import lightning as L
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_i2v.backbones.torchscript import UnreadableArchive
 from lit_i2v.backbones.weights import WeightsError
-from lit_i2v.callbacks import StartupSummary, Throughput
+from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, StartupSummary, Throughput
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.shards import ShardError
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
@@ -61,7 +61,7 @@ class LitI2VCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("trainer_defaults", {})
         # Added to any configured callbacks:
-        kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary(), Throughput()])
+        kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary(), Throughput(), Preemption()])
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -81,7 +81,7 @@ class LitI2VCLI(LightningCLI):
         parser.add_lightning_class_args(self._model_class, "model", subclass_mode=True)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/top1",
@@ -121,7 +121,12 @@ class LitI2VCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any):
         if self._get(self.config_init, "trainer", default={}).get("plugins") is None:
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+            plugins: list = [AtomicCheckpointIO()]
+            if SLURMEnvironment.detect():
+                # The Preemption callback handles the requeue signal at a step boundary; Lightning's own handler
+                # would save from inside the signal handler, wherever the ranks happen to be.
+                plugins.append(SLURMEnvironment(auto_requeue=False))
+            kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
 
@@ -454,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv = sys.argv[:1]  # these commands hand LightningCLI their own argument list
             return EXTRA[args[0]](args[1:])
         LitI2VCLI(args=argv)
+    except Preempted as stop:  # the checkpoint is written: Slurm has requeued the job, or the caller may rerun
+        print(f"lit_i2v: {stop}; resume with --ckpt_path=last", file=sys.stderr)
+        return 0 if stop.requeued else 75
     except argparse.ArgumentError as err:  # a config key or value jsonargparse rejects
         print(f"lit_i2v: error: {config_error(str(err))}", file=sys.stderr)
         return 2

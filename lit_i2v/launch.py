@@ -5,8 +5,9 @@
 
 One Slurm task per device (``--ntasks-per-node`` = GPUs per node), each started by ``srun`` running
 ``python -m lit_i2v fit``; Lightning reads the ranks from Slurm (``SLURMEnvironment``). The job asks for
-``SIGUSR1`` 90 s before its time limit and is requeueable: Lightning then saves a checkpoint and requeues it, and
-the requeued job resumes from that checkpoint. ``--gpus-per-node 0`` makes a CPU job (``--tasks-per-node``
+``SIGUSR1`` 90 s before its time limit and is requeueable: lit_i2v's ``Preemption`` callback then saves a
+checkpoint at the next step boundary and requeues it, and the requeued job resumes from it (``--ckpt_path=last``,
+which starts afresh on the first launch). ``--gpus-per-node 0`` makes a CPU job (``--tasks-per-node``
 processes on gloo), which is how the tests run it on a local Slurm. The file is written to
 ``<log-dir>/<job-name>.sbatch`` (printed instead of submitted with ``--dry-run``) and can be resubmitted as is.
 """
@@ -60,7 +61,7 @@ def sbatch_script(
             lines.append(f"#SBATCH --{flag}={value}")
     lines += [
         f"#SBATCH --output={log_dir}/%x-%j.out",
-        "# SIGUSR1 90 s before the limit: Lightning checkpoints and requeues; the requeued job appends to the log",
+        "# SIGUSR1 90 s before the limit: checkpoint at the next step, requeue; the requeued job resumes (last.ckpt)",
         "#SBATCH --signal=SIGUSR1@90",
         "#SBATCH --requeue",
         "#SBATCH --open-mode=append",
@@ -71,6 +72,7 @@ def sbatch_script(
     command = [sys.executable, "-m", "lit_i2v", "fit"]
     for config in configs:
         command += ["--config", config]
+    command.append("--ckpt_path=last")  # resume a requeued job; a first launch starts afresh
     command += [f"--trainer.num_nodes={nodes}", f"--trainer.devices={tasks}"]
     if gpus_per_node:
         command.append("--trainer.accelerator=gpu")

@@ -236,31 +236,51 @@ def test_synthetic_frames_cannot_tell_reversed_twins():
     assert np.array_equal(forward, backward[::-1])
 
 
-def test_augmentation_differs_across_ranks_and_workers_and_repeats_with_the_seed(tmp_path):
-    """With Lightning's seeding (``seed_everything(workers=True)``, as the CLI does), every (rank, worker) draws its
-    own crops and frame offsets, and the same seed gives the same clips again."""
-    from lightning.fabric.utilities.seed import seed_everything
-    from lightning.pytorch.trainer.connectors.data_connector import _auto_add_worker_init_fn
-
+def test_a_clips_augmentation_depends_on_seed_epoch_and_index_only(tmp_path):
+    """Each clip draws its frames and crop from (seed, epoch, index): different for each index and epoch, the same
+    whichever worker loads it and however many workers there are, and the same again with the seed."""
     video = numbered_video(tmp_path / "v.mp4", frames=24, size=48)
     (tmp_path / "train.txt").write_text(f"{video} 0\n" * 4)  # one video: only augmentation can differ
 
-    def first_batches(rank: int) -> list[torch.Tensor]:
-        seed_everything(0, workers=True)
+    def epoch_clips(workers: int, epoch: int = 0, seed: int = 0) -> dict[int, torch.Tensor]:
         dm = VideoDataModule(
-            train=str(tmp_path / "train.txt"), format="list", sampler=UniformSampler(4),
-            train_transform=TrainTransform(size=32, scale=(0.2, 1.0)), batch_size=1, num_workers=2,
+            train=str(tmp_path / "train.txt"), format="list", sampler=UniformSampler(4), seed=seed,
+            train_transform=TrainTransform(size=32, scale=(0.2, 1.0)), batch_size=1, num_workers=workers,
         )  # fmt: skip
         dm.setup("fit")
         loader = dm.train_dataloader()
-        _auto_add_worker_init_fn(loader, rank)
-        batches = iter(loader)
-        return [next(batches)["video"][0] for _ in range(2)]  # batch 0 from worker 0, batch 1 from worker 1
+        clips = {}
+        for _ in range(epoch + 1):  # the loader counts passes as epochs when no trainer is attached
+            clips = {int(b["index"][0]): b["video"][0] for b in loader}
+        return clips
 
-    rank0, rank1, again = first_batches(0), first_batches(1), first_batches(0)
-    assert not torch.equal(rank0[0], rank0[1])  # two workers of one rank
-    assert not torch.equal(rank0[0], rank1[0])  # the same worker on two ranks
-    assert all(torch.equal(a, b) for a, b in zip(rank0, again))  # reproducible
+    one, two = epoch_clips(0), epoch_clips(2)
+    assert one.keys() == two.keys() == {0, 1, 2, 3}
+    assert all(torch.equal(one[i], two[i]) for i in one)  # workers do not matter
+    assert not torch.equal(one[0], one[1])  # indices differ
+    assert not torch.equal(one[0], epoch_clips(0, epoch=1)[0])  # epochs differ
+    assert not torch.equal(one[0], epoch_clips(0, seed=1)[0])  # seeds differ
+    assert all(torch.equal(one[i], epoch_clips(2)[i]) for i in one)  # reproducible
+
+
+def test_a_resumed_loader_yields_the_rest_of_the_epoch(tmp_path, synth_root):
+    """Told that 3 batches of epoch 1 were trained on, the loader yields exactly the remaining batches of that epoch,
+    with the clips an uninterrupted pass gives (files here; shards in test_shards.py)."""
+    dm = VideoDataModule(
+        train=str(synth_root / "train.json"), root=str(synth_root / "videos"), labels=str(synth_root / "labels.json"),
+        format="ssv2", sampler=UniformSampler(4), train_transform=TrainTransform(size=32), batch_size=4, num_workers=2,
+    )  # fmt: skip
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    epochs = [[(b["index"].tolist(), b["video"]) for b in loader] for _ in range(2)]
+    assert len(epochs[1]) == 8 and [i for i, _ in epochs[0]] != [i for i, _ in epochs[1]]
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict({"epoch": 1, "batches": 3})
+    resumed._passes = 1  # the next pass is epoch 1, as the trainer would say
+    rest = [(b["index"].tolist(), b["video"]) for b in resumed]
+    assert [i for i, _ in rest] == [i for i, _ in epochs[1][3:]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, epochs[1][3:], strict=True))
+    assert len(list(resumed)) == 8  # the skip applies to the resumed epoch only; the next one is whole
 
 
 def test_auto_backend_decodes_what_decord_rejects(tmp_path):

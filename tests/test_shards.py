@@ -206,3 +206,20 @@ def test_shard_command_then_fit_on_two_ddp_ranks(synth_root, tmp_path, capsys):
     rows = metrics(run)
     assert last_value(rows, "val/videos") == 16
     assert max(int(r["step"]) for r in rows if r.get("step")) + 1 == 3  # ceil(32 / 2) = 16 per rank: 3 batches of 5
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_resumed_stream_yields_the_rest_of_the_epoch(shards, workers):
+    """Told that 3 batches of epoch 1 were trained on, the sharded loader skips them (across its workers' round
+    robin) and yields the remaining batches with the same clips as an uninterrupted pass."""
+    dm = VideoDataModule(shards=str(shards), sampler=UniformSampler(4), batch_size=3, num_workers=workers, seed=0,
+                         train_transform=TrainTransform(size=32), eval_transform=EvalTransform(size=32))  # fmt: skip
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    epochs = [[(b["index"].tolist(), b["video"]) for b in loader] for _ in range(2)]
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict({"epoch": 1, "batches": 3})
+    resumed._passes = 1
+    rest = [(b["index"].tolist(), b["video"]) for b in resumed]
+    assert [i for i, _ in rest] == [i for i, _ in epochs[1][3:]] and len(rest) == len(epochs[1]) - 3
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, epochs[1][3:], strict=True))

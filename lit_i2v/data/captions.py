@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from pathlib import Path
 from typing import Literal
 
@@ -127,7 +126,7 @@ class CaptionClipDataset(VideoClipDataset):
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
         if self.training:  # the video may have been replaced by another (a corrupt file): caption what was decoded
-            sample["caption"] = random.choice(self.captions[sample["index"]])
+            sample["caption"] = self.rng(index, "caption").choice(self.captions[sample["index"]])
         return sample
 
 

@@ -13,10 +13,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from lit_i2v.data.annotations import Format, VideoRecord, read_annotations, read_class_names
-from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
+from lit_i2v.data.dataset import ResumableSampler, UnpaddedDistributedSampler, VideoClipDataset, default_seed
 from lit_i2v.data.decode import Backend
+from lit_i2v.data.loader import EpochLoader
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
-from lit_i2v.data.shards import EpochLoader, ShardedClips, read_index
+from lit_i2v.data.shards import ShardedClips, read_index
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 SPLITS = ("train", "val", "test")
@@ -46,7 +47,7 @@ class VideoDataModule(L.LightningDataModule):
         shards: a folder written by ``python -m lit_i2v shard``: stream the splits from its tar shards instead of
             decoding the files listed in the annotations (which need not be present then).
         shuffle_buffer: with ``shards``, training samples each worker shuffles among.
-        seed: with ``shards``, seed of the shard order per epoch.
+        seed: seed of the epoch order and of each clip's augmentation (default: the run's ``seed_everything``).
     """
 
     def __init__(
@@ -70,7 +71,7 @@ class VideoDataModule(L.LightningDataModule):
         prepare_hint: str = "see docs/datasets.md for how to prepare each dataset",
         shards: str | None = None,
         shuffle_buffer: int = 256,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.files = {"train": train, "val": val, "test": test or val}
@@ -133,12 +134,17 @@ class VideoDataModule(L.LightningDataModule):
             training=training,
             backend=self.backend,
             max_retries=self.max_retries,
+            seed=self.run_seed,
         )
+
+    @property
+    def run_seed(self) -> int:
+        return default_seed() if self.seed is None else self.seed
 
     def build_dataset(self, split: str) -> VideoClipDataset | ShardedClips:
         """The dataset of one split; task DataModules (captions, questions) override this alone."""
         if self.shards is not None:
-            return ShardedClips(self.shards, self.files[split], shuffle_buffer=self.shuffle_buffer, seed=self.seed,
+            return ShardedClips(self.shards, self.files[split], shuffle_buffer=self.shuffle_buffer,
                                 **self.clip_args(split))  # fmt: skip
         return VideoClipDataset(self.records(split), **self.clip_args(split))
 
@@ -147,38 +153,28 @@ class VideoDataModule(L.LightningDataModule):
             self.setup(None)
         dataset = self.datasets[split]
         training = split == "train"
-        if isinstance(dataset, ShardedClips):
-            return self._stream(dataset, training)
-        sampler = None
         trainer = self.trainer
-        if not training and trainer is not None and trainer.world_size > 1:
-            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
-        return DataLoader(
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = None
+        if isinstance(dataset, ShardedClips):  # it splits itself across ranks and workers (see shards.py)
+            dataset.rank, dataset.world_size = rank, world
+            dataset.batch_size = self.batch_size if training else self.eval_batch_size
+        elif training:
+            sampler = ResumableSampler(dataset, world, rank, seed=self.run_seed)
+        elif world > 1:
+            sampler = UnpaddedDistributedSampler(dataset, world, rank)
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current if trainer is not None else None
+        return EpochLoader(
             dataset,
             batch_size=self.batch_size if training else self.eval_batch_size,
-            shuffle=training,
             sampler=sampler,
             drop_last=training,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0 and training,
             collate_fn=self.collate_fn(),
-        )
-
-    def _stream(self, dataset: ShardedClips, training: bool) -> DataLoader:
-        """The loader of a sharded split: the dataset splits itself across ranks and workers (see ``shards.py``)."""
-        trainer = self.trainer
-        dataset.rank, dataset.world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        dataset.batch_size = self.batch_size if training else self.eval_batch_size
-        return EpochLoader(
-            dataset,
-            batch_size=dataset.batch_size,
-            drop_last=training,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0 and training,
-            collate_fn=self.collate_fn(),
-            epoch_of=(lambda: trainer.current_epoch) if trainer else None,
+            epoch_of=(lambda: trainer.current_epoch) if trainer is not None else None,
+            batches_done=(lambda: progress.processed) if training and progress is not None else None,
         )
 
     def collate_fn(self):

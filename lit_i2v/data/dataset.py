@@ -15,6 +15,8 @@ Batches are dicts with these keys:
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import random
 
 import torch
@@ -28,8 +30,18 @@ from lit_i2v.data.transforms import EvalTransform, TrainTransform
 log = logging.getLogger("lit_i2v.data")
 
 
+def default_seed() -> int:
+    """The run's seed: Lightning's ``seed_everything`` (the config's ``seed_everything``) exports it."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
 class VideoClipDataset(Dataset):
     """Clips of the videos in ``records``.
+
+    A clip's randomness (its frames, crop, flip, RandAugment, a replacement for a broken video) is drawn from its
+    own generator seeded by ``(seed, epoch, index)``: the same clip for the same epoch and index whichever worker or
+    rank loads it, so runs repeat on any number of workers and GPUs and a run resumed mid-epoch sees exactly the
+    clips an uninterrupted one would. The loader sets ``epoch`` (shared with persistent workers).
 
     A video that is missing or fails to decode is logged with its path and counted. In training it is replaced by
     another random video (up to ``max_retries`` times, then the error is raised: the data is broken beyond chance).
@@ -45,6 +57,7 @@ class VideoClipDataset(Dataset):
         training: bool,
         backend: Backend = "auto",
         max_retries: int = 10,
+        seed: int | None = None,
     ) -> None:
         self.records = records
         self.sampler = sampler
@@ -52,6 +65,20 @@ class VideoClipDataset(Dataset):
         self.training = training
         self.backend = backend
         self.max_retries = max_retries
+        self.seed = default_seed() if seed is None else seed
+        self._epoch = multiprocessing.RawValue("q", 0)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.value = value
+
+    def rng(self, index: int, salt: object = "") -> random.Random:
+        """The generator of sample ``index`` in this epoch (``salt`` separates a sample's independent draws)."""
+        return random.Random(f"{self.seed}:{self.epoch}:{index}:{salt}")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -60,21 +87,23 @@ class VideoClipDataset(Dataset):
     def num_views(self) -> int:
         return 1 if self.training else self.sampler.test_clips * self.transform.crops
 
-    def load(self, record: VideoRecord) -> torch.Tensor:
-        """Decode and transform one video; any failure raises."""
+    def load(self, record: VideoRecord, rng: random.Random | None = None) -> torch.Tensor:
+        """Decode and transform one video, drawing its randomness from ``rng``; any failure raises."""
+        rng = rng or random.Random()
         reader = open_video(record.path, self.backend, record.num_frames)
-        clips = self.sampler(reader.num_frames, self.training)
+        clips = self.sampler(reader.num_frames, self.training, rng)
         frames = reader.get_frames([i for clip in clips for i in clip])  # (V*T, H, W, 3)
         frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))  # (V, T, H, W, 3)
         if self.training:
-            return self.transform(frames[0])  # (T, 3, S, S)
-        return torch.cat([self.transform(clip) for clip in frames])  # (clips*crops, T, 3, S, S)
+            return self.transform(frames[0], rng)  # (T, 3, S, S)
+        return torch.cat([self.transform(clip, rng) for clip in frames])  # (clips*crops, T, 3, S, S)
 
     def __getitem__(self, index: int) -> dict:
         record, skipped = self.records[index], 0
+        rng = self.rng(index)
         while True:
             try:
-                video = self.load(record)
+                video = self.load(record, rng)
                 break
             except Exception as err:  # a corrupt file must never end a multi-day run
                 log.warning("skipping %s: %s", record.path, err)
@@ -85,7 +114,7 @@ class VideoClipDataset(Dataset):
                     return self._sample(video, record, index, skipped, valid=False)
                 if skipped > self.max_retries:
                     raise RuntimeError(f"{skipped} videos in a row failed to decode; the last: {record.path}") from err
-                index = random.randrange(len(self.records))
+                index = rng.randrange(len(self.records))
                 record = self.records[index]
         return self._sample(video, record, index, skipped, valid=True)
 
@@ -99,6 +128,21 @@ class VideoClipDataset(Dataset):
             "valid": valid,
             "skipped": skipped,
         }
+
+
+class ResumableSampler(DistributedSampler):
+    """The training sampler: this rank's share of a shuffled epoch, as ``DistributedSampler`` (order from
+    ``seed + epoch`` only, padded so that ranks have equal lengths), that can start ``start`` items into the epoch
+    (set once by a resumed loader). Being a ``DistributedSampler``, Lightning keeps it rather than replacing it."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.start = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        start, self.start = self.start, 0
+        return iter(indices[start:])
 
 
 class UnpaddedDistributedSampler(DistributedSampler):

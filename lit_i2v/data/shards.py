@@ -43,7 +43,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
@@ -231,7 +231,9 @@ class ShardedClips(IterableDataset):
     """Clips streamed from the shards of one split; yields the same sample dicts as ``VideoClipDataset``.
 
     The DataModule sets ``rank``, ``world_size`` and ``batch_size`` before iterating, and ``epoch`` at each epoch
-    (:class:`EpochLoader`). ``len()`` is the number of samples this rank yields per epoch.
+    (``lit_i2v.data.loader.EpochLoader``), and ``skip_batches`` when a run resumes part-way into an epoch.
+    ``len()`` is the number of samples this rank yields per epoch. A sample's augmentation is drawn from its own
+    generator seeded by (seed, epoch, shard, sample).
 
     Args:
         root: shard folder (with ``index.json``).
@@ -267,6 +269,7 @@ class ShardedClips(IterableDataset):
         # Shared with the DataLoader's workers, which stay alive across epochs (persistent_workers): the loader sets
         # it before each epoch and every worker reads it when the epoch's iteration starts.
         self._epoch = multiprocessing.RawValue("q", 0)
+        self._skip = multiprocessing.RawValue("q", 0)  # batches of this epoch already trained on (a resumed run)
         self._rows: dict[int, list[dict]] = {}
         self._files: dict[int, io.BufferedReader] = {}
 
@@ -277,6 +280,14 @@ class ShardedClips(IterableDataset):
     @epoch.setter
     def epoch(self, value: int) -> None:
         self._epoch.value = value
+
+    @property
+    def skip_batches(self) -> int:
+        return self._skip.value
+
+    @skip_batches.setter
+    def skip_batches(self, value: int) -> None:
+        self._skip.value = value
 
     @property
     def num_videos(self) -> int:
@@ -324,12 +335,17 @@ class ShardedClips(IterableDataset):
         f.seek(offset)
         return f.read(size)
 
+    def rng(self, shard: int, sample: int, salt: object = "") -> random.Random:
+        """The generator of one sample in this epoch: its augmentation does not depend on who loads it."""
+        return random.Random(f"{self.seed}:{self.epoch}:{shard}:{sample}:{salt}")
+
     def load(self, shard: int, sample: int) -> tuple[torch.Tensor, dict]:
         """Decode and transform one sample; any failure raises."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
         row = self._row(shard, sample)
-        clips = self.sampler(row["num_frames"], self.training)
+        rng = self.rng(shard, sample)
+        clips = self.sampler(row["num_frames"], self.training, rng)
         wanted = [i for clip in clips for i in clip]
         name = f"{self.shards[shard]['file']}:{row['key']}"
         if self.index["mode"] == "video":
@@ -345,8 +361,8 @@ class ShardedClips(IterableDataset):
             frames = torch.stack([images[where[j]] for j in positions]).permute(0, 2, 3, 1)  # (V*T, H, W, 3)
         frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))
         if self.training:
-            return self.transform(frames[0]), row
-        return torch.cat([self.transform(clip) for clip in frames]), row
+            return self.transform(frames[0], rng), row
+        return torch.cat([self.transform(clip, rng) for clip in frames]), row
 
     def _sample(self, position: tuple[int, int]) -> dict:
         try:
@@ -371,18 +387,27 @@ class ShardedClips(IterableDataset):
             for position in positions:
                 yield self._sample(position)
             return
-        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 4099 + self.rank * 257 + worker)
-        buffer = []
-        for position in positions:
-            buffer.append(self._training_sample(position, positions, rng))
-            if len(buffer) >= self.shuffle_buffer:
-                yield buffer.pop(rng.randrange(len(buffer)))
-        rng.shuffle(buffer)
-        yield from buffer
+        # The shuffle buffer runs over positions (cheap), so that a resumed run can skip what it already trained on
+        # without decoding it, and so that no decoded clip waits in memory.
+        source, skip = worker, 0
+        if self.skip_batches:
+            # The loader takes batches from its workers in turn, always starting with worker 0: so that the resumed
+            # pass continues the interrupted one's sequence, worker i takes over the stream of the worker whose turn
+            # it would be i places later, minus what that stream already gave.
+            batches = [len(self.plan(self.epoch, self.rank, self.world_size, w, workers)) // self.batch_size
+                       for w in range(workers)]  # fmt: skip
+            taken, turn = _round_robin(batches, self.skip_batches)
+            source = (turn + worker) % workers
+            skip = taken[source] * self.batch_size
+            positions = self.plan(self.epoch, self.rank, self.world_size, source, workers)
+        rng = random.Random(f"{self.seed}:{self.epoch}:{self.rank}:{source}")
+        for position in _buffer_order(positions, self.shuffle_buffer, rng)[skip:]:
+            yield self._training_sample(position, positions)
 
-    def _training_sample(self, position: tuple[int, int], positions: list[tuple], rng: random.Random) -> dict:
+    def _training_sample(self, position: tuple[int, int], positions: list[tuple]) -> dict:
         """The sample at ``position``, or, if it is damaged, another of this worker's (the epoch keeps its length)."""
         skipped = 0
+        rng = self.rng(*position, "replacement")
         while True:
             sample = self._sample(position)
             if "error" not in sample:
@@ -397,6 +422,30 @@ class ShardedClips(IterableDataset):
         return {**self.__dict__, "_files": {}}  # open file handles stay in the process that opened them
 
 
+def _buffer_order(positions: list, size: int, rng: random.Random) -> list:
+    """The order a shuffle buffer of ``size`` emits ``positions`` in: fill, then emit a random held item per new one."""
+    buffer, out = [], []
+    for position in positions:
+        buffer.append(position)
+        if len(buffer) >= size:
+            out.append(buffer.pop(rng.randrange(len(buffer))))
+    rng.shuffle(buffer)
+    return out + buffer
+
+
+def _round_robin(batches: list[int], first: int) -> tuple[list[int], int]:
+    """A DataLoader takes batches from workers holding ``batches`` each in turn, skipping exhausted ones: after the
+    ``first`` batches, how many came from each worker, and whose turn is next."""
+    left, taken, w = list(batches), [0] * len(batches), 0
+    for _ in range(min(first, sum(batches))):
+        while left[w] == 0:
+            w = (w + 1) % len(left)
+        left[w] -= 1
+        taken[w] += 1
+        w = (w + 1) % len(left)
+    return taken, w
+
+
 def _bytes_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
@@ -409,19 +458,3 @@ def _nearest(stored: list[int], index: int) -> int:
     if j == len(stored):
         return len(stored) - 1
     return j if stored[j] - index < index - stored[j - 1] else j - 1
-
-
-class EpochLoader(DataLoader):
-    """A DataLoader that tells its :class:`ShardedClips` (and, through shared memory, its persistent workers) the
-    epoch before each pass (Lightning sets epochs on samplers only, and an iterable dataset has none); ``epoch_of``
-    returns the trainer's current epoch, so a resumed run reads the shards in the order an uninterrupted one would."""
-
-    def __init__(self, *args, epoch_of=None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.epoch_of = epoch_of
-        self._iterations = 0
-
-    def __iter__(self):
-        self.dataset.epoch = self.epoch_of() if self.epoch_of is not None else self._iterations
-        self._iterations += 1
-        return super().__iter__()

@@ -26,12 +26,12 @@ class _WrittenOnFirstUse:
         self.dataset_root = Path(root)
         self.counts = counts
         self.spec = SynthSpec(size=size, frames=frames)
-        self.seed = seed
+        self.synth_seed = seed
 
     def prepare_data(self) -> None:
         if self.shards is not None:
             return  # streamed from shards written earlier
-        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.seed)
+        synthesize(self.dataset_root, *self.counts, spec=self.spec, seed=self.synth_seed)
         if self.with_captions:
             write_captions(self.dataset_root)
         if self.with_questions:

@@ -67,7 +67,9 @@ class TrainTransform:
         if self.hflip and rng.random() < 0.5:
             clip = TF.horizontal_flip(clip)
         if self._rand_augment is not None:
-            clip = self._rand_augment(clip)  # one draw of ops for the whole (T, 3, S, S) tensor
+            with torch.random.fork_rng(devices=[]):  # RandAugment draws from torch's generator: seed it from rng
+                torch.manual_seed(rng.getrandbits(63))
+                clip = self._rand_augment(clip)  # one draw of ops for the whole (T, 3, S, S) tensor
         return clip
 
     def __repr__(self) -> str:

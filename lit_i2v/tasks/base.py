@@ -14,7 +14,7 @@ from torch import Tensor
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.strategies import Strategy, freeze
-from lit_i2v.tasks.optim import param_groups, warmup_cosine
+from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
 
 class VideoTask(L.LightningModule):
@@ -142,7 +142,7 @@ class VideoTask(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer()
-        total = int(self.trainer.estimated_stepping_batches)
+        total = total_steps(self.trainer)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         warmup = round(self.warmup_epochs * total / epochs)
         scheduler = warmup_cosine(optimizer, warmup, total, self.min_lr_ratio)

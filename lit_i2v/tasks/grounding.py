@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torchmetrics import SumMetric
 
 from lit_i2v.metrics.grounding import IOU_THRESHOLDS, query_scores, temporal_iou
-from lit_i2v.tasks.optim import warmup_cosine
+from lit_i2v.tasks.optim import total_steps, warmup_cosine
 
 METRICS = [*(f"R1@{t}" for t in IOU_THRESHOLDS), "IoU", "mAP", "mAP@0.5", "mAP@0.75"]
 
@@ -222,7 +222,7 @@ class TemporalGrounding(L.LightningModule):
         decay = [p for p in self.parameters() if p.ndim > 1]
         no_decay = [p for p in self.parameters() if p.ndim <= 1]
         optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
-        total = int(self.trainer.estimated_stepping_batches)
+        total = total_steps(self.trainer)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         scheduler = warmup_cosine(optimizer, round(self.warmup_epochs * total / epochs), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -62,3 +62,26 @@ def warmup_cosine(optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: 
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def total_steps(trainer) -> int:
+    """Optimizer steps of the whole fit, as Lightning's ``estimated_stepping_batches`` counts them, without it.
+
+    That property builds and starts iterating the training loader before a checkpoint's loop and loader states are
+    restored, so a run resumed part-way into an epoch would iterate the epoch from its start; this asks the
+    DataModule's loader for its length instead (no iteration).
+    """
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        return trainer.max_steps
+    datamodule = trainer.datamodule
+    if datamodule is None:
+        return int(trainer.estimated_stepping_batches)
+    batches = len(datamodule.train_dataloader())
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None:
+        batches = int(batches * limit)
+    per_epoch = max(math.ceil(batches / trainer.accumulate_grad_batches), 1)
+    epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else 1
+    return per_epoch * epochs

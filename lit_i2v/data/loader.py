@@ -1,0 +1,58 @@
+"""The training DataLoader: it tells the dataset the epoch, and it can resume part-way into an epoch.
+
+Lightning sets epochs on samplers only; datasets that draw per-sample randomness from ``(seed, epoch, index)``
+(``VideoClipDataset``) or plan epochs themselves (``ShardedClips``) need it too, in every persistent worker: the
+loader writes it into the dataset's shared memory before each pass.
+
+Resuming: Lightning saves a loader's ``state_dict()`` in each checkpoint and hands it back through
+``load_state_dict`` before the resumed fit starts iterating. The state is the epoch and the number of batches the
+trainer has processed in it (read from the trainer, not counted here, because Lightning fetches a batch ahead); the
+next pass over that epoch skips those batches, at the sampler (no decoding) for file datasets and in the stream's
+plan for shards. With the per-sample seeding, the remaining batches are exactly those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch.utils.data import DataLoader
+
+
+class EpochLoader(DataLoader):
+    """Args: as ``DataLoader``, plus ``epoch_of`` (the trainer's current epoch) and ``batches_done`` (batches the
+    trainer has processed in the current epoch); without them the loader counts passes and cannot resume."""
+
+    def __init__(
+        self, *args, epoch_of: Callable[[], int] | None = None, batches_done: Callable[[], int] | None = None, **kwargs
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.epoch_of, self.batches_done = epoch_of, batches_done
+        self._passes = 0
+        self._resume: dict | None = None
+
+    def __iter__(self):
+        epoch = self.epoch_of() if self.epoch_of is not None else self._passes
+        self._passes += 1
+        if hasattr(self.dataset, "epoch"):
+            self.dataset.epoch = epoch
+        skip = 0
+        if self._resume is not None:
+            if self._resume["epoch"] == epoch:
+                skip = self._resume["batches"]
+            self._resume = None
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)  # Lightning sets it too, but after a resumed run's first iter()
+        if hasattr(self.sampler, "start"):
+            self.sampler.start = skip * (self.batch_size or 1)
+        elif hasattr(self.dataset, "skip_batches"):
+            self.dataset.skip_batches = skip
+        elif skip:
+            raise RuntimeError(f"{type(self.dataset).__name__} cannot resume part-way into an epoch")
+        return super().__iter__()
+
+    def state_dict(self) -> dict:
+        epoch = self.epoch_of() if self.epoch_of is not None else max(self._passes - 1, 0)
+        return {"epoch": epoch, "batches": self.batches_done() if self.batches_done is not None else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state)
