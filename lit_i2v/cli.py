@@ -38,6 +38,7 @@ from lit_i2v.backbones.weights import WeightsError
 from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, StartupSummary, Throughput
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.shards import ShardError
+from lit_i2v.manifest import LoggedConfig
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger("lit_i2v")
@@ -59,6 +60,7 @@ class LitI2VCLI(LightningCLI):
             for command in ("fit", "validate", "test", "predict"):
                 kwargs["parser_kwargs"].setdefault(command, {"parser_mode": "omegaconf", "exit_on_error": False})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", LoggedConfig)  # config.yaml + manifest.json, both sent to loggers
         kwargs.setdefault("trainer_defaults", {})
         # Added to any configured callbacks:
         kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary(), Throughput(), Preemption()])

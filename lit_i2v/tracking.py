@@ -4,6 +4,8 @@
 
 - **offline when no key is set**: with neither ``WANDB_API_KEY`` nor a ``wandb login`` (nor ``WANDB_MODE``), runs
   are written offline under ``save_dir`` and can be uploaded later with ``wandb sync``; with a key they go online.
+- **checkpoints as artifacts when asked** (``log_model: true`` at the end, ``all`` as they are written), offline
+  too (Lightning forbids it; W&B keeps offline artifacts for ``wandb sync``).
 - **one run across restarts**: the run id is stored in ``<save_dir>/wandb_run_id`` the first time and read back
   on every later start in that folder (a Slurm requeue, a resumed fit), with ``resume="allow"``, so the curves
   continue instead of forking into a new run.
@@ -60,6 +62,7 @@ class WandbLogger(_LightningWandbLogger):
             )
         run_id = id or persistent_run_id(save_dir)
         kwargs.setdefault("resume", "allow")
-        super().__init__(
-            name=name, save_dir=save_dir, project=project, offline=offline, id=run_id, log_model=log_model, **kwargs
-        )
+        # Lightning refuses log_model offline; W&B stores offline artifacts with the run and `wandb sync` uploads
+        # them, so checkpoints are logged either way (set after construction, past Lightning's check).
+        super().__init__(name=name, save_dir=save_dir, project=project, offline=offline, id=run_id, **kwargs)
+        self._log_model = log_model

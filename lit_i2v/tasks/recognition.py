@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 from torchmetrics import MetricCollection, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.data.annotations import read_class_names
@@ -46,6 +46,8 @@ class ActionRecognition(VideoTask):
         distillation: a frozen teacher whose features and zero-shot scores the student also learns from.
         new_lr_scale: lr factor of new modules over pretrained ones (X-CLIP: 10).
         compile: ``torch.compile`` the image tower (True: inductor; or a backend name).
+        report_samples: clips shown with their predictions at each evaluation (``lit_i2v.reports``; 0 for none),
+            beside the per-class accuracy and confusion matrix written (and logged to W&B) every time.
     """
 
     monitor = "val/top1"  # the validation metric that chooses the best checkpoint
@@ -70,6 +72,7 @@ class ActionRecognition(VideoTask):
         distillation: Distillation | None = None,
         new_lr_scale: float = 1.0,
         compile: bool | str = False,
+        report_samples: int = 4,
     ) -> None:
         super().__init__(
             backbone,
@@ -113,6 +116,9 @@ class ActionRecognition(VideoTask):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(num_classes) for s in ("val", "test")})
+        self.report_samples = report_samples
+        self._samples: tuple | None = None
 
     def pooled(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalised clips ``(B, T, 3, H, W)`` → the video feature ``(B, C)``, and the last block's patch tokens
@@ -155,13 +161,18 @@ class ActionRecognition(VideoTask):
         logits = self(self.normalize(video.flatten(0, 1)))  # (B*V, K)
         return logits.float().softmax(-1).unflatten(0, (b, v)).mean(1)  # (B, K)
 
-    def _evaluate(self, batch: dict, metrics: MetricCollection, stage: str) -> None:
+    def _evaluate(self, batch: dict, metrics: MetricCollection, stage: str, batch_idx: int = 0) -> None:
         probs = self.predict_views(batch["video"])
         valid = batch["valid"]
         labels = batch["label"]
         if valid.any():
             metrics["top1"].update(probs[valid], labels[valid])
             metrics["top5"].update(probs[valid], labels[valid])
+            self.confusion[stage].update(probs[valid].argmax(-1), labels[valid])
+        attached = self._trainer is not None
+        if batch_idx == 0 and self.report_samples and attached and self.trainer.is_global_zero:
+            n = self.report_samples
+            self._samples = (batch["video"][:n, 0].cpu(), labels[:n].tolist(), probs[:n].max(-1))
             loss = F.nll_loss(probs[valid].clamp_min(1e-8).log(), labels[valid])
             self.log(f"{stage}/loss", loss, batch_size=int(valid.sum()))
         metrics["videos"].update(valid.sum().float())
@@ -169,10 +180,34 @@ class ActionRecognition(VideoTask):
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=valid.shape[0])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+        self._evaluate(batch, self.val_metrics, "val", batch_idx)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        self._evaluate(batch, self.test_metrics, "test", batch_idx)
+
+    def _report(self, stage: str) -> None:
+        """Per-class accuracy, confusion matrix and sample clips (``lit_i2v.reports``), on rank 0."""
+        from lit_i2v.reports import report_confusion, report_samples
+
+        matrix = self.confusion[stage].compute()  # summed over ranks: every rank takes part
+        self.confusion[stage].reset()
+        samples, self._samples = self._samples, None
+        if self._trainer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        datamodule = self.trainer.datamodule
+        names = self.class_names or (datamodule.class_names() if hasattr(datamodule, "class_names") else None)
+        name = (lambda k: names[k]) if names else str
+        report_confusion(self.trainer, stage, matrix, names)
+        if samples is not None:
+            clips, truth, (confidence, predicted) = samples
+            report_samples(self.trainer, stage, clips, [name(k) for k in truth],
+                           [(name(int(p)), float(c)) for p, c in zip(predicted, confidence, strict=True)])  # fmt: skip
+
+    def on_validation_epoch_end(self) -> None:
+        self._report("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._report("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"video_id": batch["video_id"], "probs": self.predict_views(batch["video"]), "valid": batch["valid"]}
