@@ -84,3 +84,40 @@ def test_shipped_sbatch_script_runs_on_slurm(slurm, tmp_path, synth_root):
     slurm.wait(job)
     log = (tmp_path / f"lit_i2v-{job}.out").read_text()
     check_two_rank_run(log, run_dir)
+
+
+def test_requeue_signal_checkpoints_requeues_and_the_job_ends_as_an_uninterrupted_one(slurm, tmp_path, synth_root):
+    """Through the shipped sbatch script (2 CPU tasks, 2 steps an epoch each, 2 epochs): rank 0 gets SIGUSR1 at the
+    first step of epoch 1; the job checkpoints at that step's end, runs `scontrol requeue`, is started again by Slurm
+    and resumes from last.ckpt; its final weights and metrics equal those of the same job left alone."""
+    import torch
+
+    def submit(run_dir, *extra):
+        done = slurm.run(
+            "sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1",
+            f"--chdir={tmp_path}", f"--export=ALL,PYTHONPATH={ROOT}",
+            str(ROOT / "launch" / "slurm" / "single_node.sbatch"), str(ROOT / "configs" / "quickstart.yaml"),
+            *job_overrides(synth_root, run_dir), "--trainer.max_epochs=2", "--trainer.accelerator=cpu",
+            "--trainer.strategy=ddp", *extra,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        job = done.stdout.strip().split(";")[0]
+        slurm.wait(job)
+        return (tmp_path / f"lit_i2v-{job}.out").read_text(), slurm.run("scontrol", "show", "job", job).stdout
+
+    signal = tmp_path / "signal.yaml"
+    signal.write_text("trainer:\n  callbacks:\n    - class_path: tests.preemption_helper.SignalAtStep\n"
+                      "      init_args: {step: 2}\n")  # fmt: skip
+    log, _ = submit(tmp_path / "cut", "--config", str(signal))
+    assert "preempted: checkpoint written to" in log and "job requeued" in log, log[-3000:]
+    assert log.count("Initializing distributed: GLOBAL_RANK:") == 4, log[-3000:]  # two ranks, twice
+    whole_log, _ = submit(tmp_path / "whole")
+    assert "preempted" not in whole_log
+    cut, whole = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+                  for r in ("cut", "whole"))  # fmt: skip
+    assert cut["global_step"] == whole["global_step"] == 4
+    for name, value in whole["state_dict"].items():
+        assert torch.allclose(cut["state_dict"][name], value, atol=1e-6), name
+    assert last_value(metrics(tmp_path / "cut"), "val/loss") == pytest.approx(
+        last_value(metrics(tmp_path / "whole"), "val/loss"), abs=1e-6
+    )

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from lit_i2v.data.annotations import Format, VideoRecord, read_annotations, read_class_names
 from lit_i2v.data.dataset import ResumableSampler, UnpaddedDistributedSampler, VideoClipDataset, default_seed
 from lit_i2v.data.decode import Backend
-from lit_i2v.data.loader import EpochLoader
+from lit_i2v.data.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
 from lit_i2v.data.shards import ShardedClips, read_index
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
@@ -23,7 +23,7 @@ from lit_i2v.data.transforms import EvalTransform, TrainTransform
 SPLITS = ("train", "val", "test")
 
 
-class VideoDataModule(L.LightningDataModule):
+class VideoDataModule(SplitLoaders, L.LightningDataModule):
     """Clips for training and multi-view clips for evaluation.
 
     Args:
@@ -180,15 +180,3 @@ class VideoDataModule(L.LightningDataModule):
     def collate_fn(self):
         """How samples become a batch (None: PyTorch's default); QA keeps its questions as lists."""
         return None
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")

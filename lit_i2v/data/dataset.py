@@ -15,7 +15,6 @@ Batches are dicts with these keys:
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import random
 
@@ -24,6 +23,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
@@ -35,7 +35,7 @@ def default_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
-class VideoClipDataset(Dataset):
+class VideoClipDataset(SharedEpoch, Dataset):
     """Clips of the videos in ``records``.
 
     A clip's randomness (its frames, crop, flip, RandAugment, a replacement for a broken video) is drawn from its
@@ -66,15 +66,7 @@ class VideoClipDataset(Dataset):
         self.backend = backend
         self.max_retries = max_retries
         self.seed = default_seed() if seed is None else seed
-        self._epoch = multiprocessing.RawValue("q", 0)
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.value
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch.value = value
+        self._share_epoch()
 
     def rng(self, index: int, salt: object = "") -> random.Random:
         """The generator of sample ``index`` in this epoch (``salt`` separates a sample's independent draws)."""

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.dataset import UnpaddedDistributedSampler
 from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.loader import SplitLoaders
 from lit_i2v.data.transforms import EvalTransform
 
 log = logging.getLogger("lit_i2v.data")
@@ -298,7 +299,7 @@ def collate_moments(samples: list[dict]) -> dict:
             "index": torch.tensor([s["index"] for s in samples])}  # fmt: skip
 
 
-class GroundingDataModule(L.LightningDataModule):
+class GroundingDataModule(SplitLoaders, L.LightningDataModule):
     """Moments and their extracted features, for ``TemporalGrounding``.
 
     Args:
@@ -397,18 +398,6 @@ class GroundingDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size if training else self.eval_batch_size,
                           shuffle=training, sampler=sampler, drop_last=training, num_workers=self.num_workers,
                           collate_fn=collate_moments, persistent_workers=training and self.num_workers > 0)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 class SyntheticGrounding(GroundingDataModule):

@@ -13,9 +13,43 @@ plan for shards. With the per-sample seeding, the remaining batches are exactly 
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
 
 from torch.utils.data import DataLoader
+
+
+class SharedEpoch:
+    """An ``epoch`` attribute kept in shared memory: the loader sets it in the main process before each pass and
+    persistent workers read it when the pass starts. Call ``_share_epoch()`` in ``__init__``."""
+
+    def _share_epoch(self) -> None:
+        self._epoch = multiprocessing.RawValue("q", 0)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.value = value
+
+
+class SplitLoaders:
+    """``train/val/test/predict_dataloader`` of a DataModule that builds every loader with ``_loader(split)``
+    (prediction reads the test split)."""
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
 
 
 class EpochLoader(DataLoader):

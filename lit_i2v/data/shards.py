@@ -47,6 +47,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
@@ -227,7 +228,7 @@ def read_index(root: str | Path, missing_ok: bool = False) -> dict | None:
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-class ShardedClips(IterableDataset):
+class ShardedClips(SharedEpoch, IterableDataset):
     """Clips streamed from the shards of one split; yields the same sample dicts as ``VideoClipDataset``.
 
     The DataModule sets ``rank``, ``world_size`` and ``batch_size`` before iterating, and ``epoch`` at each epoch
@@ -266,20 +267,10 @@ class ShardedClips(IterableDataset):
         self.sampler, self.transform, self.training, self.backend = sampler, transform, training, backend
         self.shuffle_buffer, self.seed, self.max_retries = shuffle_buffer, seed, max_retries
         self.rank, self.world_size, self.batch_size = 0, 1, 1
-        # Shared with the DataLoader's workers, which stay alive across epochs (persistent_workers): the loader sets
-        # it before each epoch and every worker reads it when the epoch's iteration starts.
-        self._epoch = multiprocessing.RawValue("q", 0)
+        self._share_epoch()
         self._skip = multiprocessing.RawValue("q", 0)  # batches of this epoch already trained on (a resumed run)
         self._rows: dict[int, list[dict]] = {}
         self._files: dict[int, io.BufferedReader] = {}
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.value
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch.value = value
 
     @property
     def skip_batches(self) -> int:
