@@ -89,3 +89,23 @@ def test_wandb_offline_gets_config_media_and_checkpoint_artifacts(tmp_path, synt
     log = wandb_log.read_bytes()
     assert b"manifest" in log and b"gflops_per_view" in log  # the run's config
     assert b"model-" in log and b"last.ckpt" in log  # the checkpoint artifact
+
+
+def test_tensorboard_is_one_config_change_away(tmp_path, synth_root):
+    """``--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger`` (``pip install lit_i2v[tensorboard]``): event
+    files with the metrics, and the manifest beside them."""
+    run = tmp_path / "run"
+    overrides = [a for a in tiny_overrides(synth_root, run) if not a.startswith("--trainer.logger")]
+    logger = [
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.save_dir={run}",
+        "--trainer.log_every_n_steps=1",
+    ]
+    assert main(["fit", *overrides, *logger]) == 0
+    events = list(run.rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert json.loads(next(run.rglob("manifest.json")).read_text())["model"]["backbone"] == "ViT-T-8-test"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert "val/top1" in tags and "train/loss" in tags
