@@ -19,6 +19,18 @@ TINY = dict(
 
 
 @pytest.fixture(autouse=True)
+def finish_wandb_runs():
+    """End a test's W&B run: Lightning's logger leaves it open (a CLI process ends with it), and the next test's
+    logger would otherwise log into that run, under the previous test's folder."""
+    yield
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
+@pytest.fixture(autouse=True)
 def collect_garbage():
     """Free each test's models at once: CLI-built models sit in reference cycles until the collector runs, and a
     suite that builds many ViT-B/16s would otherwise hold gigabytes."""
