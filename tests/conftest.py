@@ -18,6 +18,15 @@ TINY = dict(
 )
 
 
+@pytest.fixture
+def no_wandb_key(tmp_path, monkeypatch):
+    """A machine without W&B credentials (no key, no netrc, no mode set): runs go offline."""
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.fixture(autouse=True)
 def finish_wandb_runs():
     """End a test's W&B run: Lightning's logger leaves it open (a CLI process ends with it), and the next test's

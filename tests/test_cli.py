@@ -307,12 +307,8 @@ def test_fsdp_preset_wraps_and_checkpoints_every_transformer_block():
     assert len(checkpointed) == 24 + 12
 
 
-def test_wandb_runs_offline_without_a_key_and_keep_their_id_across_restarts(tmp_path, synth_root, monkeypatch):
+def test_wandb_runs_offline_without_a_key_and_keep_their_id_across_restarts(tmp_path, synth_root, no_wandb_key):
     """Two fits in one run folder (a first launch, then a requeue) log to the same offline W&B run."""
-    for key in ("WANDB_API_KEY", "WANDB_MODE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
     logger = ["--trainer.logger=lit_i2v.tracking.WandbLogger", f"--trainer.logger.save_dir={run}"]
     overrides = [a for a in tiny_overrides(synth_root, run) if not a.startswith("--trainer.logger")]

@@ -67,11 +67,7 @@ def test_confusion_image_normalises_rows():
     assert image[0, 0, 0] == 191 and image[0, 0, 2] == 64 and image[0, 2].eq(0).all()  # 3/4, 1/4, an empty row
 
 
-def test_wandb_offline_gets_config_media_and_checkpoint_artifacts(tmp_path, synth_root, monkeypatch):
-    for key in ("WANDB_API_KEY", "WANDB_MODE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+def test_wandb_offline_gets_config_media_and_checkpoint_artifacts(tmp_path, synth_root, no_wandb_key):
     run = tmp_path / "run"
     logger = ["--trainer.logger=lit_i2v.tracking.WandbLogger", f"--trainer.logger.save_dir={run}",
               "--trainer.logger.log_model=true"]  # fmt: skip
