@@ -383,10 +383,6 @@ class GroundingDataModule(SplitLoaders, L.LightningDataModule):
                 )
             self.datasets[split] = MomentDataset(kept, store)
 
-    @property
-    def feature_dim(self) -> int:
-        return FeatureStore(self.features).dim
-
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             self.setup(None)

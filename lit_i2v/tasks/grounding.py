@@ -167,8 +167,9 @@ class TemporalGrounding(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["duration"]))
         return loss
 
-    def predict_spans(self, batch: dict) -> list[tuple[Tensor, Tensor]]:
-        logits = self(batch["video"], batch["mask"], batch["query"])
+    def predict_spans(self, batch: dict, logits: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """Ranked spans (seconds) and scores per query, from ``logits`` when the caller has them already."""
+        logits = self(batch["video"], batch["mask"], batch["query"]) if logits is None else logits
         out = []
         for b, n in enumerate(batch["mask"].sum(1).tolist()):
             out.append(decode_spans(logits[b, :n, 0], logits[b, :n, 1], float(batch["duration"][b]), self.top_k,
@@ -177,8 +178,8 @@ class TemporalGrounding(L.LightningModule):
 
     def _evaluate(self, batch: dict, metrics: nn.ModuleDict, stage: str) -> None:
         with torch.no_grad():
-            spans = self.predict_spans(batch)
             logits = self(batch["video"], batch["mask"], batch["query"])
+            spans = self.predict_spans(batch, logits)
             self.log(f"{stage}/loss", self.loss(logits, batch), batch_size=len(spans))
         totals = dict.fromkeys(METRICS, 0.0)
         counted = 0
