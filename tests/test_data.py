@@ -92,6 +92,43 @@ def test_eval_three_crops_cover_the_long_side():
     assert [int(c[0, 0, 0, 0]) for c in crops] == [0, 16, 32]
 
 
+def channels_last(clips: torch.Tensor) -> bool:
+    """Whether ``(..., 3, S, S)`` clips lie in memory as ``(..., S, S, 3)``, densely."""
+    return clips.movedim(-3, -1).is_contiguous()
+
+
+def test_transforms_keep_the_decoders_memory_order_and_its_values():
+    from torchvision.transforms.v2 import functional as TF
+
+    frames = torch.randint(0, 256, (4, 40, 56, 3), dtype=torch.uint8)  # (T, H, W, 3) as decoded
+    train = TrainTransform(size=32, hflip=False)
+    out = train(frames, random.Random(5))
+    top, left, h, w = train.crop_params(40, 56, random.Random(5))
+    planar = frames.permute(0, 3, 1, 2).contiguous()  # the layout the kernels used to get
+    assert channels_last(out) and out.shape == (4, 3, 32, 32)
+    assert torch.equal(out, TF.resized_crop(planar, top, left, h, w, [32, 32], antialias=True))
+    for crops in (1, 3):
+        views = EvalTransform(size=32, crops=crops)(frames)
+        assert channels_last(views) and views.shape == (crops, 4, 3, 32, 32)
+        resized = TF.resize(planar, 32, antialias=True)
+        assert torch.equal(views[crops // 2], TF.center_crop(resized, [32, 32]))  # the middle crop is the centre
+
+
+def test_batches_stay_channels_last_in_and_out_of_workers(synth_root):
+    from lit_i2v.data.dataset import collate_clips
+
+    dm = VideoDataModule(train=str(synth_root / "train.json"), val=str(synth_root / "validation.json"),
+                         root=str(synth_root / "videos"), labels=str(synth_root / "labels.json"),
+                         sampler=UniformSampler(4, test_clips=2), train_transform=TrainTransform(size=32),
+                         eval_transform=EvalTransform(size=32, crops=3), batch_size=3, num_workers=1)  # fmt: skip
+    dm.setup("fit")
+    for loader, dataset in [(dm.train_dataloader(), dm.datasets["train"]), (dm.val_dataloader(), dm.datasets["val"])]:
+        batch = next(iter(loader))  # collated in a worker, into shared memory
+        expected = torch.stack([dataset[i]["video"].contiguous() for i in batch["index"].tolist()])
+        assert channels_last(batch["video"]) and torch.equal(batch["video"], expected)
+        assert torch.equal(collate_clips([dataset[i] for i in batch["index"].tolist()])["video"], expected)
+
+
 # ---- decoding -------------------------------------------------------------------------------------------------
 
 

@@ -42,6 +42,14 @@ def clip_batch(b=2, t=4, views=None, size=32):
     }
 
 
+def test_normalize_makes_channels_last_clips_planar_floats():
+    task = make_task()
+    video = torch.randint(0, 256, (2, 3, 4, 32, 32, 3), dtype=torch.uint8).movedim(-1, -3)  # as the loader's batches
+    normalised = task.normalize(video)  # (B, V, T, 3, S, S)
+    assert normalised.is_contiguous() and normalised.dtype == torch.float32
+    torch.testing.assert_close(normalised, (video.contiguous().float() - task.mean) / task.std)
+
+
 def test_frozen_trains_only_the_head_and_keeps_no_graph():
     task = make_task(Frozen(), LinearHead(dropout=0.0))
     assert task.trainable_names() == ["head.fc.weight", "head.fc.bias"]

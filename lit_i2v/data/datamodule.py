@@ -13,7 +13,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from lit_i2v.data.annotations import Format, VideoRecord, read_annotations, read_class_names
-from lit_i2v.data.dataset import ResumableSampler, UnpaddedDistributedSampler, VideoClipDataset, default_seed
+from lit_i2v.data.dataset import (
+    ResumableSampler,
+    UnpaddedDistributedSampler,
+    VideoClipDataset,
+    collate_clips,
+    default_seed,
+)
 from lit_i2v.data.decode import Backend
 from lit_i2v.data.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
@@ -178,5 +184,5 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         )
 
     def collate_fn(self):
-        """How samples become a batch (None: PyTorch's default); QA keeps its questions as lists."""
-        return None
+        """How samples become a batch; QA keeps its questions as lists."""
+        return collate_clips

@@ -10,6 +10,9 @@ Batches are dicts with these keys:
 ``valid``    bool ``(B,)``: False for an evaluation video that could not be decoded (zeros; masked from metrics)
 ``skipped``  int64 ``(B,)``: videos that failed before this sample was produced (training replaces them)
 ===========  ====================================================================================================
+
+``video`` is channels-last in memory (``(..., S, S, 3)``, as decoded; see ``transforms.py``): ``collate_clips`` keeps
+it so, and the task makes it planar on its device.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ import os
 import random
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, default_collate, get_worker_info
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import EvalTransform, TrainTransform
+from lit_i2v.data.transforms import EvalTransform, TrainTransform, stack_clips
 
 log = logging.getLogger("lit_i2v.data")
 
@@ -88,7 +91,7 @@ class VideoClipDataset(SharedEpoch, Dataset):
         frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))  # (V, T, H, W, 3)
         if self.training:
             return self.transform(frames[0], rng)  # (T, 3, S, S)
-        return torch.cat([self.transform(clip, rng) for clip in frames])  # (clips*crops, T, 3, S, S)
+        return stack_clips([view for clip in frames for view in self.transform(clip, rng)])  # (clips*crops, T, 3, S, S)
 
     def __getitem__(self, index: int) -> dict:
         record, skipped = self.records[index], 0
@@ -155,3 +158,18 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+def collate_clips(samples: list[dict]) -> dict:
+    """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``) and,
+    in a worker, straight into shared memory, as ``default_collate`` does: one block copy per clip and no transposition
+    (which would cost a worker about as much as the crop)."""
+    videos = [sample["video"] for sample in samples]
+    batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
+    out = None
+    if get_worker_info() is not None:  # the batch crosses to the main process: allocate it where it can cross free
+        first = videos[0].movedim(-3, -1)
+        storage = first._typed_storage()._new_shared(len(videos) * first.numel(), device=first.device)
+        out = first.new(storage).view(len(videos), *first.shape)  # (B, ..., S, S, 3)
+    batch["video"] = stack_clips(videos, out=out)  # (B, ..., 3, S, S), memory (B, ..., S, S, 3)
+    return batch

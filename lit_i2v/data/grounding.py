@@ -145,7 +145,7 @@ class FeatureExtractor:
         out = []
         for start in range(0, n, self.batch_size):
             frames = reader.get_frames(indices[start : start + self.batch_size])
-            images = transform(frames)[0].to(device)  # (b, 3, S, S) uint8
+            images = transform(frames)[0].to(device).contiguous()  # (b, 3, S, S) uint8, planar
             out.append(self.model.encode_image((images.float() - mean) / std).half().cpu())
         return torch.cat(out), duration
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 from lit_i2v.data.annotations import AnnotationError, VideoRecord
 from lit_i2v.data.datamodule import VideoDataModule
-from lit_i2v.data.dataset import VideoClipDataset
+from lit_i2v.data.dataset import VideoClipDataset, collate_clips
 
 QAFormat = Literal["qa", "mc"]
 
@@ -100,11 +100,9 @@ class QAClipDataset(VideoClipDataset):
 
 
 def collate_qa(samples: list[dict]) -> dict:
-    """Default collation, with questions, types and candidate lists kept as Python lists."""
-    from torch.utils.data import default_collate
-
+    """Clip collation (``collate_clips``), with questions, types and candidate lists kept as Python lists."""
     keep = ("question", "qtype", "candidates")
-    batch = default_collate([{k: v for k, v in s.items() if k not in keep} for s in samples])
+    batch = collate_clips([{k: v for k, v in s.items() if k not in keep} for s in samples])
     for key in keep:
         batch[key] = [s[key] for s in samples]
     return batch

@@ -49,7 +49,7 @@ from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import EvalTransform, TrainTransform
+from lit_i2v.data.transforms import EvalTransform, TrainTransform, stack_clips
 
 log = logging.getLogger("lit_i2v.data")
 FORMAT = "lit_i2v-shards"
@@ -347,13 +347,13 @@ class ShardedClips(SharedEpoch, IterableDataset):
             positions = wanted if stored is None else [_nearest(stored, i) for i in wanted]
             unique = sorted(set(positions))
             jpegs = [_bytes_tensor(self._read(shard, *row["members"][j])) for j in unique]
-            images = decode_jpeg(jpegs, mode=ImageReadMode.RGB)
+            images = decode_jpeg(jpegs, mode=ImageReadMode.RGB)  # (3, H, W) views of (H, W, 3) memory
             where = {j: k for k, j in enumerate(unique)}
-            frames = torch.stack([images[where[j]] for j in positions]).permute(0, 2, 3, 1)  # (V*T, H, W, 3)
+            frames = torch.stack([images[where[j]].permute(1, 2, 0) for j in positions])  # (V*T, H, W, 3), no transpose
         frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))
         if self.training:
             return self.transform(frames[0], rng), row
-        return torch.cat([self.transform(clip, rng) for clip in frames]), row
+        return stack_clips([view for clip in frames for view in self.transform(clip, rng)]), row  # (V, T, 3, S, S)
 
     def _sample(self, position: tuple[int, int]) -> dict:
         try:

@@ -3,6 +3,11 @@
 Input: frames ``(T, H, W, 3)`` uint8 as decoded. Output: ``(T, 3, S, S)`` uint8 in training, ``(crops, T, 3, S, S)``
 in evaluation. Normalisation is not done here: the model normalises on its device with the backbone's mean and std,
 which keeps the workers' output small (uint8) and the data code free of model facts.
+
+The output keeps the decoder's memory order: it is a ``(T, 3, S, S)`` view of ``(T, S, S, 3)`` memory (channels-last).
+PyTorch's antialiased uint8 resize runs several times faster on channels-last input than on planar input, and the
+transposition to planes, the other large cost of a worker after decoding, is left to the device, which does it in
+the same pass that normalises (``Task.normalize``). ``stack_clips`` batches such clips without transposing them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from torchvision.transforms.v2 import functional as TF
 
 
 def _to_tchw(frames: Tensor) -> Tensor:
-    return frames.permute(0, 3, 1, 2).contiguous()  # (T, H, W, 3) -> (T, 3, H, W)
+    return frames.permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W), a view: the memory stays channels-last
+
+
+def stack_clips(clips: list[Tensor], out: Tensor | None = None) -> Tensor:
+    """Stack clips ``(..., 3, S, S)`` along a new first dim in their channels-last memory order (a copy of whole
+    blocks, not a transposition); ``out``, if given, is the ``(N, ..., S, S, 3)`` tensor to write into."""
+    planes = [clip.movedim(-3, -1) for clip in clips]  # (..., S, S, 3): contiguous views of channels-last clips
+    return torch.stack(planes, out=out).movedim(-1, -3)  # (N, ..., 3, S, S), memory (N, ..., S, S, 3)
 
 
 class TrainTransform:
@@ -98,7 +110,7 @@ class EvalTransform:
         height, width = clip.shape[-2:]
         s = self.size
         if self.crops == 1:
-            return TF.center_crop(clip, [s, s]).unsqueeze(0)  # (1, T, 3, S, S)
+            return stack_clips([TF.center_crop(clip, [s, s])])  # (1, T, 3, S, S)
         if width >= height:
             top = (height - s) // 2
             lefts = [0, (width - s) // 2, width - s]
@@ -106,7 +118,7 @@ class EvalTransform:
         else:
             left = (width - s) // 2
             boxes = [(top, left) for top in (0, (height - s) // 2, height - s)]
-        return torch.stack([TF.crop(clip, t, left, s, s) for t, left in boxes])  # (3, T, 3, S, S)
+        return stack_clips([TF.crop(clip, t, left, s, s) for t, left in boxes])  # (3, T, 3, S, S)
 
     def __repr__(self) -> str:
         return f"EvalTransform(size={self.size}, short_side={self.short_side}, crops={self.crops})"

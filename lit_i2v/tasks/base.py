@@ -72,8 +72,13 @@ class VideoTask(L.LightningModule):
             self._compiled = True
 
     def normalize(self, video: Tensor) -> Tensor:
-        """uint8 clips ``(..., 3, H, W)`` → float, normalised with the backbone's mean and std, on this device."""
-        return (video.float() - self.mean) / self.std
+        """uint8 clips ``(..., 3, H, W)`` → float, normalised with the backbone's mean and std, on this device.
+
+        The data's clips are channels-last in memory (``lit_i2v.data.transforms``); the copy into a planar float tensor
+        transposes them in the same pass as the conversion, on the device rather than in the loader's workers."""
+        clips = torch.empty(video.shape, device=video.device)  # (..., 3, H, W) float32, planar
+        clips.copy_(video)
+        return clips.sub_(self.mean).div_(self.std)
 
     # ---- parameters ---------------------------------------------------------------------------------------------
 
