@@ -23,7 +23,11 @@ def _millions(n: int) -> str:
 
 class StartupSummary(L.Callback):
     """At the start of ``fit``/``validate``/``test`` (rank 0): task, backbone and its weights, strategy, parameters
-    (total / trainable), videos per split, batch size per device and effective, precision, devices and nodes."""
+    (total / trainable, and per part of the model), GFLOPs per view (from the run's manifest), videos per split,
+    batch size per device and effective, precision, devices and nodes.
+
+    It stands in for Lightning's model summary, which the CLI turns off by default: that table puts a strategy's
+    inserted modules under the backbone and prints "Total FLOPs: 0" unless the model has an example input."""
 
     def _summary(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> str:
         params = list(module.parameters())
@@ -37,6 +41,17 @@ class StartupSummary(L.Callback):
         if strategy is not None:
             lines.append(f"  strategy    {type(strategy).__name__}({strategy.extra_repr()})")
         lines.append(f"  parameters  {_millions(total)} total, {_millions(trainable)} trainable")
+        parts = []
+        for name, child in module.named_children():
+            counts = [(p.numel(), p.requires_grad) for p in child.parameters()]
+            if counts:
+                part_trainable = sum(n for n, grad in counts if grad)
+                parts.append(f"{name} {_millions(sum(n for n, _ in counts))} ({_millions(part_trainable)} trainable)")
+        if parts:
+            lines.append(f"  parts       {', '.join(parts)}")
+        gflops = self._gflops(trainer)
+        if gflops is not None:
+            lines.append(f"  GFLOPs      {gflops} per view (multiply-add = 1 FLOP; manifest.json beside the logs)")
         data = trainer.datamodule
         datasets = getattr(data, "datasets", {})
         if datasets:
@@ -55,6 +70,15 @@ class StartupSummary(L.Callback):
             f" per node, {trainer.num_nodes} node(s), {type(trainer.strategy).__name__}"
         )
         return "\n".join(lines)
+
+    @staticmethod
+    def _gflops(trainer: L.Trainer) -> float | str | None:
+        from lit_i2v.manifest import LoggedConfig
+
+        for callback in trainer.callbacks:
+            if isinstance(callback, LoggedConfig) and callback.manifest is not None:
+                return callback.manifest["model"].get("gflops_per_view")
+        return None
 
     @rank_zero_only
     def _print(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:

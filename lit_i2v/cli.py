@@ -31,6 +31,7 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_i2v.backbones.torchscript import UnreadableArchive
@@ -64,6 +65,7 @@ class LitI2VCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", {})
         # Added to any configured callbacks:
         kwargs["trainer_defaults"].setdefault("callbacks", [StartupSummary(), Throughput(), Preemption()])
+        kwargs["trainer_defaults"].setdefault("enable_model_summary", False)  # StartupSummary says it better
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -122,7 +124,17 @@ class LitI2VCLI(LightningCLI):
         self.trainer = None
 
     def instantiate_trainer(self, **kwargs: Any):
-        if self._get(self.config_init, "trainer", default={}).get("plugins") is None:
+        trainer = self._get(self.config_init, "trainer", default={})
+        configured = trainer.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        if trainer.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in configured
+        ):
+            # Rich's bar by default (with clips/s and data wait from Throughput); a configured bar replaces it. In a
+            # log file (Slurm's), Rich writes each epoch's final bar once, on lines wider than a terminal's default.
+            wide = {} if sys.stdout.isatty() or "COLUMNS" in os.environ else {"width": 160}
+            kwargs.setdefault("callbacks", [*configured, RichProgressBar(leave=True, console_kwargs=wide)])
+        if trainer.get("plugins") is None:
             plugins: list = [AtomicCheckpointIO()]
             if SLURMEnvironment.detect():
                 # The Preemption callback handles the requeue signal at a step boundary; Lightning's own handler

@@ -105,7 +105,10 @@ def run_facts(trainer: L.Trainer) -> dict:
 
 class LoggedConfig(SaveConfigCallback):
     """Lightning's config saving, plus the resolved config and the run manifest sent to every logger (W&B shows
-    them as the run's config) and ``manifest.json`` written beside ``config.yaml``."""
+    them as the run's config) and ``manifest.json`` written beside ``config.yaml``; ``manifest`` keeps it for the
+    start-up summary (rank 0)."""
+
+    manifest: dict | None = None
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         config = self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config)
@@ -124,6 +127,6 @@ class LoggedConfig(SaveConfigCallback):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(manifest, indent=1, default=str))
         tmp.replace(path)
-        manifest = json.loads(json.dumps(manifest, default=str))
+        manifest = self.manifest = json.loads(json.dumps(manifest, default=str))
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config, "manifest": manifest})

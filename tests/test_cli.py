@@ -328,6 +328,27 @@ def test_startup_summary_says_what_trains_on_what(tmp_path, synth_root, capsys):
     assert "strategy    STAdapter(" in out and "trainable" in out
     assert "videos      train 32, val 16" in out  # the fixture's splits
     assert "8 per device x 1 device(s) x 1 node(s) x 2 accumulated = 16 clips per step" in out
+    parts = re.search(r"parts +backbone (\S+) \((\S+) trainable\), temporal (\S+) .*head", out)
+    assert parts and parts.group(2) != "0.0k"  # the adapters sit inside the backbone and train
+    manifest = json.loads(next((tmp_path / "run").rglob("manifest.json")).read_text())
+    assert f"GFLOPs      {manifest['model']['gflops_per_view']} per view" in out
+    assert "Total FLOPs" not in out  # Lightning's summary, which prints 0 without an example input, is off
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+def test_progress_bar_is_rich_by_default_and_a_configured_one_replaces_it(synth_root, tmp_path):
+    from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
+
+    from lit_i2v.cli import LitI2VCLI
+
+    def bars(*extra: str) -> list:
+        args = [a for a in tiny_overrides(synth_root, tmp_path / "run") if "enable_progress_bar" not in a]
+        cli = LitI2VCLI(args=[*args, *extra], run=False)
+        return [type(c) for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
+
+    assert bars() == [RichProgressBar]
+    assert bars("--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar") == [TQDMProgressBar]
+    assert bars("--trainer.enable_progress_bar=false") == []
 
 
 def test_a_misspelt_config_key_is_one_line_with_the_fix(capsys):
