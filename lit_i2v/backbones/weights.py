@@ -215,6 +215,12 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     if os.path.exists(pretrained) or "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
         if pretrained.startswith("hf-hub:"):
             return _from_hub(pretrained.removeprefix("hf-hub:"), "open_clip_pytorch_model.bin"), pretrained, None
+        if not os.path.exists(pretrained):
+            tags = [k.removeprefix(arch + ".") for k in PRETRAINED if k.startswith(arch + ".")]
+            raise FileNotFoundError(
+                f"pretrained: weights file {pretrained} does not exist; give a file's path, a tag of {arch} "
+                f"({', '.join(tags) or 'none known'}), or hf-hub:org/repo"
+            )
         return read_checkpoint(pretrained), pretrained, None
     name = f"{arch}.{pretrained}"
     if name not in PRETRAINED:
