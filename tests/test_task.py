@@ -216,6 +216,7 @@ def test_training_lowers_the_loss(tmp_path):
         enable_progress_bar=False,
         callbacks=[Record()],
         num_sanity_val_steps=0,
+        default_root_dir=tmp_path,  # the evaluation reports go there, not into the working directory
     )
     trainer.fit(task, datamodule=data)
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
