@@ -167,7 +167,7 @@ def collate_clips(samples: list[dict]) -> dict:
     videos = [sample["video"] for sample in samples]
     batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
     out = None
-    if get_worker_info() is not None:  # the batch crosses to the main process: allocate it where it can cross free
+    if get_worker_info() is not None:  # the main process maps shared memory rather than receiving a copy
         first = videos[0].movedim(-3, -1)
         storage = first._typed_storage()._new_shared(len(videos) * first.numel(), device=first.device)
         out = first.new(storage).view(len(videos), *first.shape)  # (B, ..., S, S, 3)

@@ -7,7 +7,7 @@ which keeps the workers' output small (uint8) and the data code free of model fa
 The output keeps the decoder's memory order: it is a ``(T, 3, S, S)`` view of ``(T, S, S, 3)`` memory (channels-last).
 PyTorch's antialiased uint8 resize runs several times faster on channels-last input than on planar input, and the
 transposition to planes, the other large cost of a worker after decoding, is left to the device, which does it in
-the same pass that normalises (``Task.normalize``). ``stack_clips`` batches such clips without transposing them.
+the same pass that normalises (``VideoTask.normalize``). ``stack_clips`` batches such clips without transposing them.
 """
 
 from __future__ import annotations
