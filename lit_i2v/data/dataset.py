@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, DistributedSampler, default_collate, get_w
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.handover import inline_small, worker_buffers
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
 from lit_i2v.data.transforms import EvalTransform, TrainTransform, stack_clips
@@ -161,15 +162,21 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
 
 def collate_clips(samples: list[dict]) -> dict:
-    """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``) and,
-    in a worker, straight into shared memory, as ``default_collate`` does: one block copy per clip and no transposition
-    (which would cost a worker about as much as the crop)."""
+    """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``): one
+    block copy per clip and no transposition (which would cost a worker about as much as the crop). In a worker it is
+    stacked into shared memory that the worker reuses from batch to batch and the other tensors are sent by value
+    (``handover.py``): until the main process unpickles them, they are a ``Handover`` and ``Inline`` wrappers."""
     videos = [sample["video"] for sample in samples]
     batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
-    out = None
-    if get_worker_info() is not None:  # the main process maps shared memory rather than receiving a copy
-        first = videos[0].movedim(-3, -1)
-        storage = first._typed_storage()._new_shared(len(videos) * first.numel(), device=first.device)
-        out = first.new(storage).view(len(videos), *first.shape)  # (B, ..., S, S, 3)
-    batch["video"] = stack_clips(videos, out=out)  # (B, ..., 3, S, S), memory (B, ..., S, S, 3)
+    if get_worker_info() is None:
+        batch["video"] = stack_clips(videos)  # (B, ..., 3, S, S), memory (B, ..., S, S, 3)
+        return batch
+    batch = inline_small(batch)
+    first = videos[0].movedim(-3, -1)  # (..., S, S, 3)
+    batch["video"] = handover = worker_buffers().empty((len(videos), *first.shape), first.dtype)
+    try:
+        handover.tensor = stack_clips(videos, out=handover.tensor)  # sent as (B, ..., 3, S, S)
+    except Exception:
+        handover.release()
+        raise
     return batch

@@ -1,0 +1,84 @@
+"""Workers hand batches to the main process in shared memory they reuse, and send small tensors by value."""
+
+from __future__ import annotations
+
+import pickle
+from multiprocessing.reduction import ForkingPickler
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_i2v.data.dataset import collate_clips
+from lit_i2v.data.handover import Inline, inline_small, worker_buffers
+
+
+class NumberedClips(Dataset):
+    """Clip i is filled with i (mod 256), channels-last as decoded clips are."""
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, index: int) -> dict:
+        return {"video": torch.full((4, 8, 8, 3), index % 256, dtype=torch.uint8).movedim(-1, -3), "label": index}
+
+
+def collate_and_count(samples: list[dict]) -> dict:
+    """``collate_clips``, plus how many shared segments this worker has created so far."""
+    return {**collate_clips(samples), "segments": worker_buffers().created}
+
+
+def intact(batch: dict) -> bool:
+    """Whether every clip of ``batch`` still holds its own number in every pixel."""
+    expected = (batch["label"] % 256).to(torch.uint8).view(-1, 1, 1, 1, 1).expand_as(batch["video"])
+    return torch.equal(batch["video"], expected)
+
+
+def test_a_worker_reuses_batch_memory_once_the_main_process_lets_go():
+    loader = DataLoader(NumberedClips(), batch_size=4, num_workers=1, persistent_workers=True,
+                        collate_fn=collate_and_count)  # fmt: skip
+    for _ in range(2):  # each batch dropped before the next: a handful of segments serve all 20 batches
+        counts = []
+        for batch in loader:
+            assert intact(batch) and batch["video"].is_shared() and batch["video"].movedim(-3, -1).is_contiguous()
+            counts.append(batch["segments"])
+        assert len(counts) == 10 and max(counts) <= 4
+
+    held = list(loader)  # batches the main process keeps are never written over
+    assert all(intact(batch) for batch in held)
+    before = held[-1]["segments"]
+    assert before >= 10
+
+    view = held[0]["video"][1:2]  # a view keeps its batch's segment from being reused ...
+    del held
+    for batch in loader:
+        assert intact(batch)
+        break  # ... and an epoch abandoned part-way (its prefetched batches dropped) leaks nothing
+    late = [batch["segments"] for batch in loader if intact(batch)]
+    assert len(late) == 10 and late[-1] == before  # only freed segments were used again
+    assert torch.equal(view, torch.full_like(view, 1))  # clip 1 of the first batch, untouched
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        torch.arange(5),
+        torch.tensor([True, False]),
+        torch.tensor(2.5, dtype=torch.float64),
+        torch.empty(0, 3),
+        torch.arange(12, dtype=torch.bfloat16).view(3, 4)[:, ::2],
+    ],  # fmt: skip
+)
+def test_small_tensors_travel_by_value(tensor):
+    received = pickle.loads(ForkingPickler.dumps(Inline(tensor)))
+    assert received.dtype == tensor.dtype and received.shape == tensor.shape and torch.equal(received, tensor)
+    assert not received.is_shared()
+    batch = inline_small({"small": tensor, "large": torch.zeros(1 << 15), "names": ["a"]})
+    assert isinstance(batch["small"], Inline) and isinstance(batch["large"], torch.Tensor)
+    assert batch["names"] == ["a"]
+
+
+def test_labels_arrive_by_value_and_clips_in_shared_memory():
+    batch = next(iter(DataLoader(NumberedClips(), batch_size=4, num_workers=1, collate_fn=collate_clips)))
+    assert batch["video"].is_shared() and not batch["label"].is_shared()
+    assert batch["label"].tolist() == [0, 1, 2, 3] and intact(batch)
