@@ -2,13 +2,19 @@
 
     python benchmarks/batch_handover.py [--batch 8] [--frames 8] [--size 224]
 
-A worker collates its clips into a new shared-memory segment (``default_collate`` and ``collate_clips`` alike), so
-that the main process maps the batch instead of receiving a copy. The segment is new for every batch: creating it,
-and the first touch of each of its pages, is work a copy into memory already mapped does not do. This command times,
-on one thread, stacking ``--batch`` uint8 clips of ``(frames, size, size, 3)`` into (1) a tensor reused across
-batches (the bare copy), (2) fresh private memory, (3) a fresh shared-memory segment (the worker's collation), and
-(4) creating and dropping that segment alone. Prints milliseconds per batch and per clip; the figure quoted in
-benchmarks/RESULTS.md comes from this command.
+A worker collates its clips into shared memory, so that the main process maps the batch instead of receiving a copy.
+PyTorch's ``default_collate`` writes every batch into a new segment: creating it, and the first touch of each of its
+pages, is work a copy into memory already mapped does not do; and each small tensor of the batch (labels, indices)
+gets a segment of its own and a file-descriptor hand-over. ``collate_clips`` reuses a worker's segments once the main
+process is done with them and sends small tensors by value (``lit_i2v/data/handover.py``).
+
+On one thread, this command times stacking ``--batch`` uint8 clips of ``(frames, size, size, 3)`` into (1) a tensor
+reused across batches (the bare copy), (2) fresh private memory, (3) a fresh shared-memory segment (what
+``default_collate`` does in a worker), and (4) creating and dropping that segment alone. Then, end to end, batches of
+the same clips with the keys of a training batch through one persistent DataLoader worker, collated by (5)
+``default_collate`` and (6) ``collate_clips``: the worker does nothing but collate and send, so these are the rates
+at which each hand-over alone could feed a run. Prints milliseconds per batch and per clip; the figures quoted in
+benchmarks/RESULTS.md come from this command.
 """
 
 from __future__ import annotations
@@ -18,6 +24,36 @@ import json
 import time
 
 import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+
+class SameClip(Dataset):
+    """One clip and the other keys of a training sample, over and over: only collation and transfer cost anything."""
+
+    def __init__(self, shape: tuple[int, ...], length: int) -> None:
+        self.clip = torch.randint(0, 256, shape, dtype=torch.uint8).movedim(-1, -3)  # (T, 3, S, S) channels-last
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return {"video": self.clip, "label": index % 400, "index": index, "video_id": str(index), "valid": True,
+                "skipped": 0}  # fmt: skip
+
+
+def through_a_worker(collate, shape: tuple[int, ...], batch: int) -> float:
+    """Milliseconds a batch through one persistent worker (best of 5 passes of 64 batches, after a warm-up pass)."""
+    loader = DataLoader(SameClip(shape, 64 * batch), batch_size=batch, num_workers=1, persistent_workers=True,
+                        collate_fn=collate)  # fmt: skip
+    best = float("inf")
+    for rounds in range(6):
+        start = time.perf_counter()
+        for _ in loader:
+            pass
+        if rounds:
+            best = min(best, (time.perf_counter() - start) / len(loader) * 1e3)
+    return best
 
 
 def per_call_ms(fn, seconds: float = 2.0, rounds: int = 5) -> float:
@@ -51,11 +87,13 @@ def main() -> None:
     figures = {
         "copy into reused memory": per_call_ms(lambda: torch.stack(clips, out=reused)),
         "copy into fresh private memory": per_call_ms(lambda: torch.stack(clips)),
-        "copy into a fresh shared segment (a worker's collation)": per_call_ms(
-            lambda: torch.stack(clips, out=shared())
-        ),
+        "copy into a fresh shared segment (default_collate's)": per_call_ms(lambda: torch.stack(clips, out=shared())),
         "create and drop the shared segment alone": per_call_ms(shared),
     }
+    from lit_i2v.data.dataset import collate_clips
+
+    figures["through a worker, default_collate"] = through_a_worker(default_collate, shape, args.batch)
+    figures["through a worker, collate_clips"] = through_a_worker(collate_clips, shape, args.batch)
     mb = args.batch * clips[0].numel() / 2**20
     print(f"batch of {args.batch} clips of {tuple(clips[0].shape)} uint8: {mb:.1f} MiB")
     for name, ms in figures.items():
