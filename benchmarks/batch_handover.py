@@ -12,8 +12,9 @@ On one thread, this command times stacking ``--batch`` uint8 clips of ``(frames,
 reused across batches (the bare copy), (2) fresh private memory, (3) a fresh shared-memory segment (what
 ``default_collate`` does in a worker), and (4) creating and dropping that segment alone. Then, end to end, batches of
 the same clips with the keys of a training batch through one persistent DataLoader worker, collated by (5)
-``default_collate`` and (6) ``collate_clips``: the worker does nothing but collate and send, so these are the rates
-at which each hand-over alone could feed a run. Prints milliseconds per batch and per clip; the figures quoted in
+``default_collate`` (given planar clips, so that it copies blocks too rather than transposing) and (6)
+``collate_clips``: the worker does nothing but collate and send, so these are the rates at which each hand-over
+alone could feed a run. Prints milliseconds per batch and per clip; the figures quoted in
 benchmarks/RESULTS.md come from this command.
 """
 
@@ -28,10 +29,12 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 
 class SameClip(Dataset):
-    """One clip and the other keys of a training sample, over and over: only collation and transfer cost anything."""
+    """One clip and the other keys of a training sample, over and over: only collation and transfer cost anything.
+    The clip is channels-last as decoded, or planar for ``default_collate``, which would otherwise transpose it."""
 
-    def __init__(self, shape: tuple[int, ...], length: int) -> None:
-        self.clip = torch.randint(0, 256, shape, dtype=torch.uint8).movedim(-1, -3)  # (T, 3, S, S) channels-last
+    def __init__(self, shape: tuple[int, ...], length: int, channels_last: bool) -> None:
+        clip = torch.randint(0, 256, shape, dtype=torch.uint8).movedim(-1, -3)  # (T, 3, S, S), memory (T, S, S, 3)
+        self.clip = clip if channels_last else clip.contiguous()
         self.length = length
 
     def __len__(self) -> int:
@@ -42,10 +45,10 @@ class SameClip(Dataset):
                 "skipped": 0}  # fmt: skip
 
 
-def through_a_worker(collate, shape: tuple[int, ...], batch: int) -> float:
+def through_a_worker(collate, shape: tuple[int, ...], batch: int, channels_last: bool) -> float:
     """Milliseconds a batch through one persistent worker (best of 5 passes of 64 batches, after a warm-up pass)."""
-    loader = DataLoader(SameClip(shape, 64 * batch), batch_size=batch, num_workers=1, persistent_workers=True,
-                        collate_fn=collate)  # fmt: skip
+    loader = DataLoader(SameClip(shape, 64 * batch, channels_last), batch_size=batch, num_workers=1,
+                        persistent_workers=True, collate_fn=collate)  # fmt: skip
     best = float("inf")
     for rounds in range(6):
         start = time.perf_counter()
@@ -92,8 +95,10 @@ def main() -> None:
     }
     from lit_i2v.data.dataset import collate_clips
 
-    figures["through a worker, default_collate"] = through_a_worker(default_collate, shape, args.batch)
-    figures["through a worker, collate_clips"] = through_a_worker(collate_clips, shape, args.batch)
+    figures["through a worker, default_collate (planar clips)"] = through_a_worker(
+        default_collate, shape, args.batch, False
+    )
+    figures["through a worker, collate_clips"] = through_a_worker(collate_clips, shape, args.batch, True)
     mb = args.batch * clips[0].numel() / 2**20
     print(f"batch of {args.batch} clips of {tuple(clips[0].shape)} uint8: {mb:.1f} MiB")
     for name, ms in figures.items():

@@ -4,8 +4,8 @@ A worker passes a batch's tensors to the main process through shared memory: the
 pages instead of receiving a copy. PyTorch's collation writes every batch into a *new* shared-memory segment, and
 creating a segment and touching each of its pages for the first time costs far more than filling pages already in
 use; every shared tensor also costs a file-descriptor hand-over between the processes, so the small ones (labels,
-indices) travel inside the pickle here (``Inline``). On our 2-core CPU a batch of eight 8x224x224 clips took 16.5 ms
-through a worker with ``default_collate`` and 1.6 ms this way (``benchmarks/batch_handover.py``); with shards, the
+indices) travel inside the pickle here (``Inline``). On our 2-core CPU a batch of eight 8x224x224 clips took 9.0 ms
+through a worker with ``default_collate`` and 1.7 ms this way (``benchmarks/batch_handover.py``); with shards, the
 old hand-over took about a quarter of a worker's time.
 
 ``WorkerBuffers`` (one per worker process) keeps its segments and fills one again once the main process has let go
