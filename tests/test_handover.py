@@ -23,9 +23,11 @@ class NumberedClips(Dataset):
         return {"video": torch.full((4, 8, 8, 3), index % 256, dtype=torch.uint8).movedim(-1, -3), "label": index}
 
 
-def collate_and_count(samples: list[dict]) -> dict:
-    """``collate_clips``, plus how many shared segments this worker has created so far."""
-    return {**collate_clips(samples), "segments": worker_buffers().created}
+def collate_and_report(samples: list[dict]) -> dict:
+    """``collate_clips``, plus this worker's segments created so far and those busy (this batch's included)."""
+    batch = collate_clips(samples)
+    buffers = worker_buffers()
+    return {**batch, "created": buffers.created, "busy": int(buffers.flags.sum())}
 
 
 def intact(batch: dict) -> bool:
@@ -34,28 +36,34 @@ def intact(batch: dict) -> bool:
     return torch.equal(batch["video"], expected)
 
 
+def epoch(loader: DataLoader) -> list[tuple[int, int]]:
+    """(created, busy) of each batch of an epoch, each batch checked and dropped before the next."""
+    reports = []
+    for batch in loader:
+        assert intact(batch) and batch["video"].is_shared() and batch["video"].movedim(-3, -1).is_contiguous()
+        reports.append((batch["created"], batch["busy"]))
+    return reports
+
+
 def test_a_worker_reuses_batch_memory_once_the_main_process_lets_go():
     loader = DataLoader(NumberedClips(), batch_size=4, num_workers=1, persistent_workers=True,
-                        collate_fn=collate_and_count)  # fmt: skip
-    for _ in range(2):  # each batch dropped before the next: a handful of segments serve all 20 batches
-        counts = []
-        for batch in loader:
-            assert intact(batch) and batch["video"].is_shared() and batch["video"].movedim(-3, -1).is_contiguous()
-            counts.append(batch["segments"])
-        assert len(counts) == 10 and max(counts) <= 4
+                        collate_fn=collate_and_report)  # fmt: skip
+    for _ in range(2):  # a handful of segments serve all 20 batches, and each epoch starts with all of them free
+        reports = epoch(loader)
+        assert len(reports) == 10 and max(created for created, _ in reports) <= 4 and reports[0][1] == 1
 
     held = list(loader)  # batches the main process keeps are never written over
     assert all(intact(batch) for batch in held)
-    before = held[-1]["segments"]
+    before = held[-1]["created"]
     assert before >= 10
 
-    view = held[0]["video"][1:2]  # a view keeps its batch's segment from being reused ...
+    view = held[0]["video"][1:2]  # a view keeps its batch's segment busy
     del held
-    for batch in loader:
-        assert intact(batch)
-        break  # ... and an epoch abandoned part-way (its prefetched batches dropped) leaks nothing
-    late = [batch["segments"] for batch in loader if intact(batch)]
-    assert len(late) == 10 and late[-1] == before  # only freed segments were used again
+    batch = next(iter(loader))  # an epoch abandoned after one batch: its prefetched batches are dropped unread
+    del batch
+    reports = epoch(loader)
+    assert reports[0][1] == 2  # the view's segment and the new batch's: the abandoned batches left none busy
+    assert reports[-1][0] == before  # only freed segments were used again
     assert torch.equal(view, torch.full_like(view, 1))  # clip 1 of the first batch, untouched
 
 
