@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import pickle
 from multiprocessing.reduction import ForkingPickler
 
@@ -65,6 +67,17 @@ def test_a_worker_reuses_batch_memory_once_the_main_process_lets_go():
     assert reports[0][1] == 2  # the view's segment and the new batch's: the abandoned batches left none busy
     assert reports[-1][0] == before  # only freed segments were used again
     assert torch.equal(view, torch.full_like(view, 1))  # clip 1 of the first batch, untouched
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
+def test_workers_that_come_and_go_leave_no_open_files_behind():
+    loader = DataLoader(NumberedClips(), batch_size=4, num_workers=2, collate_fn=collate_clips)  # new workers an epoch
+    open_files = []
+    for _ in range(6):
+        assert all(intact(batch) for batch in loader)
+        gc.collect()
+        open_files.append(len(os.listdir("/proc/self/fd")))
+    assert len(set(open_files[1:])) == 1, open_files
 
 
 @pytest.mark.parametrize(
