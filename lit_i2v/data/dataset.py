@@ -174,9 +174,5 @@ def collate_clips(samples: list[dict]) -> dict:
     batch = inline_small(batch)
     first = videos[0].movedim(-3, -1)  # (..., S, S, 3)
     batch["video"] = handover = worker_buffers().empty((len(videos), *first.shape), first.dtype)
-    try:
-        handover.tensor = stack_clips(videos, out=handover.tensor)  # sent as (B, ..., 3, S, S)
-    except Exception:
-        handover.release()
-        raise
+    handover.tensor = stack_clips(videos, out=handover.tensor)  # sent as (B, ..., 3, S, S)
     return batch

@@ -38,11 +38,6 @@ class Handover:
     def __reduce__(self):
         return _receive, (self.tensor, self.flags, self.index)
 
-    def release(self) -> None:
-        """Give the segment back unsent (the batch failed to assemble)."""
-        if self.index >= 0:
-            self.flags[self.index] = 0
-
 
 def _receive(tensor: Tensor, flags: Tensor, index: int) -> Tensor:
     """In the main process: the batch, whose segment returns to its worker when the batch's storage is freed."""
