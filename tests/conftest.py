@@ -10,6 +10,13 @@ import pytest
 import torch
 
 from lit_i2v.data.synthetic import SynthSpec, synthesize
+from lit_i2v.data.transforms import PackedClips
+
+
+def resized(video: torch.Tensor | PackedClips) -> torch.Tensor:
+    """A batch's clips as float, whether the worker resized them (uint8) or the device will (``PackedClips``)."""
+    return video.resize() if isinstance(video, PackedClips) else video.float()
+
 
 TINY = dict(
     embed_dim=32,

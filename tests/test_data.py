@@ -25,6 +25,9 @@ from lit_i2v.data import (
 )
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.synthetic import CLASSES, SynthSpec, render, write_video
+from lit_i2v.data.transforms import ClipCrop, PackedClips, pack_clips
+
+from .conftest import resized
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,14 +78,44 @@ def test_train_transform_is_consistent_across_frames():
     assert all(torch.equal(out[0], out[t]) for t in range(6))
 
 
-def test_flip_can_be_forbidden():
+def train_clip(transform: TrainTransform, frames, rng: random.Random) -> torch.Tensor:
+    """The float clip ``(T, 3, S, S)`` a training step sees, wherever the transform leaves the resize."""
+    out = transform(frames, rng)
+    return pack_clips([out]).resize()[0] if isinstance(out, ClipCrop) else out.float()
+
+
+@pytest.mark.parametrize("device_resize", [False, True])
+def test_flip_can_be_forbidden(device_resize):
     frames = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
     frames[..., :8, :] = 255  # a bright left stripe
-    never = TrainTransform(size=32, scale=(1, 1), ratio=(1, 1), hflip=False)
-    always_seen = TrainTransform(size=32, scale=(1, 1), ratio=(1, 1), hflip=True)
+    never = TrainTransform(size=32, scale=(1, 1), ratio=(1, 1), hflip=False, device_resize=device_resize)
+    always_seen = TrainTransform(size=32, scale=(1, 1), ratio=(1, 1), hflip=True, device_resize=device_resize)
     rng = random.Random(0)
-    assert all(never(frames, rng)[0, 0, :, :8].float().mean() > 200 for _ in range(20))
-    assert any(always_seen(frames, rng)[0, 0, :, -8:].float().mean() > 200 for _ in range(20))
+    assert all(train_clip(never, frames, rng)[0, 0, :, :8].mean() > 200 for _ in range(20))
+    assert any(train_clip(always_seen, frames, rng)[0, 0, :, -8:].mean() > 200 for _ in range(20))
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_a_device_resize_gives_the_workers_clip_and_the_worker_copies_no_pixel(as_list):
+    """The default transform cuts the crop out as views of the decoded frames (a tensor, or a list as shards decode
+    them); resized and mirrored on the device, it is the clip the worker would have made, to rounding."""
+    coarse = torch.rand(4, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 255
+    smooth = torch.nn.functional.interpolate(coarse, size=(40, 56), mode="bicubic") + torch.randn(4, 3, 40, 56) * 8
+    frames = smooth.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (T, H, W, 3)
+    flips, sides = set(), set()
+    for seed in range(8):
+        worker = TrainTransform(size=32, device_resize=False)(frames, random.Random(seed))
+        crop = TrainTransform(size=32)(list(frames) if as_list else frames, random.Random(seed))
+        assert isinstance(crop, ClipCrop) and len(crop.frames) == 4
+        assert all(f.untyped_storage().data_ptr() == frames.untyped_storage().data_ptr() for f in crop.frames)
+        device = pack_clips([crop]).resize()[0]
+        assert device.shape == (4, 3, 32, 32) and (device - worker.float()).abs().max() <= 1.01  # the worker rounds
+        flips.add(crop.flip)
+        sides.add(crop.frames[0].shape[0] > 32)
+    assert flips == {False, True} and sides == {False, True}  # mirrored and not, enlarged and shrunk
+    with pytest.raises(ValueError, match="rand_augment .* device_resize"):
+        TrainTransform(size=32, rand_augment=(2, 9), device_resize=True)
+    assert not TrainTransform(size=32, rand_augment=(2, 9)).device_resize  # RandAugment resizes in the worker
 
 
 def test_eval_three_crops_cover_the_long_side():
@@ -101,7 +134,7 @@ def test_transforms_keep_the_decoders_memory_order_and_its_values():
     from torchvision.transforms.v2 import functional as TF
 
     frames = torch.randint(0, 256, (4, 40, 56, 3), dtype=torch.uint8)  # (T, H, W, 3) as decoded
-    train = TrainTransform(size=32, hflip=False)
+    train = TrainTransform(size=32, hflip=False, device_resize=False)
     out = train(frames, random.Random(5))
     top, left, h, w = train.crop_params(40, 56, random.Random(5))
     planar = frames.permute(0, 3, 1, 2).contiguous()  # the layout the kernels used to get
@@ -122,11 +155,20 @@ def test_batches_stay_channels_last_in_and_out_of_workers(synth_root):
                          sampler=UniformSampler(4, test_clips=2), train_transform=TrainTransform(size=32),
                          eval_transform=EvalTransform(size=32, crops=3), batch_size=3, num_workers=1)  # fmt: skip
     dm.setup("fit")
-    for loader, dataset in [(dm.train_dataloader(), dm.datasets["train"]), (dm.val_dataloader(), dm.datasets["val"])]:
-        batch = next(iter(loader))  # collated in a worker, into shared memory
-        expected = torch.stack([dataset[i]["video"].contiguous() for i in batch["index"].tolist()])
-        assert channels_last(batch["video"]) and torch.equal(batch["video"], expected)
-        assert torch.equal(collate_clips([dataset[i] for i in batch["index"].tolist()])["video"], expected)
+    batch = next(iter(dm.val_dataloader()))  # collated in a worker, into shared memory
+    dataset = dm.datasets["val"]
+    expected = torch.stack([dataset[i]["video"].contiguous() for i in batch["index"].tolist()])
+    assert channels_last(batch["video"]) and torch.equal(batch["video"], expected)
+    assert torch.equal(collate_clips([dataset[i] for i in batch["index"].tolist()])["video"], expected)
+
+    batch = next(iter(dm.train_dataloader()))  # training crops, packed in a worker for the device to resize
+    packed, dataset = batch["video"], dm.datasets["train"]
+    local = collate_clips([dataset[i] for i in batch["index"].tolist()])["video"]  # packed in this process
+    assert isinstance(packed, PackedClips) and packed.data.is_shared() and packed.shape == (3, 4, 3, 32, 32)
+    assert torch.equal(packed.data, local.data) and torch.equal(packed.sizes, local.sizes)
+    assert torch.equal(packed.flip, local.flip)
+    for clip, index in zip(packed.resize(), batch["index"].tolist(), strict=True):
+        assert torch.equal(clip, pack_clips([dataset[index]["video"]]).resize()[0])
 
 
 # ---- decoding -------------------------------------------------------------------------------------------------
@@ -254,7 +296,7 @@ def test_datamodule_batches(synth_root):
     )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["video"].shape == (4, 4, 3, 32, 32) and batch["video"].dtype == torch.uint8
+    assert isinstance(batch["video"], PackedClips) and resized(batch["video"]).shape == (4, 4, 3, 32, 32)
     val = next(iter(dm.val_dataloader()))
     assert val["video"].shape == (4, 6, 4, 3, 32, 32) and val["valid"].all()
     assert dm.class_names()[0] == "Moving something from left to right"
@@ -288,7 +330,7 @@ def test_a_clips_augmentation_depends_on_seed_epoch_and_index_only(tmp_path):
         loader = dm.train_dataloader()
         clips = {}
         for _ in range(epoch + 1):  # the loader counts passes as epochs when no trainer is attached
-            clips = {int(b["index"][0]): b["video"][0] for b in loader}
+            clips = {int(b["index"][0]): resized(b["video"])[0] for b in loader}
         return clips
 
     one, two = epoch_clips(0), epoch_clips(2)
@@ -309,12 +351,12 @@ def test_a_resumed_loader_yields_the_rest_of_the_epoch(tmp_path, synth_root):
     )  # fmt: skip
     dm.setup("fit")
     loader = dm.train_dataloader()
-    epochs = [[(b["index"].tolist(), b["video"]) for b in loader] for _ in range(2)]
+    epochs = [[(b["index"].tolist(), resized(b["video"])) for b in loader] for _ in range(2)]
     assert len(epochs[1]) == 8 and [i for i, _ in epochs[0]] != [i for i, _ in epochs[1]]
     resumed = dm.train_dataloader()
     resumed.load_state_dict({"epoch": 1, "batches": 3})
     resumed._passes = 1  # the next pass is epoch 1, as the trainer would say
-    rest = [(b["index"].tolist(), b["video"]) for b in resumed]
+    rest = [(b["index"].tolist(), resized(b["video"])) for b in resumed]
     assert [i for i, _ in rest] == [i for i, _ in epochs[1][3:]]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, epochs[1][3:], strict=True))
     assert len(list(resumed)) == 8  # the skip applies to the resumed epoch only; the next one is whole

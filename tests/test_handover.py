@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_i2v.data.dataset import collate_clips
 from lit_i2v.data.handover import Inline, inline_small, worker_buffers
+from lit_i2v.data.transforms import ClipCrop, PackedClips
 
 
 class NumberedClips(Dataset):
@@ -67,6 +68,33 @@ def test_a_worker_reuses_batch_memory_once_the_main_process_lets_go():
     assert reports[0][1] == 2  # the view's segment and the new batch's: the abandoned batches left none busy
     assert reports[-1][0] == before  # only freed segments were used again
     assert torch.equal(view, torch.full_like(view, 1))  # clip 1 of the first batch, untouched
+
+
+class RaggedCrops(Dataset):
+    """Training crops as the default transform leaves them (views, not yet resized), of a size that varies with the
+    index; clip i is filled with i and mirrored when i is odd."""
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, index: int) -> dict:
+        side = 6 + index % 5
+        frames = torch.full((4, 12, 12, 3), index % 256, dtype=torch.uint8)[:, :side, : side + 1]
+        return {"video": ClipCrop(list(frames), flip=bool(index % 2), size=8), "label": index}
+
+
+def test_crops_of_varying_size_are_packed_into_a_few_reused_segments():
+    loader = DataLoader(RaggedCrops(), batch_size=4, num_workers=1, persistent_workers=True,
+                        collate_fn=collate_and_report)  # fmt: skip
+    for _ in range(2):
+        for batch in loader:
+            packed, labels = batch["video"], batch["label"].tolist()
+            assert isinstance(packed, PackedClips) and packed.data.is_shared() and not packed.sizes.is_shared()
+            assert packed.flip.tolist() == [bool(i % 2) for i in labels]
+            for clip, i in zip(packed.clips(), labels, strict=True):  # (T, 3, h, w)
+                assert clip.shape == (4, 3, 6 + i % 5, 7 + i % 5) and torch.equal(clip, torch.full_like(clip, i))
+            assert packed.resize().shape == (4, 4, 3, 8, 8)
+    assert batch["created"] <= 4  # 20 batches of 5 sizes, a segment a quarter larger than its first batch
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
 import pytest
 import torch
@@ -48,6 +50,22 @@ def test_normalize_makes_channels_last_clips_planar_floats():
     normalised = task.normalize(video)  # (B, V, T, 3, S, S)
     assert normalised.is_contiguous() and normalised.dtype == torch.float32
     torch.testing.assert_close(normalised, (video.contiguous().float() - task.mean) / task.std)
+
+
+def test_normalize_resizes_packed_crops_on_the_task_device_after_lightning_moves_them():
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    from lit_i2v.data.transforms import PackedClips, pack_clips
+
+    task = make_task()
+    frames = torch.randint(0, 256, (4, 40, 48, 3), dtype=torch.uint8)
+    transform, worker = TrainTransform(size=32), TrainTransform(size=32, device_resize=False)
+    batch = {"video": pack_clips([transform(frames, random.Random(i)) for i in range(3)]), "label": torch.arange(3)}
+    moved = move_data_to_device(batch, torch.device("cpu"))  # what the trainer does with a batch
+    assert isinstance(moved["video"], PackedClips) and len(moved["video"]) == 3
+    expected = torch.stack([worker(frames, random.Random(i)) for i in range(3)])  # resized in a worker, as uint8
+    grey_level = 1.01 / (0.26 * 255)  # the worker rounds to uint8; the backbone's std is at least 0.26
+    torch.testing.assert_close(task.normalize(moved["video"]), task.normalize(expected), atol=grey_level, rtol=0)
 
 
 def test_frozen_trains_only_the_head_and_keeps_no_graph():

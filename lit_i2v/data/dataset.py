@@ -3,7 +3,9 @@
 Batches are dicts with these keys:
 
 ===========  ====================================================================================================
-``video``    uint8 ``(B, T, 3, S, S)`` in training; ``(B, V, T, 3, S, S)`` in evaluation, V = clips x crops views
+``video``    training: ``PackedClips``, the B clips' crops, which the task resizes to ``(B, T, 3, S, S)`` on its
+             device (uint8 ``(B, T, 3, S, S)`` when the worker resizes: RandAugment, ``device_resize: false``);
+             evaluation: uint8 ``(B, V, T, 3, S, S)``, V = clips x crops views
 ``label``    int64 ``(B,)`` class index
 ``index``    int64 ``(B,)`` position of the video in its annotation file
 ``video_id`` list of B strings
@@ -11,8 +13,8 @@ Batches are dicts with these keys:
 ``skipped``  int64 ``(B,)``: videos that failed before this sample was produced (training replaces them)
 ===========  ====================================================================================================
 
-``video`` is channels-last in memory (``(..., S, S, 3)``, as decoded; see ``transforms.py``): ``collate_clips`` keeps
-it so, and the task makes it planar on its device.
+A uint8 ``video`` is channels-last in memory (``(..., S, S, 3)``, as decoded; see ``transforms.py``): ``collate_clips``
+keeps it so, and the task makes it planar on its device.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from torch.utils.data import Dataset, DistributedSampler, default_collate, get_w
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
-from lit_i2v.data.handover import inline_small, worker_buffers
+from lit_i2v.data.handover import Inline, inline_small, worker_buffers
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import EvalTransform, TrainTransform, stack_clips
+from lit_i2v.data.transforms import ClipCrop, EvalTransform, TrainTransform, pack_clips, stack_clips
 
 log = logging.getLogger("lit_i2v.data")
 
@@ -163,15 +165,28 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
 def collate_clips(samples: list[dict]) -> dict:
     """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``): one
-    block copy per clip and no transposition (which would cost a worker about as much as the crop). In a worker it is
-    stacked into shared memory that the worker reuses from batch to batch and the other tensors are sent by value
-    (``handover.py``): until the main process unpickles them, they are a ``Handover`` and ``Inline`` wrappers."""
+    block copy per clip and no transposition (which would cost a worker about as much as the crop); crops to resize
+    on the device (``ClipCrop``) are packed into one buffer (``pack_clips``). In a worker the pixels go into shared
+    memory that the worker reuses from batch to batch and the other tensors are sent by value (``handover.py``):
+    until the main process unpickles them, they are ``Handover`` and ``Inline`` wrappers."""
     videos = [sample["video"] for sample in samples]
     batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
-    if get_worker_info() is None:
+    in_worker = get_worker_info() is not None
+    if in_worker:
+        batch = inline_small(batch)
+    if isinstance(videos[0], ClipCrop):
+        if not in_worker:
+            batch["video"] = pack_clips(videos)
+            return batch
+        # batches of random crops vary in size: a segment a quarter larger than the first batch serves most of them
+        handover = worker_buffers().empty((sum(crop.nbytes for crop in videos),), torch.uint8, headroom=0.25)
+        packed = pack_clips(videos, out=handover.tensor)
+        packed.data, packed.sizes, packed.flip = handover, Inline(packed.sizes), Inline(packed.flip)
+        batch["video"] = packed
+        return batch
+    if not in_worker:
         batch["video"] = stack_clips(videos)  # (B, ..., 3, S, S), memory (B, ..., S, S, 3)
         return batch
-    batch = inline_small(batch)
     first = videos[0].movedim(-3, -1)  # (..., S, S, 3)
     batch["video"] = handover = worker_buffers().empty((len(videos), *first.shape), first.dtype)
     handover.tensor = stack_clips(videos, out=handover.tensor)  # sent as (B, ..., 3, S, S)

@@ -60,21 +60,24 @@ class WorkerBuffers:
         self.segments: list[Tensor | None] = [None] * segments  # flat uint8, in shared memory
         self.created = 0  # segments made so far, the reused ones once each (read by tests and benchmarks)
 
-    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Handover:
-        """A ``shape`` tensor to fill and send: in a free segment of its size when there is one, else in a new one
-        (replacing a free segment of another size); in a segment of its own when all are held."""
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype, headroom: float = 0.0) -> Handover:
+        """A ``shape`` tensor to fill and send: in the smallest free segment it fits in when there is one, else in a
+        new one, ``headroom`` larger (for batches whose size varies), that replaces a free segment too small; in a
+        segment of its own when all are held."""
         nbytes = torch.Size(shape).numel() * dtype.itemsize
         busy = self.flags.tolist()
         free = [i for i, flag in enumerate(busy) if not flag]
         if not free:
             return Handover(_new_shared(nbytes).view(dtype).view(shape), self.flags, -1)
-        same = [i for i in free if self.segments[i] is not None and self.segments[i].numel() == nbytes]
-        index = same[0] if same else free[0]
-        if not same:
-            self.segments[index] = _new_shared(nbytes)  # a free segment of another size is unmapped here
+        fits = [i for i in free if self.segments[i] is not None and self.segments[i].numel() >= nbytes]
+        if fits:
+            index = min(fits, key=lambda i: self.segments[i].numel())
+        else:
+            index = next((i for i in free if self.segments[i] is None), free[0])
+            self.segments[index] = _new_shared(nbytes + int(nbytes * headroom))  # a replaced one is unmapped here
             self.created += 1
         self.flags[index] = 1
-        return Handover(self.segments[index].view(dtype).view(shape), self.flags, index)
+        return Handover(self.segments[index][:nbytes].view(dtype).view(shape), self.flags, index)
 
 
 def _new_shared(nbytes: int) -> Tensor:

@@ -349,7 +349,10 @@ class ShardedClips(SharedEpoch, IterableDataset):
             jpegs = [_bytes_tensor(self._read(shard, *row["members"][j])) for j in unique]
             images = decode_jpeg(jpegs, mode=ImageReadMode.RGB)  # (3, H, W) views of (H, W, 3) memory
             where = {j: k for k, j in enumerate(unique)}
-            frames = torch.stack([images[where[j]].permute(1, 2, 0) for j in positions])  # (V*T, H, W, 3), no transpose
+            frames = [images[where[j]].permute(1, 2, 0) for j in positions]  # V*T (H, W, 3) views, no transpose
+            if self.training:  # the transform takes the frames as they are: a crop needs no stacked copy of them
+                return self.transform(frames, rng), row
+            frames = torch.stack(frames)  # (V*T, H, W, 3)
         frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))
         if self.training:
             return self.transform(frames[0], rng), row

@@ -4,6 +4,12 @@ Input: frames ``(T, H, W, 3)`` uint8 as decoded. Output: ``(T, 3, S, S)`` uint8 
 in evaluation. Normalisation is not done here: the model normalises on its device with the backbone's mean and std,
 which keeps the workers' output small (uint8) and the data code free of model facts.
 
+Training clips are, by default, resized on the device too: the worker only cuts the crop out of the decoded frames
+(``ClipCrop``, views, no pixel work), the collation packs a batch's crops of different sizes into one buffer
+(``PackedClips``), and the task resizes them to S x S on its device in the pass that normalises. With JPEG shards the
+antialiased resize was a third of a worker's work on a clip (``benchmarks/RESULTS.md``); on a GPU it costs next to
+nothing. RandAugment works on the resized uint8 clip, so a transform with RandAugment resizes in the worker.
+
 The output keeps the decoder's memory order: it is a ``(T, 3, S, S)`` view of ``(T, S, S, 3)`` memory (channels-last).
 PyTorch's antialiased uint8 resize runs several times faster on channels-last input than on planar input, and the
 transposition to planes, the other large cost of a worker after decoding, is left to the device, which does it in
@@ -14,8 +20,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -32,6 +40,87 @@ def stack_clips(clips: list[Tensor], out: Tensor | None = None) -> Tensor:
     return torch.stack(planes, out=out).movedim(-1, -3)  # (N, ..., 3, S, S), memory (N, ..., S, S, 3)
 
 
+class ClipCrop:
+    """A training clip cut out but not yet resized: ``frames`` are T views ``(h, w, 3)`` of the decoded frames (no
+    pixel copied yet), to be resized to ``size`` and mirrored if ``flip``. ``pack_clips`` batches them."""
+
+    def __init__(self, frames: Sequence[Tensor], flip: bool, size: int) -> None:
+        self.frames, self.flip, self.size = list(frames), flip, size
+
+    @property
+    def nbytes(self) -> int:
+        return sum(frame.nbytes for frame in self.frames)
+
+
+class PackedClips:
+    """A batch of ``ClipCrop``: crops of different sizes packed one after another into one flat uint8 buffer.
+
+    ``data`` holds clip i as ``(T, h_i, w_i, 3)``; ``sizes`` ``(B, 2)`` the ``(h_i, w_i)`` and ``flip`` ``(B,)``
+    whether to mirror each clip. ``to`` moves only ``data``: the sizes stay on the CPU, so unpacking on a GPU reads them
+    without waiting for the device. ``resize`` makes the batch a float ``(B, T, 3, S, S)`` tensor (the task's
+    ``normalize`` calls it). Lightning moves a batch holding one with ``to``; the DataLoader pins it (``pin_memory``).
+    """
+
+    def __init__(self, data: Tensor, sizes: Tensor, flip: Tensor, frames: int, size: int) -> None:
+        self.data, self.sizes, self.flip, self.frames, self.size = data, sizes, flip, frames, size
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def shape(self) -> torch.Size:
+        """The shape of the resized batch ``(B, T, 3, S, S)``."""
+        return torch.Size((len(self), self.frames, 3, self.size, self.size))
+
+    def _with(self, data: Tensor) -> PackedClips:
+        return PackedClips(data, self.sizes, self.flip, self.frames, self.size)
+
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> PackedClips:
+        """On ``device``; asynchronously by default when ``data`` is pinned."""
+        blocking = self.data.is_pinned() if non_blocking is None else non_blocking
+        return self._with(self.data.to(device, non_blocking=blocking))
+
+    def pin_memory(self) -> PackedClips:
+        return self._with(self.data.pin_memory())
+
+    def clips(self) -> list[Tensor]:
+        """Each clip's crop, ``(T, 3, h_i, w_i)`` uint8 views of ``data`` (channels-last memory)."""
+        out, offset = [], 0
+        for h, w in self.sizes.tolist():
+            n = self.frames * h * w * 3
+            out.append(self.data[offset : offset + n].view(self.frames, h, w, 3).permute(0, 3, 1, 2))
+            offset += n
+        return out
+
+    def resize(self) -> Tensor:
+        """The batch as float32 ``(B, T, 3, S, S)`` on ``data``'s device, values 0-255: each crop resized to S x S
+        (bilinear, antialiased, as ``TrainTransform`` does in a worker, but in float: no rounding to uint8) and
+        mirrored where ``flip`` says."""
+        out = torch.empty(self.shape, device=self.data.device)
+        for i, (clip, flip) in enumerate(zip(self.clips(), self.flip.tolist(), strict=True)):
+            clip = F.interpolate(clip.float(), size=(self.size, self.size), mode="bilinear", antialias=True)
+            out[i] = clip.flip(-1) if flip else clip
+        return out
+
+
+def pack_clips(crops: Sequence[ClipCrop], out: Tensor | None = None) -> PackedClips:
+    """Copy ``crops`` (one clip length and output size) into one buffer: ``out``, a flat uint8 tensor of at least
+    ``sum(crop.nbytes)`` elements, if given."""
+    frames, size = len(crops[0].frames), crops[0].size
+    if any(len(crop.frames) != frames or crop.size != size for crop in crops):
+        raise ValueError("a batch's clips must have one number of frames and one output size")
+    total = sum(crop.nbytes for crop in crops)
+    data = torch.empty(total, dtype=torch.uint8) if out is None else out[:total]
+    offset = 0
+    for crop in crops:
+        h, w = crop.frames[0].shape[:2]
+        torch.stack(crop.frames, out=data[offset : offset + crop.nbytes].view(frames, h, w, 3))
+        offset += crop.nbytes
+    sizes = torch.tensor([crop.frames[0].shape[:2] for crop in crops], dtype=torch.int64).view(-1, 2)
+    flip = torch.tensor([crop.flip for crop in crops], dtype=torch.bool)
+    return PackedClips(data, sizes, flip, frames, size)
+
+
 class TrainTransform:
     """Random resized crop, optional horizontal flip and RandAugment, identical across the frames of a clip.
 
@@ -41,6 +130,8 @@ class TrainTransform:
         ratio: range of the crop's aspect ratio.
         hflip: flip half of the clips horizontally; set False for direction-dependent labels (SSv2).
         rand_augment: ``[num_ops, magnitude]`` of RandAugment (Cubuk et al. 2020), e.g. ``[4, 7]``; None for none.
+        device_resize: leave the resize and flip to the task's device (the worker returns a ``ClipCrop``); None for
+            yes unless ``rand_augment`` is set, whose ops need the resized clip in the worker.
     """
 
     def __init__(
@@ -50,9 +141,16 @@ class TrainTransform:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: bool = True,
         rand_augment: tuple[int, int] | None = None,
+        device_resize: bool | None = None,
     ) -> None:
+        if device_resize and rand_augment:
+            raise ValueError(
+                "train_transform: rand_augment works on the resized clip in the worker, so it cannot be combined "
+                "with device_resize: true; drop device_resize (or set it false) to keep RandAugment"
+            )
         self.size, self.scale, self.ratio, self.hflip = size, tuple(scale), tuple(ratio), hflip
         self.rand_augment = tuple(rand_augment) if rand_augment else None
+        self.device_resize = not rand_augment if device_resize is None else device_resize
         self._rand_augment = (
             v2.RandAugment(num_ops=rand_augment[0], magnitude=rand_augment[1]) if rand_augment else None
         )
@@ -71,12 +169,18 @@ class TrainTransform:
         side = min(height, width)
         return (height - side) // 2, (width - side) // 2, side, side
 
-    def __call__(self, frames: Tensor, rng: random.Random | None = None) -> Tensor:
+    def __call__(self, frames: Tensor | Sequence[Tensor], rng: random.Random | None = None) -> Tensor | ClipCrop:
+        """``frames`` ``(T, H, W, 3)``, or T frames ``(H, W, 3)`` → the clip ``(T, 3, S, S)``, or its ``ClipCrop``
+        with ``device_resize``."""
         rng = rng or random
-        clip = _to_tchw(frames)  # (T, 3, H, W)
-        top, left, h, w = self.crop_params(clip.shape[-2], clip.shape[-1], rng)
+        height, width = frames[0].shape[:2]
+        top, left, h, w = self.crop_params(height, width, rng)
+        flip = self.hflip and rng.random() < 0.5
+        if self.device_resize:
+            return ClipCrop([frame[top : top + h, left : left + w] for frame in frames], flip, self.size)
+        clip = _to_tchw(frames if isinstance(frames, Tensor) else torch.stack(list(frames)))  # (T, 3, H, W)
         clip = TF.resized_crop(clip, top, left, h, w, [self.size, self.size], antialias=True)
-        if self.hflip and rng.random() < 0.5:
+        if flip:
             clip = TF.horizontal_flip(clip)
         if self._rand_augment is not None:
             with torch.random.fork_rng(devices=[]):  # RandAugment draws from torch's generator: seed it from rng
@@ -87,7 +191,7 @@ class TrainTransform:
     def __repr__(self) -> str:
         return (
             f"TrainTransform(size={self.size}, scale={self.scale}, ratio={tuple(round(r, 3) for r in self.ratio)}, "
-            f"hflip={self.hflip}, rand_augment={self.rand_augment})"
+            f"hflip={self.hflip}, rand_augment={self.rand_augment}, device_resize={self.device_resize})"
         )
 
 
