@@ -62,11 +62,12 @@ def keep_freed_memory(worker_id: int = 0) -> None:
     """Have glibc's malloc keep the blocks this process frees for its next allocations (a worker's init function).
 
     A worker decodes a batch into a few hundred blocks of a few hundred KiB (a frame each), holds them until the
-    batch is packed, and frees them. By default glibc serves such blocks with fresh pages from the kernel and returns
-    freed memory at the top of the heap to it, so every batch pages its memory in again, each page zeroed by the
-    kernel: 64 to 512 page faults a clip of JPEG shards here, depending on what the heap held. Blocks up to 32 MiB
-    (glibc's ceiling) taken from the heap and a heap that shrinks only past 256 MiB free leave a worker at its
-    peak working set (a few batches) and take no page faults after the first batches. No effect without glibc."""
+    batch is packed, and frees them. With glibc's defaults, whether freed memory goes back to the kernel depends on
+    the order of allocations and frees (its thresholds adapt to them), and when it does, the next batch pages it in
+    again, each page zeroed by the kernel: reading JPEG shards, some of our runs took 140-475 page faults a clip
+    (about a millisecond of a 4-ms clip), others none. Blocks up to 32 MiB (glibc's ceiling) served from the heap,
+    and a heap that shrinks only past 256 MiB free, leave a worker at its peak working set (a few batches) and take
+    no page faults after the first batches in any run. No effect without glibc."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:
         mallopt(M_MMAP_THRESHOLD, 32 << 20)
