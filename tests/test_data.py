@@ -98,7 +98,7 @@ def test_flip_can_be_forbidden(device_resize):
 @pytest.mark.parametrize("as_list", [False, True])
 def test_a_device_resize_gives_the_workers_clip_and_the_worker_copies_no_pixel(as_list):
     """The default transform cuts the crop out as views of the decoded frames (a tensor, or a list as shards decode
-    them); resized and mirrored on the device, it is the clip the worker would have made, to rounding."""
+    them); resized and mirrored on the device, it is the clip the worker would have made (to rounding in float)."""
     coarse = torch.rand(4, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 255
     smooth = torch.nn.functional.interpolate(coarse, size=(40, 56), mode="bicubic") + torch.randn(4, 3, 40, 56) * 8
     frames = smooth.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # (T, H, W, 3)
@@ -108,8 +108,10 @@ def test_a_device_resize_gives_the_workers_clip_and_the_worker_copies_no_pixel(a
         crop = TrainTransform(size=32)(list(frames) if as_list else frames, random.Random(seed))
         assert isinstance(crop, ClipCrop) and len(crop.frames) == 4
         assert all(f.untyped_storage().data_ptr() == frames.untyped_storage().data_ptr() for f in crop.frames)
-        device = pack_clips([crop]).resize()[0]
-        assert device.shape == (4, 3, 32, 32) and (device - worker.float()).abs().max() <= 1.01  # the worker rounds
+        packed = pack_clips([crop])
+        assert torch.equal(packed.resize()[0], worker.float())  # on a CPU, the worker's uint8 kernel
+        in_float = packed.resize(in_uint8=False)[0]  # as on a GPU
+        assert in_float.shape == (4, 3, 32, 32) and (in_float - worker).abs().max() <= 1.01  # the worker rounds
         flips.add(crop.flip)
         sides.add(crop.frames[0].shape[0] > 32)
     assert flips == {False, True} and sides == {False, True}  # mirrored and not, enlarged and shrunk
