@@ -1,30 +1,38 @@
 """Training clips per second per CPU core: the DataModule against raw decoding of the same frames (its limit).
 
-    python benchmarks/data_throughput.py [--videos 48] [--long-videos 32] [--workers 1 2] [--out benchmarks/out/data]
+    python benchmarks/data_throughput.py [--videos 48] [--long-videos 32] [--workers 1 2] [--sets small shards ...]
+                                         [--glibc-malloc] [--out benchmarks/out/data]
 
 Videos: generated H.264 mp4s of the synthetic motion renderer with a textured background and per-frame sensor-like
 noise, so that they compress and decode like camera footage rather than flat shapes:
 
 - "small": 64 px, 24 frames (the quickstart's);
-- "real-size": 340x256, 300 frames, a keyframe every 100 frames (a Kinetics-like 12-s clip);
+- "real": 340x256, 300 frames, a keyframe every 100 frames (a Kinetics-like 12-s clip);
 - "long": 340x256, 1200 frames (48 s), a keyframe every 250 frames as x264's default (an ActivityNet- or
   Charades-like video: each sampled frame needs up to 250 frames decoded from its keyframe);
-- the real-size ones re-encoded by ``python -m lit_i2v preprocess`` (short side 256, keyframe every 8 frames), and
-  packed by ``python -m lit_i2v shard`` (32 JPEG frames per video, short side 256, quality 90).
+- the real-size ones re-encoded by ``python -m lit_i2v preprocess`` ("preprocessed": short side 256, keyframe every 8
+  frames), and packed by ``python -m lit_i2v shard`` ("shards": 32 JPEG frames per video, short side 256, quality 90).
 
-For each set, one process: (1) decoding the 8 segment-uniform frames of every video with decord (for shards:
-reading and decoding their 8 JPEGs), the work a training sample cannot avoid; (2) the same plus the random resized
-crop to 224 (64 for the small set), the work a training clip needs. Then (3) the DataModule's training loader at each
-worker count, clips/s divided by the workers: its difference from (1) is what augmentation and the loader cost, from
-(2) what the loader alone costs (processes, batching, transfer). The variants of a set are timed in turn, over
-whole passes of at least 2 s, for 5 rounds; each figure is a variant's best round (batches of 8). Writes
-``results.json`` and a Markdown table; the figures in benchmarks/RESULTS.md come from this command.
+For each set, in one process on one thread: (1) decoding the 8 segment-uniform frames of every video with decord
+(for shards: reading and decoding their 8 JPEGs), the work a training sample cannot avoid, the limit; (2) the same
+plus the random resized crop to 224 (64 for the small set) and the flip, the work of a worker that resizes. Then the
+DataModule's training loader at each worker count, clips/s divided by the workers, (3) as shipped: the workers cut
+the crops out and the task resizes them on its device, and (4) with the workers resizing (``device_resize: false``,
+as with RandAugment). The variants of a set are timed in turn, over whole passes of at least 2 s, for 5 rounds; each
+figure is a variant's best round (batches of 8). Also measured: the device's share of (3), resizing a packed batch
+in the main process, timed on this CPU (one thread, with the uint8 kernel a CPU run uses; a GPU runs the float
+kernel, not timed here), and the page faults of the loader's workers per clip. ``--glibc-malloc`` runs the loaders'
+workers without ``keep_freed_memory`` (glibc's default malloc settings), for comparison. Writes ``results.json`` and
+a Markdown table; the figures in benchmarks/RESULTS.md come from this command.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -117,10 +125,10 @@ def raw_decode(paths: list[Path], frames: int = 8) -> Callable[[], int]:
 
 
 def augmented_decode(paths: list[Path], size: int, frames: int = 8) -> Callable[[], int]:
-    """A pass of decoding and augmenting (random resized crop to ``size``) each video's frames, in this process."""
+    """A pass of decoding and augmenting (random resized crop to ``size``, flip) each video's frames, here."""
     from lit_i2v.data import TrainTransform, UniformSampler, open_video
 
-    sampler, transform = UniformSampler(frames), TrainTransform(size=size)
+    sampler, transform = UniformSampler(frames), TrainTransform(size=size, device_resize=False)
 
     def one_pass() -> int:
         for path in paths:
@@ -137,7 +145,8 @@ def shard_decode(shards: Path, size: int | None, frames: int = 8) -> Callable[[]
     from lit_i2v.data import TrainTransform, UniformSampler
     from lit_i2v.data.shards import ShardedClips
 
-    clips = ShardedClips(shards, "train", UniformSampler(frames), TrainTransform(size or 224), training=True)
+    transform = TrainTransform(size or 224, device_resize=False)
+    clips = ShardedClips(shards, "train", UniformSampler(frames), transform, training=True)
     if size is None:
         clips.transform = lambda frames, rng=None: frames
     positions = clips.plan(0, 0, 1)
@@ -150,13 +159,56 @@ def shard_decode(shards: Path, size: int | None, frames: int = 8) -> Callable[[]
     return one_pass
 
 
-def loader_pass(paths: list[Path] | None, root: Path, size: int, workers: int, frames: int = 8) -> Callable[[], int]:
+def device_share_ms(paths: list[Path] | None, root: Path, size: int, batches: int = 4) -> float:
+    """Milliseconds a clip of resizing packed training batches (``PackedClips.resize``) on this CPU, one thread: the
+    work that the shipped loader leaves to the device (here the main process)."""
+    from lit_i2v.data import TrainTransform, UniformSampler, VideoClipDataset, VideoRecord
+    from lit_i2v.data.shards import ShardedClips
+    from lit_i2v.data.transforms import pack_clips
+
+    transform, sampler = TrainTransform(size=size), UniformSampler(8)
+    if paths is None:
+        dataset = ShardedClips(root, "train", sampler, transform, training=True)
+        crops = [dataset.load(*position)[0] for position in dataset.plan(0, 0, 1)[: batches * BATCH]]
+    else:
+        dataset = VideoClipDataset([VideoRecord(str(p), 0, p.stem) for p in paths], sampler, transform, True)
+        crops = [dataset[i]["video"] for i in range(batches * BATCH)]
+    packed = [pack_clips(crops[i : i + BATCH]) for i in range(0, len(crops), BATCH)]
+    best = float("inf")
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for batch in packed:
+            batch.resize()
+        best = min(best, (time.perf_counter() - start) / len(crops))
+    return best * 1e3
+
+
+def children_page_faults() -> int:
+    """Minor page faults of this process's child processes (the loaders' workers) so far."""
+    total = 0
+    for pid in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split():
+        with contextlib.suppress(FileNotFoundError):  # a worker that just ended
+            total += int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    return total
+
+
+def loader_pass(
+    paths: list[Path] | None,
+    root: Path,
+    size: int,
+    workers: int,
+    device_resize: bool = True,
+    keep_memory: bool = True,
+    frames: int = 8,
+) -> Callable[[], int]:
     """An epoch of the training DataLoader (decode + augment + collate) with ``workers`` processes, which persist
-    between epochs as in training; ``paths`` None streams the shards under ``root``."""
+    between epochs as in training; ``paths`` None streams the shards under ``root``. ``device_resize``: the workers
+    only cut the crops out and the batch arrives packed, to be resized on the device (the default); else the workers
+    resize. The pass function counts the clips it loaded and its workers' page faults (``stats``)."""
     from lit_i2v.data import TrainTransform, UniformSampler, VideoDataModule
 
-    common = dict(sampler=UniformSampler(frames), train_transform=TrainTransform(size=size), batch_size=BATCH,
-                  num_workers=workers)  # fmt: skip
+    transform = TrainTransform(size=size, device_resize=device_resize)
+    common = dict(sampler=UniformSampler(frames), train_transform=transform, batch_size=BATCH, num_workers=workers)
     if paths is None:
         dm = VideoDataModule(shards=str(root), **common)
     else:
@@ -165,6 +217,8 @@ def loader_pass(paths: list[Path] | None, root: Path, size: int, workers: int, f
         dm = VideoDataModule(train=str(listing), root=str(root), format="list", **common)
     dm.setup("fit")
     loader = dm.train_dataloader()
+    if not keep_memory:
+        loader.worker_init_fn = None
     if len(loader) < 2 * workers:
         raise SystemExit(f"{root}: {len(loader)} batches an epoch leave some of {workers} workers idle; add videos")
     for _ in loader:  # one epoch to warm the page cache and imports
@@ -173,9 +227,23 @@ def loader_pass(paths: list[Path] | None, root: Path, size: int, workers: int, f
     # Timed over whole epochs: timing from the first batch on would credit the loader with the batches its workers
     # prefetched before the clock started.
     def one_pass() -> int:
-        return sum(batch["video"].shape[0] for batch in loader)
+        faults = children_page_faults()  # the other loaders' persistent workers are idle meanwhile
+        clips = sum(len(batch["video"]) for batch in loader)
+        one_pass.stats["faults"] += children_page_faults() - faults
+        one_pass.stats["clips"] += clips
+        return clips
 
+    one_pass.stats = {"faults": 0, "clips": 0}
     return one_pass
+
+
+SETS = {
+    "small": "small (64 px, 24 frames)",
+    "real": "real-size (340x256, 300 frames, keyframe every 100)",
+    "long": "long (340x256, 1200 frames, keyframe every 250)",
+    "preprocessed": "real-size, `preprocess`ed (short side 256, keyframe every 8, no B-frames)",
+    "shards": "real-size, `shard`ed (32 JPEG frames a video, short side 256, quality 90)",
+}
 
 
 def main() -> None:
@@ -184,68 +252,79 @@ def main() -> None:
     torch.set_num_threads(1)  # one-process limits on one core, as each DataLoader worker runs (workers get 1 thread)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=48)
-    p.add_argument("--long-videos", type=int, default=32, help="48-s videos (0: leave the long set out)")
+    p.add_argument("--long-videos", type=int, default=32, help="48-s videos of the long set")
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    p.add_argument("--sets", nargs="*", choices=list(SETS), default=list(SETS))
+    p.add_argument("--glibc-malloc", action="store_true", help="workers without keep_freed_memory")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "data"))
     args = p.parse_args()
     out = Path(args.out)
-    real = make_videos(out / "real", args.videos, (340, 256), 300, 100)
-    sets = {
-        "small (64 px, 24 frames)": (make_videos(out / "small", args.videos, (64, 64), 24, 12), out / "small", 64),
-        "real-size (340x256, 300 frames, keyframe every 100)": (real, out / "real", 224),
-    }  # fmt: skip
-    if args.long_videos:
-        long = make_videos(out / "long", args.long_videos, (340, 256), 300, 250, scenes=4)
-        sets["long (340x256, 1200 frames, keyframe every 250)"] = (long, out / "long", 224)
     from lit_i2v.data import VideoRecord
     from lit_i2v.data.shards import ShardSpec, write_shards
     from lit_i2v.preprocess import preprocess_paths
 
-    preprocess_paths([str(x) for x in real], out / "real", out / "real-gop8", short_side=256, gop=8, workers=2)
-    sets["real-size, `preprocess`ed (short side 256, keyframe every 8, no B-frames)"] = (
-        sorted((out / "real-gop8").glob("*.mp4")), out / "real-gop8", 224,
-    )  # fmt: skip
+    sets = {}
+    real = make_videos(out / "real", args.videos, (340, 256), 300, 100)
+    if "small" in args.sets:
+        sets["small"] = (make_videos(out / "small", args.videos, (64, 64), 24, 12), out / "small", 64)
+    if "real" in args.sets:
+        sets["real"] = (real, out / "real", 224)
+    if "long" in args.sets:
+        long = make_videos(out / "long", args.long_videos, (340, 256), 300, 250, scenes=4)
+        sets["long"] = (long, out / "long", 224)
+    if "preprocessed" in args.sets:
+        preprocess_paths([str(x) for x in real], out / "real", out / "real-gop8", short_side=256, gop=8, workers=2)
+        sets["preprocessed"] = (sorted((out / "real-gop8").glob("*.mp4")), out / "real-gop8", 224)
     records = [VideoRecord(str(path), 0, path.stem) for path in real]
-    spec = ShardSpec(short_side=256, frames=32, quality=90, samples_per_shard=16)
-    write_shards({"train": records}, out / "real-shards", spec, workers=2)
-    sets["real-size, `shard`ed (32 JPEG frames a video, short side 256, quality 90)"] = (None, out / "real-shards", 224)
+    if "shards" in args.sets:
+        spec = ShardSpec(short_side=256, frames=32, quality=90, samples_per_shard=16)
+        write_shards({"train": records}, out / "real-shards", spec, workers=2)
+        sets["shards"] = (None, out / "real-shards", 224)
     results = []
-    for name, (paths, root, size) in sets.items():
+    for key, (paths, root, size) in sets.items():
         variants = {
             "raw": raw_decode(paths) if paths is not None else shard_decode(root, None),
             "augmented": augmented_decode(paths, size) if paths is not None else shard_decode(root, size),
         }
-        variants.update({f"loader_{w}w": loader_pass(paths, root, size, w) for w in args.workers})
+        for w in args.workers:
+            for where in ("device", "worker"):
+                variants[f"loader_{w}w_{where}"] = loader_pass(
+                    paths, root, size, w, device_resize=where == "device", keep_memory=not args.glibc_malloc
+                )
         rates = interleaved(variants)
         raw, augmented = rates["raw"], rates["augmented"]
-        row = {"set": name, "raw_decode_clips_per_s": round(raw, 1), "augmented_clips_per_s": round(augmented, 1)}
+        row = {"set": SETS[key], "raw_decode_clips_per_s": round(raw, 1), "augmented_clips_per_s": round(augmented, 1),
+               "device_share_ms_per_clip": round(device_share_ms(paths, root, size), 2)}  # fmt: skip
         if paths is None:
             jpegs = sum(p.stat().st_size for p in root.glob("*.tar")) / (len(records) * 32)
             row["jpeg_kb_per_frame"] = round(jpegs / 1024, 1)
         for w in args.workers:
-            rate = rates[f"loader_{w}w"]
-            row[f"loader_{w}w_clips_per_s_per_core"] = round(rate / w, 1)
-            row[f"loader_{w}w_loss"] = round(1 - rate / w / raw, 3)
-            row[f"loader_{w}w_overhead"] = round(1 - rate / w / augmented, 3)
+            for where in ("device", "worker"):
+                name = f"loader_{w}w_{where}"
+                rate = rates[name] / w
+                row[f"{name}_clips_per_s_per_core"] = round(rate, 1)
+                row[f"{name}_loss"] = round(1 - rate / raw, 3)
+                stats = variants[name].stats
+                row[f"{name}_page_faults_per_clip"] = round(stats["faults"] / stats["clips"])
         results.append(row)
         print(json.dumps(row), flush=True)
+        del variants  # ends this set's persistent workers before the next set forks any
+        gc.collect()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     cols = [f"{w} worker{'s' if w > 1 else ''}" for w in args.workers]
-    lines = [
-        "| videos | decode only, clips/s (1 process) | decode + crop, clips/s (1 process) | "
-        + " | ".join(f"loader {c}, clips/s per core (vs decode only; vs decode + crop)" for c in cols)
-        + " |",
-        "|---" * (3 + len(cols)) + "|",
-    ]
+    head = ["videos", "decode only, clips/s (1 process)", "decode + crop + resize, clips/s (1 process)"]
+    for c in cols:
+        head += [f"loader {c}, resize on device: clips/s per core (vs decode only)", f"loader {c}, resize in worker"]
+    head.append("the device's share, timed on this CPU: ms a clip")
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in results:
-        cells = [
-            f"{r[f'loader_{w}w_clips_per_s_per_core']} ({-100 * r[f'loader_{w}w_loss']:+.0f}%; "
-            f"{-100 * r[f'loader_{w}w_overhead']:+.0f}%)"
-            for w in args.workers
-        ]
-        lines.append(
-            f"| {r['set']} | {r['raw_decode_clips_per_s']} | {r['augmented_clips_per_s']} | " + " | ".join(cells) + " |"
-        )
+        cells = [r["set"], str(r["raw_decode_clips_per_s"]), str(r["augmented_clips_per_s"])]
+        for w in args.workers:
+            for where in ("device", "worker"):
+                name = f"loader_{w}w_{where}"
+                cells.append(f"{r[f'{name}_clips_per_s_per_core']} ({-100 * r[f'{name}_loss']:+.0f}%)")
+        cells.append(str(r["device_share_ms_per_clip"]))
+        lines.append("| " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
