@@ -65,9 +65,10 @@ def keep_freed_memory(worker_id: int = 0) -> None:
     batch is packed, and frees them. With glibc's defaults, whether freed memory goes back to the kernel depends on
     the order of allocations and frees (its thresholds adapt to them), and when it does, the next batch pages it in
     again, each page zeroed by the kernel: reading JPEG shards, some of our runs took 140-475 page faults a clip
-    (about a millisecond of a 4-ms clip), others none. Blocks up to 32 MiB (glibc's ceiling) served from the heap,
-    and a heap that shrinks only past 256 MiB free, leave a worker at its peak working set (a few batches) and take
-    no page faults after the first batches in any run. No effect without glibc."""
+    (1.6 ms of a worker's 6.0 ms a clip in the one comparison that caught them), others none. Blocks up to 32 MiB
+    (glibc's ceiling) served from the heap, and a heap that shrinks only past 256 MiB free, leave a worker at its
+    peak working set (a few batches) and take no page faults after the first batches in any run. No effect without
+    glibc."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:
         mallopt(M_MMAP_THRESHOLD, 32 << 20)

@@ -7,8 +7,8 @@ which keeps the workers' output small (uint8) and the data code free of model fa
 Training clips are, by default, resized on the device too: the worker only cuts the crop out of the decoded frames
 (``ClipCrop``, views, no pixel work), the collation packs a batch's crops of different sizes into one buffer
 (``PackedClips``), and the task resizes them to S x S on its device in the pass that normalises. With JPEG shards the
-antialiased resize was a third of a worker's work on a clip (``benchmarks/RESULTS.md``); on a GPU it costs next to
-nothing. RandAugment works on the resized uint8 clip, so a transform with RandAugment resizes in the worker.
+antialiased resize was a third of a worker's work on a clip (``benchmarks/RESULTS.md``). RandAugment works on the
+resized uint8 clip, so a transform with RandAugment resizes in the worker.
 
 The output keeps the decoder's memory order: it is a ``(T, 3, S, S)`` view of ``(T, S, S, 3)`` memory (channels-last).
 PyTorch's antialiased uint8 resize runs several times faster on channels-last input than on planar input, and the
@@ -77,8 +77,8 @@ class PackedClips:
 
     def to(self, device: torch.device | str, non_blocking: bool | None = None) -> PackedClips:
         """On ``device``; asynchronously by default when ``data`` is pinned."""
-        blocking = self.data.is_pinned() if non_blocking is None else non_blocking
-        return self._with(self.data.to(device, non_blocking=blocking))
+        asynchronous = self.data.is_pinned() if non_blocking is None else non_blocking
+        return self._with(self.data.to(device, non_blocking=asynchronous))
 
     def pin_memory(self) -> PackedClips:
         return self._with(self.data.pin_memory())
@@ -102,8 +102,8 @@ class PackedClips:
         in_uint8 = self.data.device.type == "cpu" if in_uint8 is None else in_uint8
         out = torch.empty(self.shape, device=self.data.device)
         for i, (clip, flip) in enumerate(zip(self.clips(), self.flip.tolist(), strict=True)):
-            clip = F.interpolate(clip if in_uint8 else clip.float(), size=(self.size, self.size), mode="bilinear",
-                                 antialias=True)  # fmt: skip
+            clip = clip if in_uint8 else clip.float().contiguous()  # planar floats: what every device's kernel takes
+            clip = F.interpolate(clip, size=(self.size, self.size), mode="bilinear", antialias=True)  # (T, 3, S, S)
             out[i] = clip.flip(-1) if flip else clip
         return out
 
