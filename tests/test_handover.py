@@ -94,7 +94,9 @@ def test_crops_of_varying_size_are_packed_into_a_few_reused_segments():
             for clip, i in zip(packed.clips(), labels, strict=True):  # (T, 3, h, w)
                 assert clip.shape == (4, 3, 6 + i % 5, 7 + i % 5) and torch.equal(clip, torch.full_like(clip, i))
             assert packed.resize().shape == (4, 4, 3, 8, 8)
-    assert batch["created"] <= 4  # 20 batches of 5 sizes, a segment a quarter larger than its first batch
+    # 20 batches of varying size: up to five are held at once (the loop's, two prefetched, the one being filled, the
+    # previous one until the loop lets go), and a free segment too small for a batch is replaced; none reused: 20
+    assert batch["created"] <= 8
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
