@@ -95,7 +95,7 @@ def test_crops_of_varying_size_are_packed_into_a_few_reused_segments():
                 assert clip.shape == (4, 3, 6 + i % 5, 7 + i % 5) and torch.equal(clip, torch.full_like(clip, i))
             assert packed.resize().shape == (4, 4, 3, 8, 8)
     # 20 batches of varying size: up to five are held at once (the loop's, two prefetched, the one being filled, the
-    # previous one until the loop lets go), and a free segment too small for a batch is replaced; none reused: 20
+    # previous one until the loop lets go), and a free segment too small for a batch is replaced; without reuse, 20
     assert batch["created"] <= 8
 
 
