@@ -171,21 +171,16 @@ def collate_clips(samples: list[dict]) -> dict:
     until the main process unpickles them, they are ``Handover`` and ``Inline`` wrappers."""
     videos = [sample["video"] for sample in samples]
     batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
-    in_worker = get_worker_info() is not None
-    if in_worker:
-        batch = inline_small(batch)
-    if isinstance(videos[0], ClipCrop):
-        if not in_worker:
-            batch["video"] = pack_clips(videos)
-            return batch
+    packed = isinstance(videos[0], ClipCrop)
+    if get_worker_info() is None:
+        batch["video"] = pack_clips(videos) if packed else stack_clips(videos)  # stacked: (B, ..., 3, S, S)
+        return batch
+    batch = inline_small(batch)
+    if packed:
         # batches of random crops vary in size: a segment a quarter larger than the first batch serves most of them
         handover = worker_buffers().empty((sum(crop.nbytes for crop in videos),), torch.uint8, headroom=0.25)
-        packed = pack_clips(videos, out=handover.tensor)
-        packed.data, packed.sizes, packed.flip = handover, Inline(packed.sizes), Inline(packed.flip)
-        batch["video"] = packed
-        return batch
-    if not in_worker:
-        batch["video"] = stack_clips(videos)  # (B, ..., 3, S, S), memory (B, ..., S, S, 3)
+        batch["video"] = clips = pack_clips(videos, out=handover.tensor)
+        clips.data, clips.sizes, clips.flip = handover, Inline(clips.sizes), Inline(clips.flip)  # sent as PackedClips
         return batch
     first = videos[0].movedim(-3, -1)  # (..., S, S, 3)
     batch["video"] = handover = worker_buffers().empty((len(videos), *first.shape), first.dtype)
