@@ -6,22 +6,25 @@ A worker collates its clips into shared memory, so that the main process maps th
 PyTorch's ``default_collate`` writes every batch into a new segment: creating it, and the first touch of each of its
 pages, is work a copy into memory already mapped does not do; and each small tensor of the batch (labels, indices)
 gets a segment of its own and a file-descriptor hand-over. ``collate_clips`` reuses a worker's segments once the main
-process is done with them and sends small tensors by value (``lit_i2v/data/handover.py``).
+process is done with them, the main process keeps their mappings, and small tensors travel by value
+(``lit_i2v/data/handover.py``).
 
 On one thread, this command times stacking ``--batch`` uint8 clips of ``(frames, size, size, 3)`` into (1) a tensor
 reused across batches (the bare copy), (2) fresh private memory, (3) a fresh shared-memory segment (what
 ``default_collate`` does in a worker), and (4) creating and dropping that segment alone. Then, end to end, batches of
 the same clips with the keys of a training batch through one persistent DataLoader worker, collated by (5)
-``default_collate`` (given planar clips, so that it copies blocks too rather than transposing) and (6)
-``collate_clips``: the worker does nothing but collate and send, so these are the rates at which each hand-over
-alone could feed a run. Prints milliseconds per batch and per clip; the figures quoted in
-benchmarks/RESULTS.md come from this command.
+``default_collate`` (given planar clips, so that it copies blocks too rather than transposing), (6)
+``collate_clips`` and (7) ``collate_clips`` given the clips as training crops that the device would resize (packed,
+not stacked: the training path). The worker does nothing but collate and send, so these are the rates at which each
+hand-over alone could feed a run; for these three, also the CPU time a batch of the worker and of the main process.
+Prints milliseconds per batch and per clip; the figures quoted in benchmarks/RESULTS.md come from this command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -30,11 +33,17 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 class SameClip(Dataset):
     """One clip and the other keys of a training sample, over and over: only collation and transfer cost anything.
-    The clip is channels-last as decoded, or planar for ``default_collate``, which would otherwise transpose it."""
+    The clip is channels-last as decoded, or planar for ``default_collate``, which would otherwise transpose it; or,
+    ``crops``, a training crop of the same size that the device would resize (``ClipCrop``, packed by the
+    collation)."""
 
-    def __init__(self, shape: tuple[int, ...], length: int, channels_last: bool) -> None:
+    def __init__(self, shape: tuple[int, ...], length: int, channels_last: bool, crops: bool = False) -> None:
         clip = torch.randint(0, 256, shape, dtype=torch.uint8).movedim(-1, -3)  # (T, 3, S, S), memory (T, S, S, 3)
         self.clip = clip if channels_last else clip.contiguous()
+        if crops:
+            from lit_i2v.data.transforms import ClipCrop
+
+            self.clip = ClipCrop(list(clip.movedim(-3, -1)), flip=False, size=shape[1])
         self.length = length
 
     def __len__(self) -> int:
@@ -45,18 +54,34 @@ class SameClip(Dataset):
                 "skipped": 0}  # fmt: skip
 
 
-def through_a_worker(collate, shape: tuple[int, ...], batch: int, channels_last: bool) -> float:
-    """Milliseconds a batch through one persistent worker (best of 5 passes of 64 batches, after a warm-up pass)."""
-    loader = DataLoader(SameClip(shape, 64 * batch, channels_last), batch_size=batch, num_workers=1,
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def through_a_worker(
+    collate, shape: tuple[int, ...], batch: int, channels_last: bool, crops: bool = False
+) -> dict[str, float]:
+    """Milliseconds a batch through one persistent worker (best of 5 passes of 64 batches, after a warm-up pass),
+    and the CPU milliseconds a batch of each side over the 5 passes: the worker's (collating, pickling, sending) and
+    the main process's (receiving, unpickling, mapping, releasing)."""
+    loader = DataLoader(SameClip(shape, 64 * batch, channels_last, crops), batch_size=batch, num_workers=1,
                         persistent_workers=True, collate_fn=collate)  # fmt: skip
-    best = float("inf")
+    best, worker_cpu, main_cpu = float("inf"), 0.0, 0.0
     for rounds in range(6):
+        iterator = iter(loader)
+        worker, main = cpu_seconds(iterator._workers[0].pid), time.process_time()
         start = time.perf_counter()
-        for _ in loader:
+        for _ in iterator:
             pass
         if rounds:
             best = min(best, (time.perf_counter() - start) / len(loader) * 1e3)
-    return best
+            worker_cpu += cpu_seconds(iterator._workers[0].pid) - worker
+            main_cpu += time.process_time() - main
+    batches = 5 * len(loader)
+    return {"ms": best, "worker cpu ms": worker_cpu / batches * 1e3, "main cpu ms": main_cpu / batches * 1e3}
 
 
 def per_call_ms(fn, seconds: float = 2.0, rounds: int = 5) -> float:
@@ -95,15 +120,23 @@ def main() -> None:
     }
     from lit_i2v.data.dataset import collate_clips
 
-    figures["through a worker, default_collate (planar clips)"] = through_a_worker(
-        default_collate, shape, args.batch, False
-    )
-    figures["through a worker, collate_clips"] = through_a_worker(collate_clips, shape, args.batch, True)
+    workers = {
+        "through a worker, default_collate (planar clips)": through_a_worker(default_collate, shape, args.batch, False),
+        "through a worker, collate_clips": through_a_worker(collate_clips, shape, args.batch, True),
+        "through a worker, collate_clips, training crops": through_a_worker(
+            collate_clips, shape, args.batch, True, crops=True
+        ),
+    }
     mb = args.batch * clips[0].numel() / 2**20
     print(f"batch of {args.batch} clips of {tuple(clips[0].shape)} uint8: {mb:.1f} MiB")
     for name, ms in figures.items():
         print(f"{name:58s} {ms:7.2f} ms a batch, {ms / args.batch:6.3f} ms a clip")
-    print(json.dumps({"batch": args.batch, "mib": round(mb, 1), **{k: round(v, 3) for k, v in figures.items()}}))
+    for name, times in workers.items():
+        print(f"{name:58s} {times['ms']:7.2f} ms a batch, {times['ms'] / args.batch:6.3f} ms a clip; CPU a batch: "
+              f"worker {times['worker cpu ms']:.2f} ms, main process {times['main cpu ms']:.2f} ms")  # fmt: skip
+    rounded = {k: round(v, 3) for k, v in figures.items()}
+    rounded.update({k: {name: round(v, 3) for name, v in times.items()} for k, times in workers.items()})
+    print(json.dumps({"batch": args.batch, "mib": round(mb, 1), **rounded}))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,19 @@ def resized(video: torch.Tensor | PackedClips) -> torch.Tensor:
     return video.resize() if isinstance(video, PackedClips) else video.float()
 
 
+def in_shared_memory(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s memory lies in a shared-memory file (a DataLoader worker's segment), by this process's
+    memory map: a batch a worker handed over without a copy."""
+    address = tensor.data_ptr()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            if start <= address < end:
+                return len(fields) == 6 and fields[5].startswith("/dev/shm/")
+    return False
+
+
 TINY = dict(
     embed_dim=32,
     vision=dict(image_size=32, patch_size=8, width=64, layers=2, head_width=32),

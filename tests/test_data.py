@@ -27,7 +27,7 @@ from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.synthetic import CLASSES, SynthSpec, render, write_video
 from lit_i2v.data.transforms import ClipCrop, PackedClips, pack_clips
 
-from .conftest import resized
+from .conftest import in_shared_memory, resized
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,7 +166,7 @@ def test_batches_stay_channels_last_in_and_out_of_workers(synth_root):
     batch = next(iter(dm.train_dataloader()))  # training crops, packed in a worker for the device to resize
     packed, dataset = batch["video"], dm.datasets["train"]
     local = collate_clips([dataset[i] for i in batch["index"].tolist()])["video"]  # packed in this process
-    assert isinstance(packed, PackedClips) and packed.data.is_shared() and packed.shape == (3, 4, 3, 32, 32)
+    assert isinstance(packed, PackedClips) and in_shared_memory(packed.data) and packed.shape == (3, 4, 3, 32, 32)
     assert torch.equal(packed.data, local.data) and torch.equal(packed.sizes, local.sizes)
     assert torch.equal(packed.flip, local.flip)
     for clip, index in zip(packed.resize(), batch["index"].tolist(), strict=True):

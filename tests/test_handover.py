@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import pickle
+from multiprocessing import resource_sharer
 from multiprocessing.reduction import ForkingPickler
 
 import pytest
@@ -13,8 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_i2v.data.dataset import collate_clips
-from lit_i2v.data.handover import Inline, inline_small, worker_buffers
+from lit_i2v.data.handover import MAPPED, Inline, drop_ended_workers, inline_small, worker_buffers
 from lit_i2v.data.transforms import ClipCrop, PackedClips
+
+from .conftest import in_shared_memory
 
 
 class NumberedClips(Dataset):
@@ -44,7 +47,7 @@ def epoch(loader: DataLoader) -> list[tuple[int, int]]:
     """(created, busy) of each batch of an epoch, each batch checked and dropped before the next."""
     reports = []
     for batch in loader:
-        assert intact(batch) and batch["video"].is_shared() and batch["video"].movedim(-3, -1).is_contiguous()
+        assert intact(batch) and in_shared_memory(batch["video"]) and batch["video"].movedim(-3, -1).is_contiguous()
         reports.append((batch["created"], batch["busy"]))
     return reports
 
@@ -90,7 +93,7 @@ def test_crops_of_varying_size_are_packed_into_a_few_reused_segments():
     for _ in range(2):
         for batch in loader:
             packed, labels = batch["video"], batch["label"].tolist()
-            assert isinstance(packed, PackedClips) and packed.data.is_shared() and not packed.sizes.is_shared()
+            assert isinstance(packed, PackedClips) and in_shared_memory(packed.data) and not packed.sizes.is_shared()
             assert packed.flip.tolist() == [bool(i % 2) for i in labels]
             for clip, i in zip(packed.clips(), labels, strict=True):  # (T, 3, h, w)
                 assert clip.shape == (4, 3, 6 + i % 5, 7 + i % 5) and torch.equal(clip, torch.full_like(clip, i))
@@ -100,12 +103,32 @@ def test_crops_of_varying_size_are_packed_into_a_few_reused_segments():
     assert batch["created"] <= 8
 
 
+def test_each_segment_crosses_to_the_main_process_once(monkeypatch):
+    fetched = []  # file descriptors the main process fetched from a worker (PyTorch's way of sharing a tensor)
+    fetch = resource_sharer.DupFd.detach
+    monkeypatch.setattr(resource_sharer.DupFd, "detach", lambda self: fetched.append(1) or fetch(self))
+    loader = DataLoader(RaggedCrops(), batch_size=4, num_workers=1, persistent_workers=True,
+                        collate_fn=collate_and_report)  # fmt: skip
+    for _ in range(2):
+        for batch in loader:
+            assert all(torch.equal(clip, torch.full_like(clip, i)) for clip, i in zip(
+                batch["video"].clips(), batch["label"].tolist(), strict=True))  # fmt: skip
+    # 20 batches: the worker's flags and each segment it made came over once; the other batches named their segment
+    assert len(fetched) == batch["created"] + 1 < 20
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
 def test_workers_that_come_and_go_leave_no_open_files_behind():
     loader = DataLoader(NumberedClips(), batch_size=4, num_workers=2, collate_fn=collate_clips)  # new workers an epoch
-    open_files = []
+    open_files, ended = [], set()
     for _ in range(6):
-        assert all(intact(batch) for batch in loader)
+        iterator = iter(loader)
+        workers = {worker.pid for worker in iterator._workers}
+        assert all(intact(batch) for batch in iterator)
+        # each worker's first batch made the main process drop the mappings of workers that had ended
+        assert workers & {pid for pid, _ in MAPPED.flags} and not ended & {pid for pid, _ in MAPPED.flags}
+        ended |= workers
+        drop_ended_workers()  # this epoch's workers have ended too
         gc.collect()
         open_files.append(len(shared_memory_files()))
     assert len(set(open_files[1:])) == 1, open_files
@@ -143,5 +166,5 @@ def test_small_tensors_travel_by_value(tensor):
 
 def test_labels_arrive_by_value_and_clips_in_shared_memory():
     batch = next(iter(DataLoader(NumberedClips(), batch_size=4, num_workers=1, collate_fn=collate_clips)))
-    assert batch["video"].is_shared() and not batch["label"].is_shared()
+    assert in_shared_memory(batch["video"]) and not batch["label"].is_shared()
     assert batch["label"].tolist() == [0, 1, 2, 3] and intact(batch)
