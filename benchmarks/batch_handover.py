@@ -15,17 +15,21 @@ reused across batches (the bare copy), (2) fresh private memory, (3) a fresh sha
 the same clips with the keys of a training batch through one persistent DataLoader worker, collated by (5)
 ``default_collate`` (given planar clips, so that it copies blocks too rather than transposing), (6)
 ``collate_clips`` and (7) ``collate_clips`` given the clips as training crops that the device would resize (packed,
-not stacked: the training path). The worker does nothing but collate and send, so these are the rates at which each
-hand-over alone could feed a run; for these three, also the CPU time a batch of the worker and of the main process.
+not stacked: the training path), and (8) as (7) but with the worker's segment sent along with every batch, as
+PyTorch sends a shared tensor (a file descriptor the main process fetches and maps afresh), rather than once. The
+worker does nothing but collate and send, so these are the rates at which each hand-over alone could feed a run; for
+these four, also the CPU time a batch of the worker and of the main process.
 Prints milliseconds per batch and per clip; the figures quoted in benchmarks/RESULTS.md come from this command.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
+from unittest import mock
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -61,14 +65,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def send_every_time(buffers, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``WorkerBuffers.first_send`` as if the main process kept no mappings: the segment and flags every time."""
+    return buffers.segments[index], buffers.flags
+
+
 def through_a_worker(
-    collate, shape: tuple[int, ...], batch: int, channels_last: bool, crops: bool = False
+    collate, shape: tuple[int, ...], batch: int, channels_last: bool, crops: bool = False, fd_per_batch: bool = False
 ) -> dict[str, float]:
     """Milliseconds a batch through one persistent worker (best of 5 passes of 64 batches, after a warm-up pass),
     and the CPU milliseconds a batch of each side over the 5 passes: the worker's (collating, pickling, sending) and
-    the main process's (receiving, unpickling, mapping, releasing)."""
+    the main process's (receiving, unpickling, mapping, releasing). ``fd_per_batch``: the worker sends its segment
+    with every batch, as PyTorch sends a shared tensor (a file descriptor, mapped afresh by the main process), rather
+    than once."""
     loader = DataLoader(SameClip(shape, 64 * batch, channels_last, crops), batch_size=batch, num_workers=1,
                         persistent_workers=True, collate_fn=collate)  # fmt: skip
+    from lit_i2v.data.handover import WorkerBuffers
+
+    patched = mock.patch.object(WorkerBuffers, "first_send", send_every_time)
+    with patched if fd_per_batch else contextlib.nullcontext():  # the worker forks here and keeps what it forked with
+        iter(loader)
     best, worker_cpu, main_cpu = float("inf"), 0.0, 0.0
     for rounds in range(6):
         iterator = iter(loader)
@@ -125,6 +141,9 @@ def main() -> None:
         "through a worker, collate_clips": through_a_worker(collate_clips, shape, args.batch, True),
         "through a worker, collate_clips, training crops": through_a_worker(
             collate_clips, shape, args.batch, True, crops=True
+        ),
+        "the same, the segment sent with every batch": through_a_worker(
+            collate_clips, shape, args.batch, True, crops=True, fd_per_batch=True
         ),
     }
     mb = args.batch * clips[0].numel() / 2**20

@@ -120,14 +120,17 @@ def test_each_segment_crosses_to_the_main_process_once(monkeypatch):
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
 def test_workers_that_come_and_go_leave_no_open_files_behind():
     loader = DataLoader(NumberedClips(), batch_size=4, num_workers=2, collate_fn=collate_clips)  # new workers an epoch
-    open_files, ended = [], set()
-    for _ in range(6):
+    ended: set[int] = set()
+    for _ in range(3):
         iterator = iter(loader)
         workers = {worker.pid for worker in iterator._workers}
         assert all(intact(batch) for batch in iterator)
-        # each worker's first batch made the main process drop the mappings of workers that had ended
+        # the first batch of a new worker made the main process drop the mappings of the workers that had ended
         assert workers & {pid for pid, _ in MAPPED.flags} and not ended & {pid for pid, _ in MAPPED.flags}
         ended |= workers
+    open_files = []
+    for _ in range(6):
+        assert all(intact(batch) for batch in loader)
         drop_ended_workers()  # this epoch's workers have ended too
         gc.collect()
         open_files.append(len(shared_memory_files()))
