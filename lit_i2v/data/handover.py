@@ -4,8 +4,8 @@ A worker passes a batch's tensors to the main process through shared memory: the
 pages instead of receiving a copy. PyTorch's collation writes every batch into a *new* shared-memory segment, and
 creating a segment and touching each of its pages for the first time costs far more than filling pages already in
 use; every shared tensor also costs a file-descriptor hand-over between the processes, so the small ones (labels,
-indices) travel inside the pickle here (``Inline``). On our 2-core CPU a batch of eight 8x224x224 clips took 9.0 ms
-through a worker with ``default_collate`` and 1.7 ms this way (``benchmarks/batch_handover.py``); with shards, the
+indices) travel inside the pickle here (``Inline``). On our 2-core CPU a batch of eight 8x224x224 clips took 9.5 ms
+through a worker with ``default_collate`` and 1.2 ms this way (``benchmarks/batch_handover.py``); with shards, the
 old hand-over took about a quarter of a worker's time.
 
 ``WorkerBuffers`` (one per worker process) keeps its segments and fills one again once the main process has let go
@@ -21,8 +21,8 @@ file descriptor, which the main process fetches from the worker's socket and map
 first time, every batch. Here the main process keeps each worker's segments mapped and later batches only name their
 segment; the received tensor is a view of the kept mapping with a storage of its own, whose end releases the segment
 as above. For a batch of eight 224-px training crops through one worker, that took the main process's CPU time from
-0.8-1.1 to 0.4-0.5 ms and the worker's from 2.2-2.3 to 1.6-1.9 ms (``benchmarks/batch_handover.py``). A worker's
-mappings are dropped once it has ended.
+1.1 to 0.5 ms and the worker's from 2.2-2.4 to 1.7-1.8 ms (``benchmarks/batch_handover.py``). A worker's mappings
+are dropped once it has ended.
 """
 
 from __future__ import annotations
