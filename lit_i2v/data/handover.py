@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 SEGMENTS = 32  # segments a worker tracks; past this many batches held by the main process, a new one each batch
+Token = tuple[int, int]  # a worker's process id and a random number (process ids are reused)
 
 
 class Handover:
@@ -69,9 +70,6 @@ def _release(flags: Tensor, index: int) -> None:
     flags[index] = 0
 
 
-Token = tuple[int, int]  # a worker's process id and a random number (process ids are reused)
-
-
 class MappedSegments:
     """In the main process: the workers' segments it keeps mapped, so that a batch in a segment it has seen costs no
     file-descriptor transfer, no new mapping and no page faults. A worker's mappings (and its flags) are dropped once
@@ -97,8 +95,8 @@ class MappedSegments:
                 self._sweep()
             if segment is not None:
                 self.segments[token, index] = (generation, segment)
-            kept, flags = self.segments.get((token, index)), self.flags.get(token)
-        if kept is None or kept[0] != generation or flags is None:
+            kept, worker_flags = self.segments.get((token, index)), self.flags.get(token)
+        if kept is None or kept[0] != generation or worker_flags is None:
             raise RuntimeError(
                 f"a batch from DataLoader worker {token[0]} is in its shared-memory segment {index}, which this "
                 "process never received: a worker's batches must be unpickled in one process, in the order sent"
@@ -111,7 +109,7 @@ class MappedSegments:
         else:
             flat = torch.empty(0, dtype=torch.uint8)
         tensor = flat[: flat.numel() // dtype.itemsize * dtype.itemsize].view(dtype).as_strided(shape, stride, offset)
-        weakref.finalize(tensor.untyped_storage(), _release, flags, index).atexit = False
+        weakref.finalize(tensor.untyped_storage(), _release, worker_flags, index).atexit = False
         return tensor
 
     def drop_ended_workers(self) -> None:
