@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -200,7 +201,16 @@ def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: 
         raise WeightsError("\n".join(lines))
     if vision_only:
         log.warning("%s holds the image tower only; the text tower keeps its random initialisation", source)
-    model.load_state_dict(state, strict=False)
+    load_state(model, state, strict=False)
+
+
+def load_state(module: torch.nn.Module, state: dict[str, Tensor], strict: bool) -> None:
+    """``module.load_state_dict``. A module on the meta device (``summary`` builds models of shapes only) keeps no
+    values, so nothing is copied, which PyTorch would otherwise warn about once for every tensor."""
+    with warnings.catch_warnings():
+        if any(p.is_meta for p in module.parameters()):
+            warnings.filterwarnings("ignore", "for .*: copying from a non-meta parameter", UserWarning)
+        module.load_state_dict(state, strict=strict)
 
 
 def cache_dir() -> Path:

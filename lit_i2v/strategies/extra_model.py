@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.backbones.weights import read_checkpoint
+from lit_i2v.backbones.weights import load_state, read_checkpoint
 from lit_i2v.strategies.base import Strategy
 from lit_i2v.strategies.frozen import Frozen
 
@@ -86,7 +86,7 @@ class TimmImageModel(ExtraModel):
                 state["pos_embed"], self.model.patch_embed.grid_size, num_prefix_tokens=prefix
             )
         try:
-            self.model.load_state_dict(state, strict=True)
+            load_state(self.model, state, strict=True)
         except RuntimeError as err:  # missing, unexpected or mis-shaped weights
             raise ValueError(f"{checkpoint} does not fit timm model {self.name}: {err}") from None
 
