@@ -13,7 +13,7 @@ import time
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -140,6 +140,27 @@ class Throughput(L.Callback):
             pl_module.log("perf/data_wait", self._wait / total, prog_bar=True, rank_zero_only=True)
             self._wait = self._busy = 0.0
             self._clips = self._steps = 0
+
+
+COUNTS = ("videos", "captions", "queries", "questions", "skipped")  # logged counts: ``val/videos`` and the like
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's Rich progress bar, with counts (``val/videos``, ``train/skipped``...) shown as whole numbers rather
+    than as ``160.000``, and without the logger's version number (``v_num``: the run directory and W&B name the run).
+    """
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        return bar_metrics(super().get_metrics(trainer, pl_module))
+
+
+def bar_metrics(items: dict) -> dict:
+    """``items`` for the progress bar: ``v_num`` left out, counts as text of whole numbers."""
+    return {
+        name: f"{value:.0f}" if name.rsplit("/", 1)[-1] in COUNTS and isinstance(value, int | float) else value
+        for name, value in items.items()
+        if name != "v_num"
+    }
 
 
 def _batch_size(batch) -> int:

@@ -31,12 +31,12 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_i2v.backbones.torchscript import UnreadableArchive
 from lit_i2v.backbones.weights import WeightsError
-from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, StartupSummary, Throughput
+from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, RunProgressBar, StartupSummary, Throughput
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.shards import ShardError
 from lit_i2v.manifest import LoggedConfig
@@ -133,7 +133,7 @@ class LitI2VCLI(LightningCLI):
             # Rich's bar by default (with clips/s and data wait from Throughput); a configured bar replaces it. In a
             # log file (Slurm's), Rich writes each epoch's final bar once, on lines wider than a terminal's default.
             wide = {} if sys.stdout.isatty() or "COLUMNS" in os.environ else {"width": 160}
-            kwargs.setdefault("callbacks", [*configured, RichProgressBar(leave=True, console_kwargs=wide)])
+            kwargs.setdefault("callbacks", [*configured, RunProgressBar(leave=True, console_kwargs=wide)])
         if trainer.get("plugins") is None:
             plugins: list = [AtomicCheckpointIO()]
             if SLURMEnvironment.detect():

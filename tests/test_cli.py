@@ -339,8 +339,9 @@ def test_startup_summary_says_what_trains_on_what(tmp_path, synth_root, capsys):
 
 @pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 def test_progress_bar_is_rich_by_default_and_a_configured_one_replaces_it(synth_root, tmp_path):
-    from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
+    from lit_i2v.callbacks import RunProgressBar
     from lit_i2v.cli import LitI2VCLI
 
     def bars(*extra: str) -> list:
@@ -348,9 +349,21 @@ def test_progress_bar_is_rich_by_default_and_a_configured_one_replaces_it(synth_
         cli = LitI2VCLI(args=[*args, *extra], run=False)
         return [type(c) for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
 
-    assert bars() == [RichProgressBar]
+    assert bars() == [RunProgressBar]  # Rich's
     assert bars("--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar") == [TQDMProgressBar]
     assert bars("--trainer.enable_progress_bar=false") == []
+
+
+def test_the_progress_bar_shows_counts_as_whole_numbers_and_no_version_number():
+    from lightning.pytorch.callbacks.progress.rich_progress import MetricsTextColumn
+
+    from lit_i2v.callbacks import bar_metrics
+
+    items = bar_metrics({"v_num": 0, "train/loss": 2.0, "val/top5": 1.0, "val/videos": 160.0, "train/skipped": 3})
+    column = MetricsTextColumn(trainer=None, style="", text_delimiter=" ", metrics_format=".3f")
+    column._metrics = items  # what the bar prints, formatted by Lightning's own column
+    assert list(column._generate_metrics_texts()) == [
+        "train/loss: 2.000", "val/top5: 1.000", "val/videos: 160", "train/skipped: 3"]  # fmt: skip
 
 
 def test_a_misspelt_config_key_is_one_line_with_the_fix(capsys):
