@@ -16,6 +16,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from lit_i2v.data.images import write_png
+
 
 def log_dir(trainer: L.Trainer) -> Path:
     """The trainer's log folder as ``trainer.log_dir`` names it, without its broadcast: code that runs on rank 0
@@ -51,8 +53,6 @@ def confusion_image(matrix: Tensor, min_side: int = 256) -> Tensor:
 
 def report_confusion(trainer: L.Trainer, stage: str, matrix: Tensor, class_names: list[str] | None) -> dict:
     """Write (and log to W&B) the per-class accuracy and the confusion matrix; returns the per-class accuracy."""
-    from torchvision.io import write_png
-
     matrix = matrix.cpu().long()
     names = class_names or [str(i) for i in range(matrix.shape[0])]
     videos, correct = matrix.sum(1), matrix.diag()
@@ -82,8 +82,6 @@ def report_samples(
     trainer: L.Trainer, stage: str, clips: Tensor, truth: list[str], predicted: list[tuple[str, float]]
 ) -> None:
     """A strip of frames a clip (uint8 ``(N, T, 3, H, W)``), captioned with the true and predicted classes."""
-    from torchvision.io import write_png
-
     if len(clips) == 0:
         return
     strips = clips.permute(0, 2, 3, 1, 4).flatten(3, 4)  # (N, 3, H, T*W)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from lit_i2v.data import (
     VideoClipDataset,
     VideoDataModule,
     VideoRecord,
+    images,
     open_video,
     read_annotations,
 )
@@ -196,14 +198,75 @@ def test_unreadable_files_raise_decode_error_naming_the_path(tmp_path):
         open_video(tmp_path / "absent.mp4")
 
 
-def test_rawframes_folder(tmp_path):
-    from torchvision.io import encode_jpeg
+def _block_torchcodec(monkeypatch) -> None:
+    """Any import of torchcodec, or of a module of it imported before, raises ImportError."""
+    for name in [name for name in sys.modules if name.split(".")[0] == "torchcodec"] + ["torchcodec"]:
+        monkeypatch.setitem(sys.modules, name, None)
 
+
+@pytest.fixture
+def torchvision_codec(monkeypatch):
+    """The image coding as it is where torchcodec is not installed."""
+    _block_torchcodec(monkeypatch)
+    images._codec.cache_clear()
+    yield
+    images._codec.cache_clear()
+
+
+def _picture(seed: int, height: int = 40, width: int = 56) -> torch.Tensor:
+    """A smooth uint8 (3, H, W) picture: a gradient with a little noise, something JPEG keeps close to."""
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 200, width).expand(3, height, width)
+    return (ramp + 6 * torch.rand(3, height, width, generator=g)).to(torch.uint8)
+
+
+def _coded(pictures: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    jpegs = [images.encode_jpeg(p, 95) for p in pictures]
+    return jpegs, images.decode_jpegs(jpegs)
+
+
+def test_jpeg_coding_round_trips_in_the_decoders_memory_order():
+    pictures = [_picture(0), _picture(1, 24, 32)]
+    jpegs, decoded = _coded(pictures)
+    for picture, jpeg, image in zip(pictures, jpegs, decoded, strict=True):
+        assert jpeg.dtype == torch.uint8 and jpeg.dim() == 1 and bytes(jpeg[:2].tolist()) == b"\xff\xd8"
+        assert image.shape == picture.shape and (image.int() - picture.int()).abs().float().mean() < 4
+        assert image.permute(1, 2, 0).is_contiguous()  # (H, W, 3) memory: what the shards' crops rely on
+
+
+def test_torchcodec_and_torchvision_code_images_alike(monkeypatch):
+    pytest.importorskip("torchcodec")
+    pictures = [_picture(2), _picture(3, 24, 32)]
+    images._codec.cache_clear()
+    assert images.codec() == "torchcodec"
+    new = _coded(pictures)
+    _block_torchcodec(monkeypatch)  # as where it is not installed
+    images._codec.cache_clear()
+    assert images.codec() == "torchvision"
+    old = _coded(pictures)
+    images._codec.cache_clear()
+    assert all(torch.equal(a, b) for a, b in zip(old[0], new[0], strict=True))  # the same JPEG bytes
+    assert all(torch.equal(a, b) for a, b in zip(old[1], new[1], strict=True))  # the same pixels
+
+
+def test_without_torchcodec_torchvision_codes_images_without_deprecation_warnings(torchvision_codec, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert images.codec() == "torchvision"
+        _, (image,) = _coded([_picture(4)])
+        images.write_png(image, tmp_path / "a.png")
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rawframes_folder(tmp_path):
     folder = tmp_path / "clip1"
     folder.mkdir()
     for i in range(12):
         image = torch.full((3, 16, 16), 10 * i, dtype=torch.uint8)
-        (folder / f"img_{i + 1:05d}.jpg").write_bytes(encode_jpeg(image, quality=100).numpy().tobytes())
+        (folder / f"img_{i + 1:05d}.jpg").write_bytes(images.encode_jpeg(image, 100).numpy().tobytes())
     (tmp_path / "list.txt").write_text("clip1 12 3\n")
     (record,) = read_annotations(tmp_path / "list.txt", tmp_path)
     assert record.num_frames == 12 and record.label == 3

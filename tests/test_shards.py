@@ -16,6 +16,7 @@ import torch
 from lit_i2v.cli import main
 from lit_i2v.data import EvalTransform, TrainTransform, UniformSampler, VideoClipDataset, VideoDataModule
 from lit_i2v.data.annotations import read_annotations
+from lit_i2v.data.images import decode_jpegs
 from lit_i2v.data.shards import ShardedClips, ShardError, ShardSpec, stored_frames, write_shards
 
 from .conftest import resized
@@ -96,10 +97,8 @@ def test_fewer_stored_frames_stand_in_by_nearest_and_resize_the_short_side(synth
     rows = json.loads((tmp_path / "val-000000.idx.json").read_text())
     assert rows[0]["stored"] == [2, 6, 10, 14] and len(rows[0]["members"]) == 4
     with tarfile.open(tmp_path / "val-000000.tar") as tar:
-        from torchvision.io import decode_jpeg
-
         jpeg = tar.extractfile(f"{rows[0]['key']}.0000.jpg").read()
-        assert decode_jpeg(torch.frombuffer(bytearray(jpeg), dtype=torch.uint8)).shape == (3, 24, 24)
+        assert decode_jpegs([torch.frombuffer(bytearray(jpeg), dtype=torch.uint8)])[0].shape == (3, 24, 24)
     sample = next(iter(eval_clips(tmp_path, "val")))
     assert sample["video"].shape == (2, 4, 3, 32, 32) and sample["valid"]
 

@@ -118,13 +118,11 @@ class FrameFolderReader:
         self.num_frames, self.fps = num_frames, 30.0
 
     def get_frames(self, indices: list[int]) -> Tensor:
-        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+        from lit_i2v.data.images import decode_jpegs
 
-        frames = []
-        for i in indices:
-            file = self._dir / self._template.format(i + self._start)
-            frames.append(decode_jpeg(read_file(str(file)), mode=ImageReadMode.RGB).permute(1, 2, 0))
-        return torch.stack(frames)
+        files = [self._dir / self._template.format(i + self._start) for i in indices]
+        jpegs = [torch.frombuffer(bytearray(file.read_bytes()), dtype=torch.uint8) for file in files]
+        return torch.stack([image.permute(1, 2, 0) for image in decode_jpegs(jpegs)])
 
 
 def open_video(

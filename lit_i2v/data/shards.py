@@ -47,6 +47,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.images import decode_jpegs, encode_jpeg
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
 from lit_i2v.data.transforms import EvalTransform, TrainTransform, stack_clips
@@ -117,8 +118,6 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> list[int]:
 
 def _encode_sample(record: VideoRecord, index: int, spec: ShardSpec, backend: Backend) -> tuple[dict, list]:
     """Metadata and the (name suffix, bytes) members of one video; raises if it cannot be read."""
-    from torchvision.io import encode_jpeg
-
     meta = {"label": record.label, "video_id": record.video_id, "index": index}
     if spec.mode == "video":
         data = Path(record.path).read_bytes()
@@ -130,8 +129,8 @@ def _encode_sample(record: VideoRecord, index: int, spec: ShardSpec, backend: Ba
     members = []
     for start in range(0, len(keep), 32):  # bounded memory for long videos
         clip = _resize_short(reader.get_frames(keep[start : start + 32]), spec.short_side)
-        for j, jpeg in enumerate(encode_jpeg(list(clip), quality=spec.quality), start):
-            members.append((f".{j:04d}.jpg", jpeg.numpy().tobytes()))
+        for j, frame in enumerate(clip, start):
+            members.append((f".{j:04d}.jpg", encode_jpeg(frame, spec.quality).numpy().tobytes()))
     meta.update(num_frames=reader.num_frames, stored=None if len(keep) == reader.num_frames else keep)
     return meta, members
 
@@ -332,8 +331,6 @@ class ShardedClips(SharedEpoch, IterableDataset):
 
     def load(self, shard: int, sample: int) -> tuple[torch.Tensor, dict]:
         """Decode and transform one sample; any failure raises."""
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         row = self._row(shard, sample)
         rng = self.rng(shard, sample)
         clips = self.sampler(row["num_frames"], self.training, rng)
@@ -347,7 +344,7 @@ class ShardedClips(SharedEpoch, IterableDataset):
             positions = wanted if stored is None else [_nearest(stored, i) for i in wanted]
             unique = sorted(set(positions))
             jpegs = [_bytes_tensor(self._read(shard, *row["members"][j])) for j in unique]
-            images = decode_jpeg(jpegs, mode=ImageReadMode.RGB)  # (3, H, W) views of (H, W, 3) memory
+            images = decode_jpegs(jpegs)  # (3, H, W) views of (H, W, 3) memory
             where = {j: k for k, j in enumerate(unique)}
             frames = [images[where[j]].permute(1, 2, 0) for j in positions]  # V*T (H, W, 3) views, no transpose
             if self.training:  # the transform takes the frames as they are: a crop needs no stacked copy of them
