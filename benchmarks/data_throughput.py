@@ -13,19 +13,20 @@ noise, so that they compress and decode like camera footage rather than flat sha
 - the real-size ones re-encoded by ``python -m lit_i2v preprocess`` ("preprocessed": short side 256, keyframe every 8
   frames), and packed by ``python -m lit_i2v shard`` ("shards": 32 JPEG frames per video, short side 256, quality 90).
 
-For each set, in one process on one thread: (1) decoding the 8 segment-uniform frames of every video with decord
-(for shards: reading and decoding their 8 JPEGs), the work a training sample cannot avoid, the limit; (2) the same
-plus the random resized crop to 224 (64 for the small set) and the flip, the work of a worker that resizes. Then the
-DataModule's training loader at each worker count, clips/s divided by the workers, (3) as shipped: the workers cut
-the crops out and the task resizes them on its device, and (4) with the workers resizing (``device_resize: false``,
-as with RandAugment). The variants of a set are timed in turn, over whole passes of at least 2 s, for 5 rounds; each
-clips/s figure is a variant's best round (batches of 8), and a loader's loss to the limit is the median over the
-rounds of its shortfall from (1) timed in the same round (``paired_loss``; the best round against the best round is
-kept in ``results.json`` too). Also measured: the device's share of (3), resizing a packed batch
-in the main process, timed on this CPU (one thread, with the uint8 kernel a CPU run uses; a GPU runs the float
-kernel, not timed here), and the page faults of the loader's workers per clip. ``--glibc-malloc`` runs the loaders'
-workers without ``keep_freed_memory`` (glibc's default malloc settings), for comparison. Writes ``results.json`` and
-a Markdown table; the figures in benchmarks/RESULTS.md come from this command.
+For each set, in one process on one thread: (1) decoding the 8 segment-uniform frames of every video with decord (for
+shards: reading and decoding their 8 JPEGs), the work a training sample cannot avoid, the limit; (2) the same plus the
+random resized crop to 224 (64 for the small set) and the flip, the work of a worker that resizes. Then the DataModule's
+training loader at each worker count, clips/s divided by the workers, (3) as shipped: the workers cut the crops out and
+the task resizes them on its device, and (4) with the workers resizing (``device_resize: false``, as with RandAugment);
+for shards also (5) with the JPEGs left to the device to decode (``decode_on_device``: the workers only read; a GPU's
+nvJPEG decoding is not timed here, ``device_resize.py`` times it). The variants of a set are timed in turn, over whole
+passes of at least 2 s, for 5 rounds; each clips/s figure is a variant's best round (batches of 8), and a loader's loss
+to the limit is the median over the rounds of its shortfall from (1) timed in the same round (``paired_loss``; the best
+round against the best round is kept in ``results.json`` too). Also measured: the device's share of (3), resizing a
+packed batch in the main process, timed on this CPU (one thread, with the uint8 kernel a CPU run uses; a GPU runs the
+float kernel, not timed here), and the page faults of the loader's workers per clip. ``--glibc-malloc`` runs the
+loaders' workers without ``keep_freed_memory`` (glibc's default malloc settings), for comparison. Writes
+``results.json`` and a Markdown table; the figures in benchmarks/RESULTS.md come from this command.
 """
 
 from __future__ import annotations
@@ -209,17 +210,19 @@ def loader_pass(
     device_resize: bool = True,
     keep_memory: bool = True,
     frames: int = 8,
+    decode_on_device: bool = False,
 ) -> Callable[[], int]:
     """An epoch of the training DataLoader (decode + augment + collate) with ``workers`` processes, which persist
     between epochs as in training; ``paths`` None streams the shards under ``root``. ``device_resize``: the workers
     only cut the crops out and the batch arrives packed, to be resized on the device (the default); else the workers
-    resize. The pass function counts the clips it loaded and its workers' page faults (``stats``)."""
+    resize; ``decode_on_device`` (shards): the workers only read the JPEGs, which the device would decode. The pass
+    function counts the clips it loaded and its workers' page faults (``stats``)."""
     from lit_i2v.data import TrainTransform, UniformSampler, VideoDataModule
 
     transform = TrainTransform(size=size, device_resize=device_resize)
     common = dict(sampler=UniformSampler(frames), train_transform=transform, batch_size=BATCH, num_workers=workers)
     if paths is None:
-        dm = VideoDataModule(shards=str(root), **common)
+        dm = VideoDataModule(shards=str(root), decode_on_device=decode_on_device, **common)
     else:
         listing = root / "train.txt"
         listing.write_text("".join(f"{p.relative_to(root)} 0\n" for p in paths))
@@ -300,6 +303,8 @@ def main() -> None:
                 variants[f"loader_{w}w_{where}"] = loader_pass(
                     paths, root, size, w, device_resize=where == "device", keep_memory=not args.glibc_malloc
                 )
+            if paths is None:
+                variants[f"loader_{w}w_jpegs"] = loader_pass(paths, root, size, w, decode_on_device=True)
         rounds = interleaved(variants)
         rates = {name: max(r) for name, r in rounds.items()}  # each variant's best round, the least slowed by others
         raw, augmented = rates["raw"], rates["augmented"]
@@ -317,6 +322,8 @@ def main() -> None:
                 row[f"{name}_loss_best_rounds"] = round(1 - rate / raw, 3)  # best round against best round
                 stats = variants[name].stats
                 row[f"{name}_page_faults_per_clip"] = round(stats["faults"] / stats["clips"])
+            if paths is None:  # what the workers deliver when the device decodes: no limit of theirs to compare with
+                row[f"loader_{w}w_jpegs_clips_per_s_per_core"] = round(rates[f"loader_{w}w_jpegs"] / w, 1)
         results.append(row)
         print(json.dumps(row), flush=True)
         del variants  # ends this set's persistent workers before the next set forks any
@@ -336,6 +343,12 @@ def main() -> None:
                 cells.append(f"{r[f'{name}_clips_per_s_per_core']} ({-100 * r[f'{name}_loss']:+.0f}%)")
         cells.append(str(r["device_share_ms_per_clip"]))
         lines.append("| " + " | ".join(cells) + " |")
+    for r in results:
+        jpegs = [f"{r[f'loader_{w}w_jpegs_clips_per_s_per_core']} with {w}" for w in args.workers
+                 if f"loader_{w}w_jpegs_clips_per_s_per_core" in r]  # fmt: skip
+        if jpegs:
+            lines.append(f"\n{r['set']}, JPEGs left to the device to decode (`decode_on_device`): the "
+                         f"workers deliver {', '.join(jpegs)} worker(s), clips/s per core")  # fmt: skip
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -1,4 +1,4 @@
-"""The device's share of the training data path: resizing a batch of packed crops (``PackedClips.resize``).
+"""The device's share of the training data path: resizing packed crops (``PackedClips.resize``), or decoding JPEGs.
 
     python benchmarks/device_resize.py [--device cuda] [--batch 32] [--out benchmarks/out/device_resize]
 
@@ -12,6 +12,11 @@ builds such batches from 340x256 frames (8 frames a clip, camera-like content) a
 3. runs batches end to end as training does: two loader workers pack them into their reused shared memory, the
    loader pins them when the device is a GPU, ``to(device)`` copies them (asynchronously when pinned), and the
    device resizes them; clips/s over whole passes, best of 3.
+
+The same for clips that travel as JPEGs (shards with ``decode_on_device``: ``PackedJpegs``, the frames encoded at
+quality 90, the same crops): the largest difference from the crop path (none on a CPU, where one libjpeg-turbo
+decodes both; nvJPEG's inverse DCT may differ by a few grey levels), the milliseconds a clip of decoding, cutting and
+resizing a batch on the device, and clips/s end to end.
 
 Prints and writes ``results.json``. On a CPU the figures are those of a CPU run's main process.
 """
@@ -28,7 +33,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_i2v.data.dataset import collate_clips
-from lit_i2v.data.transforms import PackedClips, TrainTransform, pack_clips
+from lit_i2v.data.images import codec, decode_jpegs, encode_jpeg
+from lit_i2v.data.transforms import JpegCrop, PackedClips, PackedJpegs, TrainTransform, pack_clips, pack_jpegs
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, HEIGHT, WIDTH, SIZE = 8, 256, 340, 224
@@ -58,21 +64,46 @@ class Crops(Dataset):
         return {"video": crop, "label": index}
 
 
+class JpegCrops(Crops):
+    """The same clips and crops, as JPEGs to decode on the device (``decode_on_device``)."""
+
+    def __init__(self, clips: int = 8, length: int = 256) -> None:
+        super().__init__(clips, length)
+        self.jpegs = [[encode_jpeg(frame.permute(2, 0, 1), 90).numpy().tobytes() for frame in clip]
+                      for clip in self.frames]  # fmt: skip
+        self.frames = [decode_clip(jpegs) for jpegs in self.jpegs]  # what the device will decode, for ``check``
+
+    def __getitem__(self, index: int) -> dict:
+        box, flip = self.transform.box(HEIGHT, WIDTH, random.Random(index))  # the draws of ``Crops``
+        jpegs = self.jpegs[index % len(self.jpegs)]
+        return {"video": JpegCrop(jpegs, box, flip, SIZE, f"clip {index}"), "label": index}
+
+
+def decode_clip(jpegs: list[bytes]) -> torch.Tensor:
+    images = decode_jpegs([torch.frombuffer(bytearray(jpeg), dtype=torch.uint8) for jpeg in jpegs])
+    return torch.stack([image.permute(1, 2, 0) for image in images])  # (T, H, W, 3)
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def pack(dataset: Crops, batch: int) -> PackedClips | PackedJpegs:
+    crops = [dataset[i]["video"] for i in range(batch)]
+    return pack_jpegs(crops) if isinstance(dataset, JpegCrops) else pack_clips(crops)
 
 
 def check(dataset: Crops, device: torch.device, batch: int) -> float:
     """The largest difference, in grey levels, between the device's clips and the worker's."""
     worker = TrainTransform(size=SIZE, device_resize=False)
     indices = range(batch)
-    packed = pack_clips([dataset[i]["video"] for i in indices]).to(device)
+    packed = pack(dataset, batch).to(device)
     expected = torch.stack([worker(dataset.frames[i % len(dataset.frames)], random.Random(i)) for i in indices])
     return float((packed.resize().cpu() - expected.float()).abs().max())
 
 
-def time_resize(packed: PackedClips, device: torch.device) -> float:
+def time_resize(packed: PackedClips | PackedJpegs, device: torch.device) -> float:
     """Milliseconds a clip of ``resize`` on a batch already on ``device``."""
     packed.resize()  # warm-up
     best = float("inf")
@@ -118,19 +149,17 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # as a CPU run's main process is timed elsewhere in benchmarks/
-    dataset = Crops()
-    packed = pack_clips([dataset[i]["video"] for i in range(args.batch)]).to(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    rate, pinned = end_to_end(dataset, device, args.batch)
-    result = {
-        "device": name,
-        "batch": args.batch,
-        "clip": f"{FRAMES}x{HEIGHT}x{WIDTH} -> {FRAMES}x{SIZE}x{SIZE}",
-        "max_difference_grey_levels": round(check(dataset, device, args.batch), 3),
-        "resize_ms_per_clip": round(time_resize(packed, device), 3),
-        "end_to_end_clips_per_s": round(rate, 1),
-        "batches_arrived_pinned": pinned,
-    }
+    result = {"device": name, "batch": args.batch, "clip": f"{FRAMES}x{HEIGHT}x{WIDTH} -> {FRAMES}x{SIZE}x{SIZE}"}
+    for prefix, dataset in (("", Crops()), ("jpeg_", JpegCrops())):
+        rate, pinned = end_to_end(dataset, device, args.batch)
+        result |= {
+            f"{prefix}max_difference_grey_levels": round(check(dataset, device, args.batch), 3),
+            f"{prefix}resize_ms_per_clip": round(time_resize(pack(dataset, args.batch).to(device), device), 3),
+            f"{prefix}end_to_end_clips_per_s": round(rate, 1),
+            f"{prefix}batches_arrived_pinned": pinned,
+        }
+    result["codec"] = codec()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1))

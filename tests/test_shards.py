@@ -16,10 +16,12 @@ import torch
 from lit_i2v.cli import main
 from lit_i2v.data import EvalTransform, TrainTransform, UniformSampler, VideoClipDataset, VideoDataModule
 from lit_i2v.data.annotations import read_annotations
+from lit_i2v.data.dataset import collate_clips
 from lit_i2v.data.images import decode_jpegs
 from lit_i2v.data.shards import ShardedClips, ShardError, ShardSpec, stored_frames, write_shards
+from lit_i2v.data.transforms import PackedJpegs
 
-from .conftest import resized
+from .conftest import in_shared_memory, resized
 from .test_cli import last_value, metrics, tiny_overrides
 
 
@@ -223,3 +225,70 @@ def test_a_resumed_stream_yields_the_rest_of_the_epoch(shards, workers):
     rest = [(b["index"].tolist(), resized(b["video"])) for b in resumed]
     assert [i for i, _ in rest] == [i for i, _ in epochs[1][3:]] and len(rest) == len(epochs[1]) - 3
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, epochs[1][3:], strict=True))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_clips_decoded_on_the_device_are_the_clips_the_workers_would_cut(shards, workers):
+    """With ``decode_on_device`` the workers send each clip's JPEGs and crop box; decoded, cut and resized where the
+    batch goes, they are exactly the clips of the worker path (same seed), and the JPEGs cross in shared memory."""
+    common = dict(shards=str(shards), sampler=UniformSampler(4), batch_size=4, num_workers=workers, seed=3,
+                  train_transform=TrainTransform(size=32), eval_transform=EvalTransform(size=32))  # fmt: skip
+    batches = {}
+    for on_device in (False, True):
+        dm = VideoDataModule(decode_on_device=on_device, **common)
+        dm.setup("fit")
+        batches[on_device] = list(dm.train_dataloader())
+    assert len(batches[True]) == len(batches[False]) == 8
+    for cut, encoded in zip(batches[False], batches[True], strict=True):
+        video = encoded["video"]
+        assert isinstance(video, PackedJpegs) and video.shape == (4, 4, 3, 32, 32) and len(video) == 4
+        assert encoded["index"].tolist() == cut["index"].tolist()
+        jpegs = video.jpegs()  # the 4 x 4 frames travel as JPEGs, not pixels
+        assert len(jpegs) == 16 and all(bytes(jpeg[:2].tolist()) == b"\xff\xd8" for jpeg in jpegs)
+        assert in_shared_memory(video.data) == (workers > 0)
+        assert torch.equal(video.to("cpu").resize(), cut["video"].resize())
+
+
+def test_a_frame_that_fails_to_decode_on_the_device_is_left_black_and_named(synth_root, tmp_path, caplog):
+    write_shards({"train": ssv2_records(synth_root, "train")[:4]}, tmp_path, ShardSpec(samples_per_shard=4), workers=1)
+    rows = json.loads((tmp_path / "train-000000.idx.json").read_text())
+    with open(tmp_path / "train-000000.tar", "r+b") as f:  # a sample 8-bit JPEGs that claim 3-bit precision
+        for offset, size in rows[1]["members"]:
+            f.seek(offset)
+            jpeg = bytearray(f.read(size))
+            jpeg[jpeg.index(b"\xff\xc0") + 4] = 3  # the frame header's precision byte; its size still reads
+            f.seek(offset)
+            f.write(jpeg)
+    dataset = ShardedClips(tmp_path, "train", UniformSampler(4), TrainTransform(size=32), training=True,
+                           decode_on_device=True)  # fmt: skip
+    dataset.batch_size = 4
+    batch = collate_clips(list(dataset))
+    with caplog.at_level("WARNING", logger="lit_i2v.data"):
+        clips = batch["video"].resize()
+    black = [i for i in range(4) if clips[i].abs().sum() == 0]
+    assert batch["index"][black].tolist() == [rows[1]["index"]] and clips.abs().sum() > 0
+    assert caplog.text.count(f"{rows[1]['key']}: frame") == 4 and "left black" in caplog.text
+
+
+def test_decoding_on_the_device_needs_jpeg_shards_and_the_resize_left_to_it(shards, synth_root, tmp_path):
+    with pytest.raises(ValueError, match="data.decode_on_device decodes JPEG frames of shards: set data.shards"):
+        VideoDataModule(train=str(synth_root / "train.json"), decode_on_device=True)
+    with pytest.raises(ValueError, match="must leave the resize to the device"):
+        ShardedClips(shards, "train", UniformSampler(4), TrainTransform(size=32, rand_augment=(2, 5)), training=True,
+                     decode_on_device=True)  # fmt: skip
+    write_shards({"train": ssv2_records(synth_root)[:2]}, tmp_path, ShardSpec(mode="video"), workers=1)
+    with pytest.raises(ShardError, match=r"decode_on_device needs shards of JPEG frames .* these hold video files"):
+        ShardedClips(tmp_path, "train", UniformSampler(4), TrainTransform(size=32), training=True,
+                     decode_on_device=True)  # fmt: skip
+
+
+def test_fit_decoding_training_clips_on_the_device(shards, synth_root, tmp_path):
+    """A fit whose training batches are ``PackedJpegs``: Lightning moves them with the batch, the task decodes them."""
+    run = tmp_path / "run"
+    overrides = [*tiny_overrides(synth_root, run), f"--data.init_args.shards={shards}",
+                 "--data.init_args.decode_on_device=true", "--data.init_args.num_workers=1",
+                 "--trainer.log_every_n_steps=1"]  # fmt: skip
+    assert main(["fit", *overrides]) == 0
+    rows = metrics(run)
+    assert last_value(rows, "val/videos") == 16 and last_value(rows, "train/skipped") == 0
+    assert torch.isfinite(torch.tensor(last_value(rows, "train/loss")))

@@ -53,6 +53,9 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         shards: a folder written by ``python -m lit_i2v shard``: stream the splits from its tar shards instead of
             decoding the files listed in the annotations (which need not be present then).
         shuffle_buffer: with ``shards``, training samples each worker shuffles among.
+        decode_on_device: with ``shards`` of JPEG frames, training clips travel as their JPEG bytes and the task
+            decodes them (nvJPEG on a GPU), crops and resizes them on its device: the workers only read the shards.
+            Needs the train transform's ``device_resize`` (no RandAugment). Evaluation decodes in the workers.
         seed: seed of the epoch order and of each clip's augmentation (default: the run's ``seed_everything``).
     """
 
@@ -77,6 +80,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         prepare_hint: str = "see docs/datasets.md for how to prepare each dataset",
         shards: str | None = None,
         shuffle_buffer: int = 256,
+        decode_on_device: bool = False,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -93,6 +97,9 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         self.max_retries = max_retries
         self.prepare_hint = prepare_hint
         self.shards, self.shuffle_buffer, self.seed = shards, shuffle_buffer, seed
+        if decode_on_device and shards is None:
+            raise ValueError("data.decode_on_device decodes JPEG frames of shards: set data.shards as well")
+        self.decode_on_device = decode_on_device
         self.datasets: dict[str, VideoClipDataset | ShardedClips] = {}
         if shards is not None:
             self.shard_index = read_index(shards)
@@ -151,7 +158,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         """The dataset of one split; task DataModules (captions, questions) override this alone."""
         if self.shards is not None:
             return ShardedClips(self.shards, self.files[split], shuffle_buffer=self.shuffle_buffer,
-                                **self.clip_args(split))  # fmt: skip
+                                decode_on_device=self.decode_on_device, **self.clip_args(split))  # fmt: skip
         return VideoClipDataset(self.records(split), **self.clip_args(split))
 
     def _loader(self, split: str) -> DataLoader:

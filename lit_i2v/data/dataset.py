@@ -4,7 +4,8 @@ Batches are dicts with these keys:
 
 ===========  ====================================================================================================
 ``video``    training: ``PackedClips``, the B clips' crops, which the task resizes to ``(B, T, 3, S, S)`` on its
-             device (uint8 ``(B, T, 3, S, S)`` when the worker resizes: RandAugment, ``device_resize: false``);
+             device (uint8 ``(B, T, 3, S, S)`` when the worker resizes: RandAugment, ``device_resize: false``;
+             ``PackedJpegs``, the clips' JPEG frames and crop boxes, with shards and ``decode_on_device``);
              evaluation: uint8 ``(B, V, T, 3, S, S)``, V = clips x crops views
 ``label``    int64 ``(B,)`` class index
 ``index``    int64 ``(B,)`` position of the video in its annotation file
@@ -31,7 +32,15 @@ from lit_i2v.data.decode import Backend, open_video
 from lit_i2v.data.handover import Inline, inline_small, worker_buffers
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import ClipCrop, EvalTransform, TrainTransform, pack_clips, stack_clips
+from lit_i2v.data.transforms import (
+    ClipCrop,
+    EvalTransform,
+    JpegCrop,
+    TrainTransform,
+    pack_clips,
+    pack_jpegs,
+    stack_clips,
+)
 
 log = logging.getLogger("lit_i2v.data")
 
@@ -166,21 +175,24 @@ class UnpaddedDistributedSampler(DistributedSampler):
 def collate_clips(samples: list[dict]) -> dict:
     """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``): one
     block copy per clip and no transposition (which would cost a worker about as much as the crop); crops to resize
-    on the device (``ClipCrop``) are packed into one buffer (``pack_clips``). In a worker the pixels go into shared
+    on the device (``ClipCrop``) are packed into one buffer (``pack_clips``), and so are clips to decode there
+    (``JpegCrop``, ``pack_jpegs``). In a worker the pixels go into shared
     memory that the worker reuses from batch to batch and the other tensors are sent by value (``handover.py``):
     until the main process unpickles them, they are ``Handover`` and ``Inline`` wrappers."""
     videos = [sample["video"] for sample in samples]
     batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
-    packed = isinstance(videos[0], ClipCrop)
+    pack = pack_clips if isinstance(videos[0], ClipCrop) else pack_jpegs if isinstance(videos[0], JpegCrop) else None
     if get_worker_info() is None:
-        batch["video"] = pack_clips(videos) if packed else stack_clips(videos)  # stacked: (B, ..., 3, S, S)
+        batch["video"] = pack(videos) if pack else stack_clips(videos)  # stacked: (B, ..., 3, S, S)
         return batch
     batch = inline_small(batch)
-    if packed:
+    if pack:
         # batches of random crops vary in size: a segment a quarter larger than the first batch serves most of them
         handover = worker_buffers().empty((sum(crop.nbytes for crop in videos),), torch.uint8, headroom=0.25)
-        batch["video"] = clips = pack_clips(videos, out=handover.tensor)
-        clips.data, clips.sizes, clips.flip = handover, Inline(clips.sizes), Inline(clips.flip)  # sent as PackedClips
+        batch["video"] = packed = pack(videos, out=handover.tensor)
+        for name, value in vars(packed).items():  # sent as PackedClips or PackedJpegs: the rest of it by value
+            if isinstance(value, torch.Tensor):
+                setattr(packed, name, handover if name == "data" else Inline(value))
         return batch
     first = videos[0].movedim(-3, -1)  # (..., S, S, 3)
     batch["video"] = handover = worker_buffers().empty((len(videos), *first.shape), first.dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,14 +26,34 @@ log = logging.getLogger(__name__)
 
 class Codec(NamedTuple):
     name: str
-    decode_jpegs: Callable[[list[Tensor]], list[Tensor]]
+    decode_jpegs: Callable[[list[Tensor], torch.device], list[Tensor]]
     encode_jpeg: Callable[[Tensor, int], Tensor]
     write_png: Callable[[Tensor, str], None]
 
 
-def decode_jpegs(data: Sequence[Tensor]) -> list[Tensor]:
-    """JPEGs (1-D uint8 tensors of their bytes) as RGB uint8 ``(3, H, W)`` tensors, views of ``(H, W, 3)`` memory."""
-    return _codec().decode_jpegs(list(data))
+def decode_jpegs(data: Sequence[Tensor], device: torch.device | str = "cpu") -> list[Tensor]:
+    """JPEGs (1-D uint8 tensors of their bytes, in CPU memory) as RGB uint8 ``(3, H, W)`` tensors on ``device``: on
+    a CPU, views of ``(H, W, 3)`` memory; on a GPU, decoded there by nvJPEG, as one batch."""
+    return _codec().decode_jpegs(list(data), torch.device(device))
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """``(height, width)`` of a JPEG, read from its frame header without decoding it."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (it does not start with a start-of-image marker)")
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            raise ValueError(f"not a JPEG (no marker at byte {i})")
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte
+            i += 1
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame (not DHT, JPG, DAC)
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return height, width
+        else:
+            i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]  # a segment: skip its length
+    raise ValueError("not a JPEG (no frame header)")
 
 
 def encode_jpeg(image: Tensor, quality: int) -> Tensor:
@@ -67,7 +88,7 @@ def _torchcodec() -> Codec:
 
     return Codec(
         "torchcodec",
-        lambda data: decode_jpeg(data, mode="RGB"),
+        lambda data, device: decode_jpeg(data, mode="RGB", device=device),
         lambda image, quality: JpegEncoder(image).to_tensor(quality=quality),
         lambda image, path: PngEncoder(image).to_file(path),
     )
@@ -87,7 +108,7 @@ def _torchvision() -> Codec:
 
     return Codec(
         "torchvision",
-        quiet(lambda data: tvio.decode_jpeg(data, mode=tvio.ImageReadMode.RGB)),
+        quiet(lambda data, device: tvio.decode_jpeg(data, mode=tvio.ImageReadMode.RGB, device=device)),
         quiet(lambda image, quality: tvio.encode_jpeg(image, quality=quality)),
         quiet(lambda image, path: tvio.write_png(image, path)),
     )
@@ -96,5 +117,5 @@ def _torchvision() -> Codec:
 def _check(chosen: Codec) -> None:
     """A round trip of a tiny image: a library that imports may still fail to load its compiled part."""
     image = torch.zeros(3, 8, 8, dtype=torch.uint8)
-    if chosen.decode_jpegs([chosen.encode_jpeg(image, 90)])[0].shape != image.shape:
+    if chosen.decode_jpegs([chosen.encode_jpeg(image, 90)], torch.device("cpu"))[0].shape != image.shape:
         raise RuntimeError(f"{chosen.name}: a JPEG round trip changed the image's shape")

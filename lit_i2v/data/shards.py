@@ -47,10 +47,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.decode import Backend, open_video
-from lit_i2v.data.images import decode_jpegs, encode_jpeg
+from lit_i2v.data.images import decode_jpegs, encode_jpeg, jpeg_size
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import EvalTransform, TrainTransform, stack_clips
+from lit_i2v.data.transforms import EvalTransform, JpegCrop, TrainTransform, stack_clips
 
 log = logging.getLogger("lit_i2v.data")
 FORMAT = "lit_i2v-shards"
@@ -242,6 +242,9 @@ class ShardedClips(SharedEpoch, IterableDataset):
         shuffle_buffer: samples each worker holds to shuffle among, in training.
         seed: seed of the shard order and shuffling (combined with the epoch).
         max_retries: damaged training samples in a row replaced by others before giving up.
+        decode_on_device: training clips of JPEG frame shards leave the workers as their JPEG bytes and a crop box
+            (``JpegCrop``); the task decodes (nvJPEG on a GPU), crops and resizes them on its device, so the workers
+            only read. Evaluation clips are decoded in the workers as always.
     """
 
     def __init__(
@@ -255,11 +258,19 @@ class ShardedClips(SharedEpoch, IterableDataset):
         shuffle_buffer: int = 256,
         seed: int = 0,
         max_retries: int = 10,
+        decode_on_device: bool = False,
     ) -> None:
         self.root = Path(root)
         index = read_index(self.root)
         if split not in index["splits"]:
             raise ShardError(f"{self.root / 'index.json'}: no {split!r} split (it has {sorted(index['splits'])})")
+        self.decode_on_device = decode_on_device and training
+        if self.decode_on_device and index["mode"] != "frames":
+            raise ShardError(f"{self.root / 'index.json'}: decode_on_device needs shards of JPEG frames (`shard "
+                             f"--mode frames`); these hold {index['mode']} files")  # fmt: skip
+        if self.decode_on_device and not getattr(transform, "device_resize", False):
+            raise ValueError("decode_on_device: the task resizes the clips it decodes, so the train transform must "
+                             "leave the resize to the device (device_resize; no rand_augment)")  # fmt: skip
         self.index, self.split = index, split
         self.shards = index["splits"][split]["shards"]
         self.counts = [s["samples"] for s in self.shards]
@@ -342,6 +353,10 @@ class ShardedClips(SharedEpoch, IterableDataset):
         else:
             stored = row["stored"]  # None: every frame is stored; else the nearest stored frame stands in
             positions = wanted if stored is None else [_nearest(stored, i) for i in wanted]
+            if self.decode_on_device:  # the frames leave as JPEGs, cut out and resized where they are decoded
+                jpegs = [self._read(shard, *row["members"][j]) for j in positions]
+                box, flip = self.transform.box(*jpeg_size(jpegs[0]), rng)
+                return JpegCrop(jpegs, box, flip, self.transform.size, name), row
             unique = sorted(set(positions))
             jpegs = [_bytes_tensor(self._read(shard, *row["members"][j])) for j in unique]
             images = decode_jpegs(jpegs)  # (3, H, W) views of (H, W, 3) memory

@@ -61,8 +61,9 @@ class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
         video_size: frame side of the generated videos, px.
         video_frames: frames per generated video.
         seed: generation seed.
-        sampler, train_transform, eval_transform, batch_size, eval_batch_size, num_workers, backend, shards:
-            as in ``VideoDataModule`` (with ``shards``, the set written by ``python -m lit_i2v shard`` is streamed).
+        sampler, train_transform, eval_transform, batch_size, eval_batch_size, num_workers, backend, shards,
+        decode_on_device: as in ``VideoDataModule`` (with ``shards``, the set written by ``python -m lit_i2v shard`` is
+            streamed).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
         num_workers: int = 2,
         backend: Backend = "auto",
         shards: str | None = None,
+        decode_on_device: bool = False,
     ) -> None:
         base = Path(root)
         super().__init__(
@@ -98,6 +100,7 @@ class SyntheticMotion(_WrittenOnFirstUse, VideoDataModule):
             num_workers=num_workers,
             backend=backend,
             shards=shards,
+            decode_on_device=decode_on_device,
         )
         self._remember(root, (num_train, num_val, num_test), video_size, video_frames, seed)
 

@@ -18,15 +18,19 @@ the same pass that normalises (``VideoTask.normalize``). ``stack_clips`` batches
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
+
+log = logging.getLogger("lit_i2v.data")
 
 
 def _to_tchw(frames: Tensor) -> Tensor:
@@ -94,18 +98,25 @@ class PackedClips:
 
     def resize(self, in_uint8: bool | None = None) -> Tensor:
         """The batch as float32 ``(B, T, 3, S, S)`` on ``data``'s device, values 0-255: each crop resized to S x S
-        (bilinear, antialiased) and mirrored where ``flip`` says.
+        (bilinear, antialiased) and mirrored where ``flip`` says (``resize_clips``)."""
+        return resize_clips(self.clips(), self.flip.tolist(), self.size, in_uint8)
 
-        ``in_uint8`` (default: on a CPU) resizes with PyTorch's uint8 kernel, as a worker would (the same clips,
-        exactly), which on a CPU runs about 10x faster than the float kernel; otherwise in float (GPUs have no uint8
-        antialiased resize), which differs from the worker's by its rounding to uint8, at most one grey level."""
-        in_uint8 = self.data.device.type == "cpu" if in_uint8 is None else in_uint8
-        out = torch.empty(self.shape, device=self.data.device)
-        for i, (clip, flip) in enumerate(zip(self.clips(), self.flip.tolist(), strict=True)):
-            clip = clip if in_uint8 else clip.float().contiguous()  # planar floats: what every device's kernel takes
-            clip = F.interpolate(clip, size=(self.size, self.size), mode="bilinear", antialias=True)  # (T, 3, S, S)
-            out[i] = clip.flip(-1) if flip else clip
-        return out
+
+def resize_clips(clips: Sequence[Tensor], flips: Sequence[bool], size: int, in_uint8: bool | None = None) -> Tensor:
+    """uint8 crops ``(T, 3, h_i, w_i)`` as one float32 ``(B, T, 3, S, S)`` tensor on their device, values 0-255, each
+    resized to S x S (bilinear, antialiased) and mirrored where ``flips`` says.
+
+    ``in_uint8`` (default: on a CPU) resizes with PyTorch's uint8 kernel, as a worker would (the same clips, exactly),
+    which on a CPU runs about 10x faster than the float kernel; otherwise in float (GPUs have no uint8 antialiased
+    resize), which differs from the worker's by its rounding to uint8, at most one grey level."""
+    device = clips[0].device
+    in_uint8 = device.type == "cpu" if in_uint8 is None else in_uint8
+    out = torch.empty((len(clips), clips[0].shape[0], 3, size, size), device=device)
+    for i, (clip, flip) in enumerate(zip(clips, flips, strict=True)):
+        clip = clip if in_uint8 else clip.float().contiguous()  # planar floats: what every device's kernel takes
+        clip = F.interpolate(clip, size=(size, size), mode="bilinear", antialias=True)  # (T, 3, S, S)
+        out[i] = clip.flip(-1) if flip else clip
+    return out
 
 
 def pack_clips(crops: Sequence[ClipCrop], out: Tensor | None = None) -> PackedClips:
@@ -124,6 +135,120 @@ def pack_clips(crops: Sequence[ClipCrop], out: Tensor | None = None) -> PackedCl
     sizes = torch.tensor([crop.frames[0].shape[:2] for crop in crops], dtype=torch.int64).view(-1, 2)
     flip = torch.tensor([crop.flip for crop in crops], dtype=torch.bool)
     return PackedClips(data, sizes, flip, frames, size)
+
+
+class JpegCrop:
+    """A training clip still encoded: the JPEG bytes of its T frames, the crop ``box`` ``(top, left, h, w)`` to cut
+    out of them once decoded, and the ``flip``; ``name`` says where it comes from. ``pack_jpegs`` batches them."""
+
+    def __init__(
+        self, jpegs: Sequence[bytes], box: tuple[int, int, int, int], flip: bool, size: int, name: str
+    ) -> None:
+        self.jpegs, self.box, self.flip, self.size, self.name = list(jpegs), box, flip, size, name
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(jpeg) for jpeg in self.jpegs)
+
+
+class PackedJpegs:
+    """A batch of ``JpegCrop``: the frames' JPEG bytes one after another in one flat uint8 buffer, decoded, cropped,
+    resized and mirrored by ``resize`` on the device the batch was moved to (``to``), with nvJPEG on a GPU.
+
+    ``data`` holds the B x T JPEGs, ``lengths`` ``(B * T,)`` their sizes, ``boxes`` ``(B, 4)`` each clip's crop
+    ``(top, left, h, w)``, ``flip`` ``(B,)`` whether to mirror it, ``names`` where each clip comes from. The bytes stay
+    in CPU memory whatever the device (the decoders read them there); ``to`` only records the device.
+
+    A frame that fails to decode (a shard damaged after it was written) is logged with its clip's name and left black:
+    the step goes on, as a worker would have skipped the sample.
+    """
+
+    def __init__(
+        self, data: Tensor, lengths: Tensor, boxes: Tensor, flip: Tensor, names: list[str], frames: int, size: int,
+        device: torch.device | str = "cpu",
+    ) -> None:  # fmt: skip
+        self.data, self.lengths, self.boxes, self.flip, self.names = data, lengths, boxes, flip, names
+        self.frames, self.size, self.device = frames, size, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def shape(self) -> torch.Size:
+        """The shape of the resized batch ``(B, T, 3, S, S)``."""
+        return torch.Size((len(self), self.frames, 3, self.size, self.size))
+
+    def _with(self, data: Tensor, device: torch.device | str) -> PackedJpegs:
+        return PackedJpegs(data, self.lengths, self.boxes, self.flip, self.names, self.frames, self.size, device)
+
+    def to(self, device: torch.device | str, non_blocking: bool | None = None) -> PackedJpegs:
+        """To be decoded on ``device``; the bytes stay where they are."""
+        return self._with(self.data, device)
+
+    def pin_memory(self) -> PackedJpegs:
+        return self._with(self.data.pin_memory(), self.device)
+
+    def jpegs(self) -> list[Tensor]:
+        """Each frame's JPEG, 1-D uint8 views of ``data``."""
+        return list(torch.split(self.data[: int(self.lengths.sum())], self.lengths.tolist()))
+
+    def decode(self) -> list[Tensor]:
+        """The B x T frames, uint8 ``(3, H, W)`` on the device."""
+        from lit_i2v.data.images import decode_jpegs
+
+        jpegs = self.jpegs()
+        try:
+            return decode_jpegs(jpegs, self.device)
+        except Exception:  # some frame is damaged: decode them one by one to find it
+            return [self._decode_one(i, jpeg) for i, jpeg in enumerate(jpegs)]
+
+    def _decode_one(self, i: int, jpeg: Tensor) -> Tensor | None:
+        from lit_i2v.data.images import decode_jpegs
+
+        try:
+            return decode_jpegs([jpeg], self.device)[0]
+        except Exception as err:
+            log.warning("%s: frame %d of the clip does not decode (%s); it is left black", self.names[i // self.frames],
+                        i % self.frames, err)  # fmt: skip
+            return None
+
+    def clips(self) -> list[Tensor]:
+        """Each clip's crop, uint8 ``(T, 3, h_i, w_i)`` on the device."""
+        images, out = self.decode(), []
+        for i, (top, left, h, w) in enumerate(self.boxes.tolist()):
+            frames = [
+                image[:, top : top + h, left : left + w].permute(1, 2, 0) if image is not None
+                else torch.zeros(h, w, 3, dtype=torch.uint8, device=self.device)
+                for image in images[i * self.frames : (i + 1) * self.frames]
+            ]  # fmt: skip
+            out.append(torch.stack(frames).permute(0, 3, 1, 2))  # channels-last memory, as a worker's crop
+        return out
+
+    def resize(self, in_uint8: bool | None = None) -> Tensor:
+        """The batch as float32 ``(B, T, 3, S, S)`` on the device, values 0-255 (``resize_clips``): on a CPU, exactly
+        the clips a worker would have cut and the task resized."""
+        return resize_clips(self.clips(), self.flip.tolist(), self.size, in_uint8)
+
+
+def pack_jpegs(crops: Sequence[JpegCrop], out: Tensor | None = None) -> PackedJpegs:
+    """Copy ``crops``' JPEGs (one clip length and output size) into one buffer: ``out``, a flat uint8 tensor of at
+    least ``sum(crop.nbytes)`` elements, if given."""
+    frames, size = len(crops[0].jpegs), crops[0].size
+    if any(len(crop.jpegs) != frames or crop.size != size for crop in crops):
+        raise ValueError("a batch's clips must have one number of frames and one output size")
+    jpegs = [jpeg for crop in crops for jpeg in crop.jpegs]
+    lengths = [len(jpeg) for jpeg in jpegs]
+    data = torch.empty(sum(lengths), dtype=torch.uint8) if out is None else out[: sum(lengths)]
+    data.numpy()[:] = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
+    return PackedJpegs(
+        data,
+        torch.tensor(lengths, dtype=torch.int64),
+        torch.tensor([crop.box for crop in crops], dtype=torch.int64).view(-1, 4),
+        torch.tensor([crop.flip for crop in crops], dtype=torch.bool),
+        [crop.name for crop in crops],
+        frames,
+        size,
+    )
 
 
 class TrainTransform:
@@ -174,13 +299,16 @@ class TrainTransform:
         side = min(height, width)
         return (height - side) // 2, (width - side) // 2, side, side
 
+    def box(self, height: int, width: int, rng: random.Random) -> tuple[tuple[int, int, int, int], bool]:
+        """The random crop ``(top, left, h, w)`` of a ``height`` x ``width`` clip, and whether to mirror it."""
+        box = self.crop_params(height, width, rng)
+        return box, self.hflip and rng.random() < 0.5
+
     def __call__(self, frames: Tensor | Sequence[Tensor], rng: random.Random | None = None) -> Tensor | ClipCrop:
         """``frames`` ``(T, H, W, 3)``, or T frames ``(H, W, 3)`` → the clip ``(T, 3, S, S)``, or its ``ClipCrop``
         with ``device_resize``."""
         rng = rng or random
-        height, width = frames[0].shape[:2]
-        top, left, h, w = self.crop_params(height, width, rng)
-        flip = self.hflip and rng.random() < 0.5
+        (top, left, h, w), flip = self.box(*frames[0].shape[:2], rng)
         if self.device_resize:
             return ClipCrop([frame[top : top + h, left : left + w] for frame in frames], flip, self.size)
         clip = _to_tchw(frames if isinstance(frames, Tensor) else torch.stack(list(frames)))  # (T, 3, H, W)

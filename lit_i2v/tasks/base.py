@@ -13,7 +13,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.data.transforms import PackedClips
+from lit_i2v.data.transforms import PackedClips, PackedJpegs
 from lit_i2v.strategies import Strategy, freeze
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
@@ -72,14 +72,15 @@ class VideoTask(L.LightningModule):
             self.backbone.visual.compile(backend=self.compile_backend)
             self._compiled = True
 
-    def normalize(self, video: Tensor | PackedClips) -> Tensor:
-        """uint8 clips ``(..., 3, H, W)``, or a batch of crops to resize (``PackedClips``) → float ``(..., 3, H, W)``,
-        normalised with the backbone's mean and std, on this device.
+    def normalize(self, video: Tensor | PackedClips | PackedJpegs) -> Tensor:
+        """uint8 clips ``(..., 3, H, W)``, or a batch of crops to resize (``PackedClips``) or of JPEG clips to decode,
+        crop and resize (``PackedJpegs``) → float ``(..., 3, H, W)``, normalised with the backbone's mean and std, on
+        this device.
 
         The data's clips are channels-last in memory (``lit_i2v.data.transforms``); the copy into a planar float tensor
         transposes them in the same pass as the conversion, on the device rather than in the loader's workers. Packed
         crops are resized here, also on the device: that work was a third of a worker's with JPEG shards."""
-        if isinstance(video, PackedClips):
+        if isinstance(video, PackedClips | PackedJpegs):
             clips = video.resize()  # (B, T, 3, S, S) float32, planar
         else:
             clips = torch.empty(video.shape, device=video.device)  # (..., 3, H, W) float32, planar
