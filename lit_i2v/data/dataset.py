@@ -176,9 +176,9 @@ def collate_clips(samples: list[dict]) -> dict:
     """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``): one
     block copy per clip and no transposition (which would cost a worker about as much as the crop); crops to resize
     on the device (``ClipCrop``) are packed into one buffer (``pack_clips``), and so are clips to decode there
-    (``JpegCrop``, ``pack_jpegs``). In a worker the pixels go into shared
-    memory that the worker reuses from batch to batch and the other tensors are sent by value (``handover.py``):
-    until the main process unpickles them, they are ``Handover`` and ``Inline`` wrappers."""
+    (``JpegCrop``, ``pack_jpegs``). In a worker the pixels (or JPEGs) go into shared memory that the worker reuses
+    from batch to batch and the other tensors are sent by value (``handover.py``): until the main process unpickles
+    them, they are ``Handover`` and ``Inline`` wrappers."""
     videos = [sample["video"] for sample in samples]
     batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
     pack = pack_clips if isinstance(videos[0], ClipCrop) else pack_jpegs if isinstance(videos[0], JpegCrop) else None

@@ -8,7 +8,9 @@ Training clips are, by default, resized on the device too: the worker only cuts 
 (``ClipCrop``, views, no pixel work), the collation packs a batch's crops of different sizes into one buffer
 (``PackedClips``), and the task resizes them to S x S on its device in the pass that normalises. With JPEG shards the
 antialiased resize was a third of a worker's work on a clip (``benchmarks/RESULTS.md``). RandAugment works on the
-resized uint8 clip, so a transform with RandAugment resizes in the worker.
+resized uint8 clip, so a transform with RandAugment resizes in the worker. With JPEG shards and ``decode_on_device``,
+the decoding moves to the device as well: a training clip leaves the worker as its JPEGs and crop box (``JpegCrop``,
+drawn by ``TrainTransform.box`` as the crop path draws it), batched as ``PackedJpegs``.
 
 The output keeps the decoder's memory order: it is a ``(T, 3, S, S)`` view of ``(T, S, S, 3)`` memory (channels-last).
 PyTorch's antialiased uint8 resize runs several times faster on channels-last input than on planar input, and the
@@ -192,8 +194,8 @@ class PackedJpegs:
         """Each frame's JPEG, 1-D uint8 views of ``data``."""
         return list(torch.split(self.data[: int(self.lengths.sum())], self.lengths.tolist()))
 
-    def decode(self) -> list[Tensor]:
-        """The B x T frames, uint8 ``(3, H, W)`` on the device."""
+    def decode(self) -> list[Tensor | None]:
+        """The B x T frames, uint8 ``(3, H, W)`` on the device; None for a frame that does not decode."""
         from lit_i2v.data.images import decode_jpegs
 
         jpegs = self.jpegs()
