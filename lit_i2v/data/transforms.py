@@ -32,6 +32,8 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from lit_i2v.data.images import decode_jpegs
+
 log = logging.getLogger("lit_i2v.data")
 
 
@@ -196,8 +198,6 @@ class PackedJpegs:
 
     def decode(self) -> list[Tensor | None]:
         """The B x T frames, uint8 ``(3, H, W)`` on the device; None for a frame that does not decode."""
-        from lit_i2v.data.images import decode_jpegs
-
         jpegs = self.jpegs()
         try:
             return decode_jpegs(jpegs, self.device)
@@ -205,8 +205,6 @@ class PackedJpegs:
             return [self._decode_one(i, jpeg) for i, jpeg in enumerate(jpegs)]
 
     def _decode_one(self, i: int, jpeg: Tensor) -> Tensor | None:
-        from lit_i2v.data.images import decode_jpegs
-
         try:
             return decode_jpegs([jpeg], self.device)[0]
         except Exception as err:
