@@ -24,7 +24,7 @@ def _millions(n: int) -> str:
 class StartupSummary(L.Callback):
     """At the start of ``fit``/``validate``/``test`` (rank 0): task, backbone and its weights, strategy, parameters
     (total / trainable, and per part of the model), GFLOPs per view (from the run's manifest), videos per split,
-    batch size per device and effective, precision, devices and nodes.
+    where they come from and who decodes them, batch size per device and effective, precision, devices and nodes.
 
     It stands in for Lightning's model summary, which the CLI turns off by default: that table puts a strategy's
     inserted modules under the backbone and prints "Total FLOPs: 0" unless the model has an example input."""
@@ -57,6 +57,8 @@ class StartupSummary(L.Callback):
         if datasets:
             counts = ", ".join(f"{split} {getattr(ds, 'num_videos', len(ds))}" for split, ds in datasets.items())
             lines.append(f"  videos      {counts}")
+        if hasattr(data, "describe"):
+            lines.append(f"  data        {data.describe()}")
         batch = getattr(data, "batch_size", None)
         if batch and stage == "fit":
             devices, nodes = trainer.num_devices, trainer.num_nodes

@@ -329,6 +329,7 @@ def test_startup_summary_says_what_trains_on_what(tmp_path, synth_root, capsys):
     assert "lit_i2v fit: ActionRecognition" in out and "ViT-T-8-test (weights: random init)" in out
     assert "strategy    STAdapter(" in out and "trainable" in out
     assert "videos      train 32, val 16" in out  # the fixture's splits
+    assert f"data        video files under {synth_root / 'videos'} (auto decoder), 0 worker(s) per device" in out
     assert "8 per device x 1 device(s) x 1 node(s) x 2 accumulated = 16 clips per step" in out
     parts = re.search(r"parts +backbone (\S+) \((\S+) trainable\), temporal (\S+) .*head", out)
     assert parts and parts.group(2) != "0.0k"  # the adapters sit inside the backbone and train

@@ -282,13 +282,15 @@ def test_decoding_on_the_device_needs_jpeg_shards_and_the_resize_left_to_it(shar
                      decode_on_device=True)  # fmt: skip
 
 
-def test_fit_decoding_training_clips_on_the_device(shards, synth_root, tmp_path):
+def test_fit_decoding_training_clips_on_the_device(shards, synth_root, tmp_path, capsys):
     """A fit whose training batches are ``PackedJpegs``: Lightning moves them with the batch, the task decodes them."""
     run = tmp_path / "run"
     overrides = [*tiny_overrides(synth_root, run), f"--data.init_args.shards={shards}",
                  "--data.init_args.decode_on_device=true", "--data.init_args.num_workers=1",
                  "--trainer.log_every_n_steps=1"]  # fmt: skip
     assert main(["fit", *overrides]) == 0
+    summary = capsys.readouterr().out
+    assert f"data        shards {shards} (JPEG frames, decoded on the device in training), 1 worker(s)" in summary
     rows = metrics(run)
     assert last_value(rows, "val/videos") == 16 and last_value(rows, "train/skipped") == 0
     assert torch.isfinite(torch.tensor(last_value(rows, "train/loss")))

@@ -116,6 +116,15 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             if path and not Path(path).exists():
                 raise FileNotFoundError(f"data.{key}: {path} does not exist; {self.prepare_hint}")
 
+    def describe(self) -> str:
+        """Where the clips come from and who decodes them, in a few words (the start-up summary's data line)."""
+        workers = f"{self.num_workers} worker(s) per device"
+        if self.shards is None:
+            return f"video files under {self.root or '.'} ({self.backend} decoder), {workers}"
+        what = {"frames": "JPEG frames", "video": "video files"}[self.shard_index["mode"]]
+        where = "decoded on the device in training" if self.decode_on_device else "decoded by the workers"
+        return f"shards {self.shards} ({what}, {where}), {workers}"
+
     @property
     def num_views(self) -> int:
         return self.sampler.test_clips * self.eval_transform.crops
