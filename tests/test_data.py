@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,10 @@ def _picture(seed: int, height: int = 40, width: int = 56) -> torch.Tensor:
     return (ramp + 6 * torch.rand(3, height, width, generator=g)).to(torch.uint8)
 
 
+def _tensors(jpegs: list[bytes]) -> list[torch.Tensor]:
+    return [torch.frombuffer(bytearray(jpeg), dtype=torch.uint8) for jpeg in jpegs]
+
+
 def _coded(pictures: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     jpegs = [images.encode_jpeg(p, 95) for p in pictures]
     return jpegs, images.decode_jpegs(jpegs)
@@ -239,19 +244,27 @@ def test_torchcodec_and_torchvision_code_images_alike(monkeypatch):
     pictures = [_picture(2), _picture(3, 24, 32)]
     images._codec.cache_clear()
     assert images.codec() == "torchcodec"
-    new = _coded(pictures)
+    by_torchcodec = _coded(pictures)
     _block_torchcodec(monkeypatch)  # as where it is not installed
     images._codec.cache_clear()
     assert images.codec() == "torchvision"
-    old = _coded(pictures)
+    by_torchvision = _coded(pictures)
     images._codec.cache_clear()
-    assert all(torch.equal(a, b) for a, b in zip(old[0], new[0], strict=True))  # the same JPEG bytes
-    assert all(torch.equal(a, b) for a, b in zip(old[1], new[1], strict=True))  # the same pixels
+    for coded, again in zip(by_torchcodec, by_torchvision, strict=True):  # the same JPEG bytes, the same pixels
+        assert all(torch.equal(a, b) for a, b in zip(coded, again, strict=True))
+
+
+def test_jpeg_size_reads_the_frame_header():
+    for height, width in [(40, 56), (17, 300), (1, 1)]:
+        jpeg = images.encode_jpeg(torch.zeros(3, height, width, dtype=torch.uint8), 90).numpy().tobytes()
+        assert images.jpeg_size(jpeg) == (height, width) == tuple(images.decode_jpegs(_tensors([jpeg]))[0].shape[1:])
+    with pytest.raises(ValueError, match="not a JPEG .it does not start with a start-of-image marker"):
+        images.jpeg_size(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ValueError, match="not a JPEG .no frame header"):
+        images.jpeg_size(jpeg[:20])  # cut before its frame header
 
 
 def test_without_torchcodec_torchvision_codes_images_without_deprecation_warnings(torchvision_codec, tmp_path):
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert images.codec() == "torchvision"
