@@ -67,6 +67,28 @@ def test_normalize_resizes_packed_crops_on_the_task_device_after_lightning_moves
     assert torch.equal(task.normalize(moved["video"]), task.normalize(expected))  # on a CPU, with the same kernel
 
 
+def test_gradient_clipping_under_fsdp_clips_the_global_norm_through_the_root_module():
+    """Lightning's FSDP precision plugin refuses to clip by norm, and 40 recipes set ``gradient_clip_val``: under
+    FSDP the task has the root FSDP module clip (its ``clip_grad_norm_`` takes the norm over all ranks' shards)."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    task = make_task()
+    optimizer = torch.optim.SGD(task.parameters(), lr=0.1)
+    root = mock.Mock()  # stands for the FSDP-wrapped model (FSDP needs a GPU)
+    task._trainer = SimpleNamespace(strategy=mock.Mock(spec=FSDPStrategy, model=root))
+    task.configure_gradient_clipping(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    root.clip_grad_norm_.assert_called_once_with(1.0)
+    with pytest.raises(ValueError, match="trainer.gradient_clip_algorithm='value': under FSDP"):
+        task.configure_gradient_clipping(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="value")
+    with mock.patch.object(type(task), "clip_gradients") as lightning_clipping:  # any other strategy: Lightning's
+        task._trainer = SimpleNamespace(strategy=mock.Mock())
+        task.configure_gradient_clipping(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    lightning_clipping.assert_called_once_with(optimizer, 1.0, "norm")
+
+
 def test_frozen_trains_only_the_head_and_keeps_no_graph():
     task = make_task(Frozen(), LinearHead(dropout=0.0))
     assert task.trainable_names() == ["head.fc.weight", "head.fc.bias"]

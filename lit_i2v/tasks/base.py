@@ -10,6 +10,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
@@ -159,3 +160,18 @@ class VideoTask(L.LightningModule):
         warmup = round(self.warmup_epochs * total / epochs)
         scheduler = warmup_cosine(optimizer, warmup, total, self.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:  # fmt: skip
+        """Lightning's clipping (``trainer.gradient_clip_val``, which the recipes set), except under FSDP, whose
+        precision plugin refuses to clip by norm (each rank holds a shard of the gradients, so the norm of its own
+        shard is not the norm): there the root FSDP module clips by the global norm."""
+        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise ValueError(f"trainer.gradient_clip_algorithm={gradient_clip_algorithm!r}: under FSDP lit_i2v "
+                                 "clips by the global norm only; set it to 'norm' or drop it")  # fmt: skip
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
