@@ -1,0 +1,84 @@
+"""On a CUDA GPU, skipped elsewhere (`launch/gpu/checks.sh` runs them on a lent one): bf16 fits with the shipped DDP
+and FSDP presets on one GPU, training clips decoded from JPEG shards on the GPU (nvJPEG), and the device's resize
+and decoding against the CPU's."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_i2v.cli import main
+from lit_i2v.data import TrainTransform
+from lit_i2v.data.images import decode_jpegs, encode_jpeg
+from lit_i2v.data.shards import ShardSpec, write_shards
+from lit_i2v.data.transforms import JpegCrop, pack_clips, pack_jpegs
+
+from .test_cli import last_value, metrics, tiny_overrides
+from .test_shards import ssv2_records
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def gpu_fit(synth_root: Path, run: Path, capsys, *extra: str) -> tuple[list[dict], str]:
+    """A one-epoch fit of the tiny model on one GPU after the quickstart's CPU settings and ``extra``."""
+    args = ["fit", *tiny_overrides(synth_root, run), "--trainer.log_every_n_steps=1", *extra, "--trainer.devices=1"]
+    assert main(args) == 0
+    return metrics(run), capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset", ["gpu-ddp-bf16", "gpu-fsdp-bf16"])
+def test_a_bf16_fit_with_each_gpu_preset(preset, synth_root, tmp_path, capsys):
+    """The preset composed after the recipe's trainer (as a later ``--config``): bf16-mixed on the GPU, the recipe's
+    gradient clipping included (under FSDP, through the root module)."""
+    config = str(ROOT / "configs" / "trainer" / f"{preset}.yaml")
+    rows, out = gpu_fit(synth_root, tmp_path / "run", capsys, "--config", config)
+    assert "precision   bf16-mixed" in out and "CUDAAccelerator" in out
+    assert torch.isfinite(torch.tensor(last_value(rows, "train/loss")))
+    assert last_value(rows, "val/videos") == 16
+
+
+def test_a_fit_decoding_jpeg_shards_on_the_gpu(synth_root, tmp_path, capsys):
+    shards = tmp_path / "shards"
+    splits = {s: ssv2_records(synth_root, s) for s in ("train", "val")}
+    write_shards(splits, shards, ShardSpec(samples_per_shard=8), class_names=[str(i) for i in range(8)], workers=1)
+    extra = ["--config", str(ROOT / "configs" / "trainer" / "gpu-ddp-bf16.yaml"), f"--data.init_args.shards={shards}",
+             "--data.init_args.decode_on_device=true", "--data.init_args.num_workers=1"]  # fmt: skip
+    rows, out = gpu_fit(synth_root, tmp_path / "run", capsys, *extra)
+    assert "decoded on the device in training" in out
+    assert last_value(rows, "val/videos") == 16 and last_value(rows, "train/skipped") == 0
+    assert torch.isfinite(torch.tensor(last_value(rows, "train/loss")))
+
+
+def camera_like(seed: int, frames: int = 4, height: int = 96, width: int = 128) -> torch.Tensor:
+    """Frames ``(T, H, W, 3)`` uint8: a smooth random scene with a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(frames, 3, height // 16, width // 16, generator=g) * 255
+    scene = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic")
+    noisy = scene + torch.randn(frames, 3, height, width, generator=g) * 4
+    return noisy.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def test_the_gpu_resizes_and_decodes_as_the_cpu_does():
+    """The float resize on the GPU is the worker's uint8 one to rounding; nvJPEG's pixels are libjpeg-turbo's to
+    its inverse DCT's rounding."""
+    transform, clips = TrainTransform(size=64), [camera_like(seed) for seed in range(4)]
+    crops = [transform(clip, random.Random(i)) for i, clip in enumerate(clips)]
+    packed = pack_clips(crops)
+    on_gpu = packed.pin_memory().to("cuda").resize()
+    assert on_gpu.device.type == "cuda" and on_gpu.shape == (4, 4, 3, 64, 64)
+    assert (on_gpu.cpu() - packed.resize()).abs().max() <= 1.01  # the CPU's uint8 kernel rounds
+
+    jpegs = [[encode_jpeg(frame.permute(2, 0, 1), 90).numpy().tobytes() for frame in clip] for clip in clips]
+    boxes = [transform.box(96, 128, random.Random(i)) for i in range(4)]
+    encoded = pack_jpegs(
+        [JpegCrop(j, box, flip, 64, f"clip {i}") for i, (j, (box, flip)) in enumerate(zip(jpegs, boxes))]
+    )
+    on_cpu, on_gpu = encoded.resize(), encoded.to("cuda").resize()
+    difference = (on_gpu.cpu() - on_cpu).abs()
+    assert on_gpu.device.type == "cuda" and difference.mean() < 0.5 and difference.max() <= 4
+    images = decode_jpegs([torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs[0]], "cuda")
+    assert all(image.device.type == "cuda" and image.shape == (3, 96, 128) for image in images)
