@@ -27,20 +27,22 @@ class StartupSummary(L.Callback):
     where they come from and who decodes them, batch size per device and effective, precision, devices and nodes.
 
     It stands in for Lightning's model summary, which the CLI turns off by default: that table puts a strategy's
-    inserted modules under the backbone and prints "Total FLOPs: 0" unless the model has an example input."""
+    inserted modules under the backbone and prints "Total FLOPs: 0" unless the model has an example input.
 
-    def _summary(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> str:
+    Parameters are counted in ``setup``, before the trainer's strategy wraps the model: FSDP leaves each rank only
+    its shard of every parameter, so a count at the start of ``fit`` would be one rank's share."""
+
+    _counted: list[str] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._counted = self._parameters(pl_module)
+
+    @staticmethod
+    def _parameters(module: L.LightningModule) -> list[str]:
+        """The parameters and parts lines: total and trainable, and per part of the model."""
         params = list(module.parameters())
         total, trainable = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
-        backbone = getattr(module, "backbone", None)
-        lines = [f"lit_i2v {stage}: {type(module).__name__}"]
-        if backbone is not None:
-            source = backbone.pretrained_cfg.get("source") or "random init"
-            lines.append(f"  backbone    {getattr(backbone, 'arch', type(backbone).__name__)} (weights: {source})")
-        strategy = getattr(module, "strategy", None)
-        if strategy is not None:
-            lines.append(f"  strategy    {type(strategy).__name__}({strategy.extra_repr()})")
-        lines.append(f"  parameters  {_millions(total)} total, {_millions(trainable)} trainable")
+        lines = [f"  parameters  {_millions(total)} total, {_millions(trainable)} trainable"]
         parts = []
         for name, child in module.named_children():
             counts = [(p.numel(), p.requires_grad) for p in child.parameters()]
@@ -49,6 +51,18 @@ class StartupSummary(L.Callback):
                 parts.append(f"{name} {_millions(sum(n for n, _ in counts))} ({_millions(part_trainable)} trainable)")
         if parts:
             lines.append(f"  parts       {', '.join(parts)}")
+        return lines
+
+    def _summary(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> str:
+        backbone = getattr(module, "backbone", None)
+        lines = [f"lit_i2v {stage}: {type(module).__name__}"]
+        if backbone is not None:
+            source = backbone.pretrained_cfg.get("source") or "random init"
+            lines.append(f"  backbone    {getattr(backbone, 'arch', type(backbone).__name__)} (weights: {source})")
+        strategy = getattr(module, "strategy", None)
+        if strategy is not None:
+            lines.append(f"  strategy    {type(strategy).__name__}({strategy.extra_repr()})")
+        lines += self._counted if self._counted is not None else self._parameters(module)
         gflops = self._gflops(trainer)
         if gflops is not None:
             lines.append(f"  GFLOPs      {gflops} per view (multiply-add = 1 FLOP; manifest.json beside the logs)")

@@ -285,6 +285,30 @@ def test_quickstart_learns_motion(tmp_path):
     assert top1 > 0.4, f"quickstart val/top1 {top1:.3f} is not far above chance (0.125)"
 
 
+def test_startup_summary_counts_parameters_before_the_strategy_shards_them():
+    """By the start of ``fit`` FSDP has left each rank a shard of every parameter: the counts are taken in ``setup``,
+    before the strategy wraps the model."""
+    from types import SimpleNamespace
+
+    from lit_i2v.backbones import CLIP
+    from lit_i2v.callbacks import StartupSummary
+    from lit_i2v.tasks import ActionRecognition
+
+    task = ActionRecognition(CLIP("ViT-T-8-test"), num_classes=8)
+    trainer = SimpleNamespace(datamodule=None, callbacks=[], num_devices=2, num_nodes=1, precision="bf16-mixed",
+                              accelerator=object(), strategy=object())  # fmt: skip
+    summary = StartupSummary()
+    summary.setup(trainer, task, "fit")
+    whole = summary._summary(trainer, task, "fit")
+    counted = re.search(r"parameters +(\S+) total, (\S+) trainable", whole).groups()
+    total = sum(p.numel() for p in task.parameters())
+    assert counted[0] == f"{total / 1e6:.2f}M" and "parts       backbone" in whole
+    for param in task.parameters():
+        param.data = param.data.flatten()[: param.numel() // 2]  # what one of two ranks holds once sharded
+    assert summary._summary(trainer, task, "fit") == whole
+    assert StartupSummary()._summary(trainer, task, "fit") != whole  # counted at the start of fit: half of it
+
+
 def test_fsdp_preset_wraps_and_checkpoints_every_transformer_block():
     """configs/trainer/gpu-fsdp-bf16.yaml builds Lightning's FSDPStrategy (no GPU needed to build it); its policy
     makes one FSDP unit per block of both towers of a ViT-L/14 (24 image + 12 text) and checkpoints the same."""
