@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lit_i2v.data.images import decode_jpegs
+
 Backend = Literal["auto", "decord", "pyav"]
 log = logging.getLogger(__name__)
 
@@ -118,8 +120,6 @@ class FrameFolderReader:
         self.num_frames, self.fps = num_frames, 30.0
 
     def get_frames(self, indices: list[int]) -> Tensor:
-        from lit_i2v.data.images import decode_jpegs
-
         files = [self._dir / self._template.format(i + self._start) for i in indices]
         jpegs = [torch.frombuffer(bytearray(file.read_bytes()), dtype=torch.uint8) for file in files]
         return torch.stack([image.permute(1, 2, 0) for image in decode_jpegs(jpegs)])

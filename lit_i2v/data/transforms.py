@@ -239,7 +239,7 @@ def pack_jpegs(crops: Sequence[JpegCrop], out: Tensor | None = None) -> PackedJp
     jpegs = [jpeg for crop in crops for jpeg in crop.jpegs]
     lengths = [len(jpeg) for jpeg in jpegs]
     data = torch.empty(sum(lengths), dtype=torch.uint8) if out is None else out[: sum(lengths)]
-    data.numpy()[:] = np.frombuffer(b"".join(jpegs), dtype=np.uint8)
+    np.concatenate([np.frombuffer(jpeg, dtype=np.uint8) for jpeg in jpegs], out=data.numpy())  # one copy, no join
     return PackedJpegs(
         data,
         torch.tensor(lengths, dtype=torch.int64),
