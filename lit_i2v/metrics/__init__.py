@@ -1,6 +1,7 @@
 """Task metrics computed on whole evaluation sets (retrieval ranks over the full similarity matrix; grounding spans
-per query)."""
+per query; mean class accuracy from a confusion matrix)."""
 
+from lit_i2v.metrics.classification import mean_class_accuracy
 from lit_i2v.metrics.grounding import average_precision, query_scores, temporal_iou
 from lit_i2v.metrics.retrieval import chunked_similarity, dual_softmax, retrieval_metrics
 
@@ -8,6 +9,7 @@ __all__ = [
     "average_precision",
     "chunked_similarity",
     "dual_softmax",
+    "mean_class_accuracy",
     "query_scores",
     "retrieval_metrics",
     "temporal_iou",

@@ -11,7 +11,9 @@ gradients, so every rank's texts are contrasted against every rank's videos (as 
 
 Evaluation embeds each video once (views averaged), gathers them from all ranks (each video exactly once), embeds
 every caption of the split, and scores the full text x video similarity matrix in chunks: R@1/5/10, median and
-mean rank in both directions (``lit_i2v.metrics.retrieval``), optionally after dual-softmax re-ranking.
+mean rank in both directions (``lit_i2v.metrics.retrieval``), optionally after dual-softmax re-ranking. Where
+videos have several captions, video→text follows ``v2t``: ``group`` (CLIP4Clip, X-Pool: the convention of the
+CLIP-based papers on MSVD and MSR-VTT) or ``caption`` (collaborative experts); the log says which.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.heads import MeanPool, Temporal
 from lit_i2v.metrics import chunked_similarity, dual_softmax, retrieval_metrics
+from lit_i2v.metrics.retrieval import V2T
 from lit_i2v.strategies import Strategy
 from lit_i2v.tasks.base import VideoTask
+
+V2T_CONVENTIONS = {
+    "group": "each video's caption group by its best caption (CLIP4Clip, X-Pool)",
+    "caption": "each video's best caption among all captions (collaborative experts)",
+}
 
 
 def gather_with_grad(x: Tensor) -> Tensor:
@@ -46,6 +55,10 @@ class TextVideoRetrieval(VideoTask):
         text-conditioned).
     dual_softmax: re-rank the evaluation similarities with a dual softmax (inference only).
     text_batch_size: captions encoded at a time in evaluation.
+    v2t: video→text ranking where a video has several captions: ``group`` ranks each video's caption group,
+        scored by its best caption, among all videos' groups (CLIP4Clip, X-Pool; what the CLIP-based papers report
+        on MSVD and MSR-VTT); ``caption`` ranks the video's best caption among all captions (collaborative
+        experts). Identical with one caption per video (MSR-VTT 1k-A, DiDeMo, ActivityNet paragraphs).
     """
 
     monitor = "val/t2v/R@1"  # the validation metric that chooses the best checkpoint
@@ -64,6 +77,7 @@ class TextVideoRetrieval(VideoTask):
         compile: bool | str = False,
         dual_softmax: bool = False,
         text_batch_size: int = 256,
+        v2t: V2T = "group",
     ) -> None:
         super().__init__(
             backbone,
@@ -80,7 +94,7 @@ class TextVideoRetrieval(VideoTask):
         self.temporal = temporal or MeanPool()
         self.temporal.build(backbone.embed_dim, backbone)
         self.conditioned = getattr(self.temporal, "text_conditioned", False)
-        self.dual_softmax, self.text_batch_size = dual_softmax, text_batch_size
+        self.dual_softmax, self.text_batch_size, self.v2t = dual_softmax, text_batch_size, v2t
         self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": []}
         self._skipped = 0
 
@@ -185,7 +199,11 @@ class TextVideoRetrieval(VideoTask):
             sim = self.similarity(text_emb, videos)
         if self.dual_softmax:
             sim = dual_softmax(sim)
-        metrics = retrieval_metrics(sim, torch.tensor(owner, device=sim.device))
+        metrics = retrieval_metrics(sim, torch.tensor(owner, device=sim.device), v2t=self.v2t)
+        if len(texts) > len(index) and not self.trainer.sanity_checking:
+            how = V2T_CONVENTIONS[self.v2t]
+            rank_zero_info(f"{stage}: {len(texts)} captions of {len(index)} videos; video->text ranks {how} "
+                           "(model.init_args.v2t); median ranks as NumPy's median")  # fmt: skip
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, sync_dist=False, rank_zero_only=True)
         self.log(f"{stage}/videos", float(len(index)), rank_zero_only=True)
