@@ -400,6 +400,28 @@ def test_compose_refuses_side_networks_and_repeated_methods():
         Compose([LoRA(), LoRA(targets=["mlp.fc1"])])
 
 
+def test_compose_refuses_parts_that_replace_the_same_module():
+    class ShiftAgain(ZeroI2V):  # ZeroI2V's changes under another prefix: both replace blocks.*.attn
+        prefix = "again"
+
+    with pytest.raises(ValueError, match=r"ShiftAgain replaces visual.blocks.0.attn, which ZeroI2V replaced"):
+        Compose([ZeroI2V(), ShiftAgain()]).apply(CLIP("ViT-T-8-test"))
+
+
+@pytest.mark.parametrize("frames", [3, 4])
+def test_aim_with_zeroi2v_runs_its_temporal_attention_per_position(frames):
+    """AIM reuses the block's attention over each position's T frames; ZeroI2V's head shift inside it must see those
+    B*N sequences as items, not as frames of clips (it used to fail, or mix positions, when given T)."""
+    torch.manual_seed(0)
+    backbone = CLIP("ViT-T-8-test")
+    Compose([AIM(), ZeroI2V()]).apply(backbone)
+    video = torch.randn(2, frames, 3, 32, 32)  # B*N = 2*17 sequences: not divisible by 4
+    out = backbone.encode_video(video)
+    assert out.shape[:2] == (2, frames) and torch.isfinite(out).all()
+    # the temporal pass sees each sequence whole: permuting the clips of the batch permutes the output
+    assert torch.allclose(backbone.encode_video(video.flip(0)), out.flip(0), atol=1e-5)
+
+
 def test_temporal_transformer_can_start_from_the_text_tower():
     """CLIP4Clip's seqTransf: the first text blocks and text position embeddings, on projected features."""
     from lit_i2v.heads import TemporalTransformer

@@ -53,7 +53,9 @@ class AIMBlock(nn.Module):
         h = self.norm1(xt)
         if self.aim_t_in is not None:
             h = self.aim_t_in(h)
-        xt = self.aim_t(self.attn(h, num_frames))
+        # One item of one frame per position: the reused attention must not treat the B*N sequences as frames of
+        # clips (a temporal attention such as ZeroI2V's head shift would mix positions, or fail on B*N % T).
+        xt = self.aim_t(self.attn(h, 1))
         x = x + self.drop_path1(xt.reshape(b, n, t, d).transpose(1, 2).reshape(bt, n, d))  # back to (B*T, N, D)
         # 2. spatial: the frozen attention within each frame, through the S-adapter
         x = x + self.aim_s(self.attn(self.norm1(x), num_frames))

@@ -4,8 +4,9 @@ Survey (arXiv 2510.10671): parameter-efficient methods are often stacked, e.g. v
 (Vita-CLIP's prompts on a frozen tower, DualPath's adapters with token grids) or LoRA beside temporal adapters.
 ``Compose`` applies its parts to the backbone in order; a parameter trains if any part trains it, and belongs to
 the part whose prefix it carries. Parts must run the image tower themselves (side networks such as EVL and DiST
-compute their own features and cannot be stacked), and their prefixes must differ. A composition is not merged as a
-whole.
+compute their own features and cannot be stacked), their prefixes must differ, and no part may replace a module
+that an earlier part has already replaced (the earlier part's change would silently be lost). A composition is not
+merged as a whole.
 """
 
 from __future__ import annotations
@@ -35,8 +36,19 @@ class Compose(Strategy):
         self.parts = nn.ModuleList(strategies)
 
     def apply(self, backbone: CLIP) -> None:
+        replaced: dict[str, str] = {}  # module name -> the part that replaced it
         for part in self.parts:
+            before = {name: id(module) for name, module in backbone.named_modules()}
             part.apply(backbone)
+            name = type(part).__name__
+            for path, module in backbone.named_modules():
+                if path in before and before[path] != id(module):
+                    if path in replaced:
+                        raise ValueError(
+                            f"strategy.strategies: {name} replaces {path}, which {replaced[path]} replaced before it; "
+                            "these two methods modify the same module and cannot be composed"
+                        )
+                    replaced[path] = name
 
     def trainable(self, name: str) -> bool:
         return any(part.trainable(name) for part in self.parts)
