@@ -7,4 +7,5 @@
 set -euo pipefail
 nproc=${1:?usage: launch/torchrun.sh NPROC SUBCOMMAND --config X.yaml [--key=value ...]}
 shift
-exec torchrun --standalone --nproc_per_node="$nproc" -m lit_i2v "$@" --trainer.devices="$nproc" --trainer.num_nodes=1
+# `python -m torch.distributed.run` is torchrun itself, without needing its script on PATH (a venv not activated).
+exec "${PYTHON:-python}" -m torch.distributed.run --standalone --nproc_per_node="$nproc" -m lit_i2v "$@" --trainer.devices="$nproc" --trainer.num_nodes=1
