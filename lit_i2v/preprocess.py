@@ -22,37 +22,58 @@ def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)  # yuv420p needs even sides
 
 
+def _size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Output ``(height, width)``: the short side at ``short_side`` at most (never upscaled), even sides."""
+    scale = min(short_side / min(width, height), 1.0)
+    return _even(height * scale), _even(width * scale)
+
+
 def reencode(src: str | Path, dst: str | Path, short_side: int = 320, gop: int = 8, crf: int = 23) -> None:
-    """Decode ``src`` and write it to ``dst`` (H.264 mp4, short side ``short_side``, keyframe every ``gop``)."""
+    """Decode ``src`` and write it to ``dst`` (H.264 mp4, short side ``short_side``, keyframe every ``gop``).
+
+    Frames are written upright, as decoding ``src`` gives them, without its rotation metadata: the output decodes
+    to the same frames. A damaged source (fewer frames decode than it declares) raises rather than leaving a
+    shorter file that looks whole."""
     import av
     import numpy as np
     import torch
     import torch.nn.functional as F
 
+    from lit_i2v.data.decode import DamagedVideoError, declared_frames, upright
+
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp.mp4")
-    with av.open(str(src)) as source:
-        stream = source.streams.video[0]
-        rate = stream.average_rate or 30
-        width, height = stream.codec_context.width, stream.codec_context.height
-        scale = short_side / min(width, height)
-        size = (_even(height * scale), _even(width * scale)) if scale < 1 else (_even(height), _even(width))
-        with av.open(str(tmp), "w", format="mp4") as out:
-            video = out.add_stream("libx264", rate=rate)
-            video.height, video.width = size
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf), "g": str(gop), "bf": "0", "preset": "veryfast"}
-            for frame in source.decode(stream):
-                image = frame.to_ndarray(format="rgb24")
-                if image.shape[:2] != size:
-                    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-                    t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
-                    image = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-                for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
-                    out.mux(packet)
+    try:
+        with av.open(str(src)) as source, av.open(str(tmp), "w", format="mp4") as out:
+            stream = source.streams.video[0]
+            declared, written, video = declared_frames(source, stream), 0, None
+            try:
+                for frame in source.decode(stream):
+                    image = upright(frame)
+                    if video is None:  # sized by the first frame, which tells how the source is turned
+                        size = _size(*image.shape[:2], short_side)
+                        video = out.add_stream("libx264", rate=stream.average_rate or 30)
+                        video.height, video.width = size
+                        video.pix_fmt = "yuv420p"
+                        video.options = {"crf": str(crf), "g": str(gop), "bf": "0", "preset": "veryfast"}
+                    if image.shape[:2] != size:
+                        t = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+                        t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+                        image = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+                    for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                        out.mux(packet)
+                    written += 1
+            except av.FFmpegError:
+                if not declared:  # no count to measure the damage by: FFmpeg's error says more
+                    raise
+            if video is None or written < declared:
+                raise DamagedVideoError(str(src), written, declared)
             for packet in video.encode():
                 out.mux(packet)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a source that fails leaves no partial file behind
+        raise
     tmp.replace(dst)  # atomic: an interrupted run never leaves a half file under the final name
 
 

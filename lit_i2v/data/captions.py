@@ -156,8 +156,8 @@ class CaptionDataModule(VideoDataModule):
         **kwargs,
     ) -> None:
         self.caption_format, self.eval_format, self.caption_file = format, eval_format or format, captions
+        self.caption_lists: dict[str, list[list[str]]] = {}  # filled as the splits are read (in super().__init__)
         super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, **kwargs)
-        self.caption_lists: dict[str, list[list[str]]] = {}
 
     def check_files(self) -> None:
         super().check_files()
@@ -169,12 +169,14 @@ class CaptionDataModule(VideoDataModule):
 
     def captions(self, split: str) -> list[list[str]]:
         """Every caption of every video of ``split``, aligned with its records."""
-        if split not in self.caption_lists:
-            self.datasets[split] = self.build_dataset(split)
+        self.records(split)
         return self.caption_lists[split]
 
-    def build_dataset(self, split: str) -> CaptionClipDataset:
+    def read_records(self, split: str) -> list[VideoRecord]:
         fmt = self.caption_format if split == "train" else self.eval_format
         records, captions = read_captions(self.files[split], self.root, fmt, self.caption_file, self.video_ext)
         self.caption_lists[split] = captions
-        return CaptionClipDataset(records, captions, **self.clip_args(split))
+        return records
+
+    def build_dataset(self, split: str) -> CaptionClipDataset:
+        return CaptionClipDataset(self.records(split), self.captions(split), **self.clip_args(split))

@@ -1,18 +1,23 @@
 """The LightningDataModule for video classification data in any supported annotation format.
 
-Annotation files are checked when the module is built, so a missing dataset fails at once, naming the path, before
-any model weights are loaded. Videos themselves are opened only in the DataLoader workers.
+What can be checked without decoding is checked when the module is built, before any model weights are loaded:
+the annotation files exist and parse (every error names the file and line), every label lies within
+``num_classes``, ``root`` exists and holds the listed videos (a sample of each split is looked up: none there is an
+error naming ``data.root``, some missing a warning; ``check-data`` finds them all), and the training split fills at
+least one batch. Videos themselves are opened only in the DataLoader workers.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lit_i2v.data.annotations import Format, VideoRecord, read_annotations, read_class_names
+from lit_i2v.data.annotations import Format, VideoRecord, check_labels, read_annotations, read_class_names
 from lit_i2v.data.dataset import (
     ResumableSampler,
     UnpaddedDistributedSampler,
@@ -25,8 +30,11 @@ from lit_i2v.data.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
 from lit_i2v.data.shards import ShardedClips, read_index
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
+from lit_i2v.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+SAMPLED = 64  # videos of each split looked up at start-up: enough to tell a wrong root from a few missing files
+log = logging.getLogger("lit_i2v.data")
 
 
 class VideoDataModule(SplitLoaders, L.LightningDataModule):
@@ -57,6 +65,8 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             decodes them (nvJPEG on a GPU), crops and resizes them on its device: the workers only read the shards.
             Needs the train transform's ``device_resize`` (no RandAugment). Evaluation decodes in the workers.
         seed: seed of the epoch order and of each clip's augmentation (default: the run's ``seed_everything``).
+        num_classes: every label must lie in ``[0, num_classes)``; checked when the annotations are read, naming
+            the file and line of one that does not. The CLI sets it from ``model.init_args.num_classes``.
     """
 
     def __init__(
@@ -82,8 +92,15 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         shuffle_buffer: int = 256,
         decode_on_device: bool = False,
         seed: int | None = None,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
+        for key, value, least in [("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
+                                  ("num_workers", num_workers, 0), ("max_retries", max_retries, 0)]:  # fmt: skip
+            if value < least:
+                raise ConfigError(f"data.{key}: must be at least {least}, got {value}")
+        self.num_classes = num_classes
+        self._records: dict[str, list[VideoRecord]] = {}
         self.files = {"train": train, "val": val, "test": test or val}
         self.root, self.labels, self.format = root, labels, format
         self.video_ext, self.path_template = video_ext, path_template
@@ -107,6 +124,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             self.files["test"] = self.files["test"] or self.files["val"]
         elif not self.generates_data:
             self.check_files()
+            self.check_videos()
 
     # Subclasses that write their data in ``prepare_data`` (synthetic sets) skip the check at construction.
     generates_data = False
@@ -115,6 +133,29 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         for key, path in [*self.files.items(), ("labels", self.labels)]:
             if path and not Path(path).exists():
                 raise FileNotFoundError(f"data.{key}: {path} does not exist; {self.prepare_hint}")
+
+    def check_videos(self) -> None:
+        """Read every configured split's annotations (checking their labels) and look a sample of each split's
+        videos up: when none is there, the error names ``data.root`` (which may not exist) and what it holds."""
+        for split in SPLITS:
+            if self.files[split] is None or (split == "test" and self.files["test"] == self.files["val"]):
+                continue
+            records = self.records(split)
+            step = max(1, len(records) // SAMPLED)
+            sample = records[::step][:SAMPLED]
+            missing = [r.path for r in sample if not _exists(r)]
+            where = self.root or "the working directory"
+            if len(missing) == len(sample):
+                if self.root and not Path(self.root).is_dir():
+                    raise FileNotFoundError(f"data.root: {self.root} does not exist; {self.prepare_hint}")
+                raise FileNotFoundError(
+                    f"data.root: none of {len(sample)} videos of data.{split} looked up is under {where} (e.g. "
+                    f"{missing[0]}); it holds {_listing(self.root)}"
+                )
+            if missing:
+                log.warning("%d of %d videos of data.%s looked up are missing under %s (e.g. %s); "
+                            "`python -m lit_i2v check-data` lists every one", len(missing), len(sample), split,
+                            where, missing[0])  # fmt: skip
 
     def describe(self) -> str:
         """Where the clips come from and who decodes them, in a few words (the start-up summary's data line)."""
@@ -135,10 +176,28 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         return read_class_names(self.labels) if self.labels else None
 
     def records(self, split: str) -> list[VideoRecord]:
-        path = self.files[split]
-        if path is None:
+        """The videos of ``split`` (read once), their labels checked against ``num_classes`` when it is set."""
+        if self.files[split] is None:
             raise ValueError(f"data.{split} is not set, so there is no {split} split")
+        if split not in self._records:
+            records = self.read_records(split)
+            if self.num_classes is not None:
+                check_labels(records, self.num_classes, f"data.{split} ({self.files[split]})")
+            self._records[split] = records
+        return self._records[split]
+
+    def read_records(self, split: str) -> list[VideoRecord]:
+        """Parse ``split``'s annotation file; task DataModules (captions, questions) override this and
+        ``build_dataset``."""
+        path = self.files[split]
         return read_annotations(path, self.root, self.format, self.labels, self.video_ext, self.path_template)
+
+    def check_labels(self, num_classes: int) -> None:
+        """Check the labels of every split read so far, and of those read later, against ``num_classes`` (the task
+        calls this in ``setup`` when the module was built without ``num_classes``)."""
+        self.num_classes = num_classes
+        for split, records in self._records.items():
+            check_labels(records, num_classes, f"data.{split} ({self.files[split]})")
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
@@ -186,7 +245,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         elif world > 1:
             sampler = UnpaddedDistributedSampler(dataset, world, rank)
         progress = trainer.fit_loop.epoch_loop.batch_progress.current if trainer is not None else None
-        return EpochLoader(
+        loader = EpochLoader(
             dataset,
             batch_size=self.batch_size if training else self.eval_batch_size,
             sampler=sampler,
@@ -198,7 +257,30 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             epoch_of=(lambda: trainer.current_epoch) if trainer is not None else None,
             batches_done=(lambda: progress.processed) if training and progress is not None else None,
         )
+        if training and len(loader) == 0:  # Lightning would end the fit at once, with exit code 0 and no checkpoint
+            videos = getattr(dataset, "num_videos", None) or len(dataset)
+            raise ConfigError(
+                f"data.train ({self.files['train']}): {videos} videos do not fill one batch of data.batch_size="
+                f"{self.batch_size} on each of {world} device(s); lower the batch size or add videos"
+            )
+        return loader
 
     def collate_fn(self):
         """How samples become a batch; QA keeps its questions as lists."""
         return collate_clips
+
+
+def _exists(record: VideoRecord) -> bool:
+    return os.path.isdir(record.path) if record.num_frames is not None else os.path.isfile(record.path)
+
+
+def _listing(folder: str) -> str:
+    """A few entries of ``folder``, to show what a mistyped ``data.root`` points at."""
+    try:
+        entries = sorted(os.listdir(folder or "."))
+    except OSError:
+        return "nothing readable"
+    if not entries:
+        return "nothing"
+    shown = ", ".join(entries[:4]) + (f", ... ({len(entries)} entries)" if len(entries) > 4 else "")
+    return shown

@@ -97,7 +97,7 @@ class VideoClipDataset(SharedEpoch, Dataset):
     def load(self, record: VideoRecord, rng: random.Random | None = None) -> torch.Tensor:
         """Decode and transform one video, drawing its randomness from ``rng``; any failure raises."""
         rng = rng or random.Random()
-        reader = open_video(record.path, self.backend, record.num_frames)
+        reader = open_video(record.path, self.backend, record.num_frames, first_frame=record.first_frame)
         clips = self.sampler(reader.num_frames, self.training, rng)
         frames = reader.get_frames([i for clip in clips for i in clip])  # (V*T, H, W, 3)
         frames = frames.unflatten(0, (len(clips), self.sampler.num_frames))  # (V, T, H, W, 3)

@@ -132,6 +132,7 @@ class QADataModule(VideoDataModule):
         **kwargs,
     ) -> None:
         self.qa_format, self.answers_file, self.video_prefix = format, answers, video_prefix
+        self.extras: dict[str, list[dict]] = {}  # questions of each split, filled as the splits are read
         super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, labels=answers, **kwargs)
 
     def class_names(self) -> list[str] | None:
@@ -140,7 +141,7 @@ class QADataModule(VideoDataModule):
     def collate_fn(self):
         return collate_qa
 
-    def build_dataset(self, split: str) -> QAClipDataset:
+    def read_records(self, split: str) -> list[VideoRecord]:
         answers = self.class_names() if self.qa_format == "qa" else None
         records, extras = read_qa(
             self.files[split], self.root, self.qa_format, answers, self.video_prefix, self.video_ext
@@ -148,4 +149,9 @@ class QADataModule(VideoDataModule):
         if split == "train" and self.qa_format == "qa":  # answers outside the vocabulary cannot be learnt
             kept = [i for i, r in enumerate(records) if r.label >= 0]
             records, extras = [records[i] for i in kept], [extras[i] for i in kept]
-        return QAClipDataset(records, extras, **self.clip_args(split))
+        self.extras[split] = extras
+        return records
+
+    def build_dataset(self, split: str) -> QAClipDataset:
+        records = self.records(split)
+        return QAClipDataset(records, self.extras[split], **self.clip_args(split))

@@ -46,7 +46,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_i2v.data.annotations import VideoRecord
-from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.decode import Backend, DecodeError, open_video
 from lit_i2v.data.images import decode_jpegs, encode_jpeg, jpeg_size
 from lit_i2v.data.loader import SharedEpoch
 from lit_i2v.data.sampling import FrameSampler
@@ -117,15 +117,19 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> list[int]:
 
 
 def _encode_sample(record: VideoRecord, index: int, spec: ShardSpec, backend: Backend) -> tuple[dict, list]:
-    """Metadata and the (name suffix, bytes) members of one video; raises if it cannot be read."""
+    """Metadata and the (name suffix, bytes) members of one video; raises if it cannot be read or is damaged (its
+    last declared frame does not decode: a file cut short is never stored, whichever frames a clip would take)."""
     meta = {"label": record.label, "video_id": record.video_id, "index": index}
     if spec.mode == "video":
         data = Path(record.path).read_bytes()
         reader = open_video(record.path, backend, data=data)  # check that it decodes, and count its frames
+        reader.get_frames([reader.num_frames - 1])
         meta.update(num_frames=reader.num_frames, stored=None)
         return meta, [(Path(record.path).suffix or ".mp4", data)]
-    reader = open_video(record.path, backend, record.num_frames)
+    reader = open_video(record.path, backend, record.num_frames, first_frame=record.first_frame)
     keep = stored_frames(reader.num_frames, spec.frames)
+    if keep[-1] != reader.num_frames - 1:  # (otherwise the last chunk below decodes it)
+        reader.get_frames([reader.num_frames - 1])
     members = []
     for start in range(0, len(keep), 32):  # bounded memory for long videos
         clip = _resize_short(reader.get_frames(keep[start : start + 32]), spec.short_side)
@@ -149,7 +153,7 @@ def _write_shard(job: tuple) -> dict:
             try:
                 meta, members = _encode_sample(record, index, spec, backend)
             except Exception as err:  # a broken video is reported, never fatal
-                failed.append(f"{record.path}: {err}")
+                failed.append(str(err) if isinstance(err, DecodeError) else f"{record.path}: {err}")  # (path first)
                 continue
             key = f"{index:09d}"
             ranges = [_add(tar, f"{key}.json", json.dumps(meta).encode())]
