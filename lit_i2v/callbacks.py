@@ -301,11 +301,23 @@ def _set_rng_states(states: dict) -> None:
 
 
 class Checkpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` follows every validation.
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` follows every validation, and which clears what killed
+    writes left.
 
     Lightning 2.6 refreshes ``last.ckpt`` only when a top-k checkpoint was saved at the same step, so once the
     monitored metric stops improving, "last" silently stays at the best epoch and a resumed run would repeat epochs.
+    At the start of ``fit``, rank 0 deletes the temporary files of checkpoint writes that were killed
+    (``checkpoint_io.remove_orphans``: each is as large as a checkpoint). The CLI turns Lightning's version counter
+    off, so a run restarted afresh in the same folder overwrites ``best-000-000010.ckpt`` rather than adding
+    ``best-000-000010-v1.ckpt`` beside it at every restart.
     """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit" and trainer.is_global_zero and self.dirpath and os.path.isdir(self.dirpath):
+            from lit_i2v.tasks.checkpoint_io import remove_orphans
+
+            remove_orphans(self.dirpath)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

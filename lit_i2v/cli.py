@@ -23,7 +23,6 @@ import importlib
 import logging
 import os
 import sys
-import traceback
 import warnings
 from typing import Any
 
@@ -34,13 +33,10 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_i2v.backbones.torchscript import UnreadableArchive
-from lit_i2v.backbones.weights import WeightsError
 from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, RunProgressBar, StartupSummary, Throughput
-from lit_i2v.data.annotations import AnnotationError
-from lit_i2v.data.shards import ShardError
+from lit_i2v.errors import ConfigError, config_error, config_files, message_of, user_error, yaml_error
 from lit_i2v.manifest import LoggedConfig
-from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
+from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO, check_loadable, resume_path
 
 log = logging.getLogger("lit_i2v")
 
@@ -51,6 +47,8 @@ class LitI2VCLI(LightningCLI):
     Args:
         only: build only these config groups (``model`` and/or ``data``) and no trainer; for extra subcommands.
     """
+
+    labels_from_model = True  # the data checks its labels against model.init_args.num_classes (check-data: not)
 
     def __init__(self, *args: Any, only: tuple[str, ...] | None = None, **kwargs: Any) -> None:
         self.only = only
@@ -93,6 +91,7 @@ class LitI2VCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-{epoch:03d}-{step:06d}",
                 "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,  # a restart overwrites, never multiplies, checkpoints
             }
         )
 
@@ -102,6 +101,8 @@ class LitI2VCLI(LightningCLI):
             # A fixed place, <default_root_dir>/checkpoints, rather than inside each logger version folder.
             root = config.trainer.get("default_root_dir") or "."
             config.checkpoint.dirpath = os.path.join(root, "checkpoints")
+        if self.labels_from_model:
+            _labels_from_model(config)
         if config.get("checkpoint") is not None and config.checkpoint.get("monitor") == "val/top1":
             # The default follows the task: each names the validation metric its best checkpoint is chosen by.
             path = str(config.model.get("class_path", "")) if config.get("model") is not None else ""
@@ -109,6 +110,35 @@ class LitI2VCLI(LightningCLI):
             if module:
                 task = getattr(importlib.import_module(module), name, None)
                 config.checkpoint.monitor = getattr(task, "monitor", "val/top1")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads a given checkpoint's hyperparameters before anything else, with a bare torch.load whose
+        # error on a damaged file is a page of miniz advice: check the file first, so the error names it in a line.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and os.path.isfile(path):
+            check_loadable(path)
+        super()._parse_ckpt_path()
+
+    def _resolve_last(self) -> None:
+        """``--ckpt_path=last`` with a damaged ``last.ckpt`` resumes from the newest checkpoint that loads, with a
+        warning naming both (``checkpoint_io.resume_path``); with none that loads, one line naming the file."""
+        config = self.config_init[self.subcommand]
+        folder = config.get("checkpoint").dirpath if config.get("checkpoint") is not None else None
+        if config.get("ckpt_path") == "last" and folder:
+            config.ckpt_path = resume_path(folder) or "last"
+
+    def before_fit(self) -> None:
+        self._resolve_last()
+
+    def before_validate(self) -> None:
+        self._resolve_last()
+
+    def before_test(self) -> None:
+        self._resolve_last()
+
+    def before_predict(self) -> None:
+        self._resolve_last()
 
     def instantiate_classes(self) -> None:
         if self.only is None:
@@ -141,7 +171,37 @@ class LitI2VCLI(LightningCLI):
                 # would save from inside the signal handler, wherever the ranks happen to be.
                 plugins.append(SLURMEnvironment(auto_requeue=False))
             kwargs.setdefault("plugins", plugins)
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except ValueError as err:  # Lightning's checks of trainer values (MisconfigurationException is one)
+            raise ConfigError(trainer_error(err)) from err
+
+
+def trainer_error(err: ValueError) -> str:
+    """One line for a trainer value Lightning rejects, with the closest registered name for a misspelt strategy."""
+    import difflib
+    import re
+
+    text = " ".join(str(err).split())
+    named = re.search(r"`(\w+)=['\"]?([\w.-]+)['\"]?`", text)
+    if named and named.group(1) == "strategy":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        close = difflib.get_close_matches(named.group(2), ["auto", *StrategyRegistry.available_strategies()], n=1)
+        hint = f" - did you mean {close[0]!r}?" if close else ""
+        return f"trainer.strategy: {named.group(2)!r} is not a registered strategy name{hint}"
+    key = f"trainer.{named.group(1)}" if named else "trainer"
+    return f"{key}: {text}"
+
+
+def _labels_from_model(config: Namespace) -> None:
+    """Give the data ``model.init_args.num_classes`` (where the data takes ``num_classes`` and is not given it), so
+    that it checks its labels when it reads them, before the model is built."""
+    data, model = config.get("data"), config.get("model")
+    if data is None or model is None or "num_classes" not in (data.get("init_args") or {}):
+        return
+    if data.init_args.get("num_classes") is None and (model.get("init_args") or {}).get("num_classes"):
+        data.init_args.num_classes = model.init_args.num_classes
 
 
 def _config_args(args: argparse.Namespace) -> list[str]:
@@ -220,6 +280,10 @@ def summary_main(argv: list[str]) -> int:
     return 0
 
 
+class _DataCheckCLI(LitI2VCLI):
+    labels_from_model = False  # check-data reports every bad label itself, rather than the data failing at the first
+
+
 def check_data_main(argv: list[str]) -> int:
     from lit_i2v.check_data import check_split, format_report
 
@@ -229,15 +293,17 @@ def check_data_main(argv: list[str]) -> int:
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("--json", action="store_true")
     args, rest = p.parse_known_args(argv)
-    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
-    report = check_split(cli.datamodule, args.split, args.workers)
+    cli = _DataCheckCLI(args=_config_args(args) + rest, run=False, only=("data",))
+    model = cli.config.get("model")
+    num_classes = (model.get("init_args") or {}).get("num_classes") if model is not None else None
+    report = check_split(cli.datamodule, args.split, args.workers, num_classes)
     if args.json:
         import json
 
         print(json.dumps(report))
     else:
         print(format_report(report))
-    return 1 if report["missing"] or report["undecodable"] else 0
+    return 1 if report["missing"] or report["undecodable"] or report["bad_labels"] else 0
 
 
 def synth_main(argv: list[str]) -> int:
@@ -410,64 +476,14 @@ EXTRA = {
 }
 
 
-def user_error(err: BaseException) -> BaseException | None:
-    """The deepest error in the chain that lit_i2v raised about the user's files or config, if any.
-
-    jsonargparse wraps errors raised while building components in long union-validation messages; the cause the
-    user must fix is at the bottom of the chain.
-    """
-    found = None
-    while err is not None:
-        frames = traceback.extract_tb(err.__traceback__)
-        ours = bool(frames) and f"{os.sep}lit_i2v{os.sep}" in frames[-1].filename
-        if isinstance(err, FileNotFoundError | WeightsError | AnnotationError | UnreadableArchive | ShardError) or (
-            ours and isinstance(err, ValueError | KeyError)
-        ):
-            found = err
-        err = err.__cause__ or err.__context__
-    return found
-
-
-def config_error(message: str) -> str:
-    """One line from jsonargparse's nested validation message: which class got which unknown option, where, and
-    the closest names it does accept."""
-    import difflib
-    import inspect
-    import re
-
-    unknown = list(
-        re.finditer(r"class_path '([\w.]+)':\s*\n\s*(?:Option|Key) '([\w.]+)' is not (?:accepted|expected)", message)
-    )
-    if not unknown:
-        lines = [line for line in message.strip().splitlines() if line.strip()]
-        return "\n".join(lines[-12:])
-    class_path, option = unknown[-1].groups()
-    module, _, name = class_path.rpartition(".")
-    try:
-        accepted = [
-            p
-            for p in inspect.signature(getattr(importlib.import_module(module), name)).parameters
-            if p not in ("self", "args", "kwargs")
-        ]
-    except Exception:  # the class could not be inspected: say what is known
-        accepted = []
-    close = difflib.get_close_matches(option, accepted, n=1)
-    where = re.findall(r"NestedArg\(key='([\w.]+)'", message)
-    parser_key = re.match(r'\s*Parser key "([\w.]+)"', message)
-    path = f"{parser_key.group(1)}.init_args.{where[-1]}" if where and parser_key else None
-    text = f"{name} ({class_path}) has no option {option!r}"
-    if close:
-        text += f" - did you mean {close[0]!r}?"
-    if accepted:
-        text += f"{'' if close else '.'} Its options: {', '.join(accepted)}."
-    if path:
-        text += f" (given as --{path})"
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv
+    for path in config_files(args):  # jsonargparse names the line of a YAML error, not the file
+        problem = yaml_error(path)
+        if problem:
+            print(f"lit_i2v: error: {problem}", file=sys.stderr)
+            return 2
     try:
         if args and args[0] in EXTRA:
             sys.argv = sys.argv[:1]  # these commands hand LightningCLI their own argument list
@@ -477,13 +493,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lit_i2v: {stop}; resume with --ckpt_path=last", file=sys.stderr)
         return 0 if stop.requeued else 75
     except argparse.ArgumentError as err:  # a config key or value jsonargparse rejects
-        print(f"lit_i2v: error: {config_error(str(err))}", file=sys.stderr)
+        cause = user_error(err)  # lit_i2v's own check of a value, raised while jsonargparse built the component
+        print(f"lit_i2v: error: {message_of(cause) if cause else config_error(str(err))}", file=sys.stderr)
         return 2
     except Exception as err:
         cause = user_error(err)
         if cause is None:
             raise
-        message = cause.args[0] if isinstance(cause, KeyError) and cause.args else cause
-        print(f"lit_i2v: error: {message}", file=sys.stderr)
+        print(f"lit_i2v: error: {message_of(cause)}", file=sys.stderr)
         return 2
     return 0

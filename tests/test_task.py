@@ -185,6 +185,23 @@ def test_evaluation_averages_views_and_masks_invalid():
     assert task.val_metrics["videos"].compute() == 2
 
 
+def test_evaluation_loss_and_mean_class_accuracy_cover_every_batch():
+    task = make_task(FullFinetune()).eval()
+    batches = [clip_batch(b=3, views=2) for _ in range(3)]
+    batches[1]["label"] = torch.tensor([5, 5, 6])
+    nll, hits = [], torch.zeros(8, 8)
+    with torch.no_grad():
+        for batch in batches:
+            probs = task.predict_views(batch["video"])
+            nll += (-probs.gather(1, batch["label"].view(-1, 1)).log()).flatten().tolist()
+            for p, t in zip(probs.argmax(1), batch["label"]):
+                hits[t, p] += 1
+            task._evaluate(batch, task.val_metrics, "val", batch_idx=len(nll))
+    # the loss over all nine videos, not the first batch's
+    assert float(task.val_metrics["loss"].compute()) == pytest.approx(sum(nll) / len(nll), rel=1e-5)
+    assert torch.equal(task.confusion["val"].compute(), hits.long())
+
+
 def test_mixup_and_cutmix_keep_target_mass():
     targets = one_hot(torch.tensor([0, 1, 2, 3]), 4, smoothing=0.1)
     assert torch.allclose(targets.sum(1), torch.ones(4)) and targets[0, 0] == pytest.approx(0.925)
@@ -261,6 +278,7 @@ def test_training_lowers_the_loss(tmp_path):
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < 0.8 * first, (first, last)
     assert trainer.callback_metrics["val/videos"] == 8
+    assert 0 <= float(trainer.callback_metrics["val/mean_class_acc"]) <= 1 and "val/loss" in trainer.callback_metrics
 
 
 def test_coop_starts_as_the_hand_written_prompt_and_trains_only_its_context():

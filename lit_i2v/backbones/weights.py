@@ -63,7 +63,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as err:  # SafetensorError: a truncated download, or another format under this name
+            raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
     if is_torchscript(path):
         return read_torchscript_state_dict(path)
     try:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.data.transforms import PackedClips, PackedJpegs
+from lit_i2v.errors import ConfigError
 from lit_i2v.strategies import Strategy, freeze
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
@@ -148,7 +149,10 @@ class VideoTask(L.LightningModule):
                 "nothing to train: the strategy freezes the backbone and the head is frozen. For zero-shot "
                 "evaluation run `python -m lit_i2v test --config ...` instead of `fit`."
             )
-        optimizer = self.optimizer_factory(groups)
+        try:
+            optimizer = self.optimizer_factory(groups)
+        except (ValueError, TypeError) as err:  # torch's checks of the values: "Invalid learning rate: -1.0"
+            raise ConfigError(f"model.init_args.optimizer: {err}") from err
         for group in optimizer.param_groups:
             group["lr"] *= group["lr_scale"]
         return optimizer

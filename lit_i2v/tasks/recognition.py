@@ -1,9 +1,11 @@
 """Action recognition: clip → backbone + strategy → per-frame features → temporal module → head → class scores.
 
 Training takes one clip per video; evaluation takes V views (temporal clips x spatial crops) per video, averages the
-softmax scores over the views, and scores top-1/top-5 per video. Evaluation videos that failed to decode come with
-``valid=False`` and are left out of the metrics (and counted in ``<stage>/skipped``); the number of videos scored is
-logged as ``<stage>/videos`` so a reader can check that every video counted exactly once.
+softmax scores over the views, and scores top-1/top-5 per video, the mean class accuracy (mmaction2's, from the
+confusion matrix: ``lit_i2v.metrics.mean_class_accuracy``) and the loss (the negative log of the view-averaged
+probability of the true class), each over the whole split and all ranks. Evaluation videos that failed to decode
+come with ``valid=False`` and are left out of the metrics (and counted in ``<stage>/skipped``); the number of videos
+scored is logged as ``<stage>/videos`` so a reader can check that every video counted exactly once.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
-from torchmetrics import MetricCollection, SumMetric
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.data.annotations import read_class_names
+from lit_i2v.errors import ConfigError
 from lit_i2v.heads import Head, LinearHead, MeanPool, Temporal
+from lit_i2v.metrics import mean_class_accuracy
 from lit_i2v.strategies import Strategy
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.distillation import Distillation
@@ -85,6 +89,8 @@ class ActionRecognition(VideoTask):
             new_lr_scale,
             compile,
         )
+        if num_classes < 1:
+            raise ConfigError(f"model.init_args.num_classes: must be at least 1, got {num_classes}")
         self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal", "distillation"])
         self.num_classes = num_classes
         self.temporal = temporal or MeanPool()
@@ -111,6 +117,7 @@ class ActionRecognition(VideoTask):
             {
                 "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
                 "top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro"),
+                "loss": MeanMetric(),
                 "videos": SumMetric(),
             }
         )
@@ -119,6 +126,11 @@ class ActionRecognition(VideoTask):
         self.confusion = torch.nn.ModuleDict({s: MulticlassConfusionMatrix(num_classes) for s in ("val", "test")})
         self.report_samples = report_samples
         self._samples: tuple | None = None
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and getattr(datamodule, "num_classes", 0) is None:  # built without num_classes
+            datamodule.check_labels(self.num_classes)  # names the file and line of a label outside the classes
 
     def pooled(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalised clips ``(B, T, 3, H, W)`` → the video feature ``(B, C)``, and the last block's patch tokens
@@ -169,12 +181,12 @@ class ActionRecognition(VideoTask):
             metrics["top1"].update(probs[valid], labels[valid])
             metrics["top5"].update(probs[valid], labels[valid])
             self.confusion[stage].update(probs[valid].argmax(-1), labels[valid])
+            true = probs[valid].gather(1, labels[valid].view(-1, 1)).squeeze(1)  # (n,)
+            metrics["loss"].update(-true.clamp_min(1e-8).log())  # per video: averaged over the split
         attached = self._trainer is not None
         if batch_idx == 0 and self.report_samples and attached and self.trainer.is_global_zero:
             n = self.report_samples
             self._samples = (batch["video"][:n, 0].cpu(), labels[:n].tolist(), probs[:n].max(-1))
-            loss = F.nll_loss(probs[valid].clamp_min(1e-8).log(), labels[valid])
-            self.log(f"{stage}/loss", loss, batch_size=int(valid.sum()))
         metrics["videos"].update(valid.sum().float())
         self.log(f"{stage}/skipped", (~valid).sum().float(), reduce_fx="sum", batch_size=valid.shape[0])
         self.log_dict(metrics, prog_bar=stage == "val", batch_size=valid.shape[0])
@@ -191,6 +203,8 @@ class ActionRecognition(VideoTask):
 
         matrix = self.confusion[stage].compute()  # summed over ranks: every rank takes part
         self.confusion[stage].reset()
+        if self._trainer is not None:  # the same value on every rank: the matrix is summed over them
+            self.log(f"{stage}/mean_class_acc", mean_class_accuracy(matrix), prog_bar=stage == "val")
         samples, self._samples = self._samples, None
         if self._trainer is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
