@@ -36,7 +36,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, RunProgressBar, StartupSummary, Throughput
 from lit_i2v.errors import ConfigError, config_error, config_files, message_of, user_error, yaml_error
 from lit_i2v.manifest import LoggedConfig
-from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO, check_loadable, resume_path
+from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_loadable, resume_path
 
 log = logging.getLogger("lit_i2v")
 
@@ -125,8 +125,12 @@ class LitI2VCLI(LightningCLI):
         warning naming both (``checkpoint_io.resume_path``); with none that loads, one line naming the file."""
         config = self.config_init[self.subcommand]
         folder = config.get("checkpoint").dirpath if config.get("checkpoint") is not None else None
-        if config.get("ckpt_path") == "last" and folder:
-            config.ckpt_path = resume_path(folder) or "last"
+        if config.get("ckpt_path") != "last" or not folder:
+            return
+        path = resume_path(folder)
+        if path is None and self.subcommand != "fit":  # Lightning would evaluate the untrained model, with a warning
+            raise CheckpointError(f"--ckpt_path=last: {folder} holds no last.ckpt to {self.subcommand}")
+        config.ckpt_path = path or "last"  # fit without one starts afresh (a first launch of a requeued job)
 
     def before_fit(self) -> None:
         self._resolve_last()

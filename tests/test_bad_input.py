@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -118,6 +119,30 @@ def test_empty_annotation_files_are_errors(tmp_path, synth_root):
             read_annotations(tmp_path / name, labels=synth_root / "labels.json")
 
 
+def test_files_that_are_not_utf8_or_not_the_json_expected_are_named(tmp_path, synth_root):
+    from lit_i2v.data.annotations import read_class_names
+    from lit_i2v.data.captions import read_captions
+
+    (tmp_path / "latin.txt").write_bytes(b"ok.mp4 0\ncaf\xe9.mp4 1\n")  # Latin-1, not UTF-8
+    with pytest.raises(AnnotationError, match=r"latin.txt:2: not UTF-8 text \(byte 0xe9\)"):
+        read_annotations(tmp_path / "latin.txt")
+    for text, message in [
+        ('{"a": 0,\n', r"labels.json:2: invalid JSON"),
+        ('["a", "b"]', "labels.json: expected an object mapping class names to indices"),
+        ('{"a": "0", "b": "0"}', "labels.json: 'b' has index '0'; expected each of 0 to 1 once"),
+        ('{"a": "0", "b": "2"}', "labels.json: 'b' has index '2'; expected each of 0 to 1 once"),
+    ]:
+        (tmp_path / "labels.json").write_text(text)
+        with pytest.raises(AnnotationError, match=message):
+            read_class_names(tmp_path / "labels.json")
+    (tmp_path / "train.json").write_text('{"id": "1", "template": "x"}')  # an entry, not a list of them
+    with pytest.raises(AnnotationError, match="train.json: expected a list of"):
+        read_annotations(tmp_path / "train.json", labels=synth_root / "labels.json")
+    (tmp_path / "captions.json").write_bytes(b'[{"video_id": "v\xff", "captions": ["a"]}]')
+    with pytest.raises(AnnotationError, match=r"captions.json:1: not UTF-8 text"):
+        read_captions(tmp_path / "captions.json", tmp_path, "captions")
+
+
 def test_rawframes_with_offsets_read_their_own_frames(tmp_path):
     from lit_i2v.data import images
     from lit_i2v.data.decode import open_video
@@ -175,7 +200,7 @@ def test_a_wrong_root_is_one_line_before_the_model_is_built(lists, synth_root, t
     assert main(["fit", *args, f"--data.root={synth_root}"]) == 2  # one level too high: none of the videos there
     line = one_error_line(capsys)
     assert f"data.root: none of 32 videos of data.train looked up is under {synth_root}" in line
-    assert "labels.json" in line  # what the root does hold
+    assert re.search(r"it holds \w+\.json, ", line)  # what the root does hold (its annotation files)
     partial = tmp_path / "videos"  # half the videos present: a warning, and check-data lists them
     shutil.copytree(synth_root / "videos", partial)
     for video in sorted(partial.glob("*.mp4"))[::2]:
@@ -233,7 +258,7 @@ def test_check_data_lists_every_label_outside_the_models_classes(lists, synth_ro
 def test_config_mistakes_are_one_line_naming_the_key(lists, synth_root, tmp_path, capsys, override, expected):
     assert main(["fit", *run_args(synth_root, lists, tmp_path / "run"), override]) == 2
     line = one_error_line(capsys)
-    assert line.startswith("lit_i2v: error: ") and __import__("re").search(expected, line), line
+    assert line.startswith("lit_i2v: error: ") and re.search(expected, line), line
 
 
 def test_weights_and_yaml_files_that_do_not_parse_are_named(lists, synth_root, tmp_path, capsys):
@@ -277,6 +302,16 @@ def _copy_run(trained_run, tmp_path) -> tuple[Path, list[str]]:
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     return copy, [a.replace(str(run), str(copy)) for a in args]
+
+
+def test_evaluating_last_without_a_checkpoint_is_an_error_not_an_untrained_model(lists, synth_root, tmp_path, capsys):
+    args = run_args(synth_root, lists, tmp_path / "fresh")
+    assert main(["test", *args, "--ckpt_path=last"]) == 2
+    assert one_error_line(capsys).endswith(
+        f"--ckpt_path=last: {tmp_path / 'fresh' / 'checkpoints'} holds no last.ckpt to test"
+    )
+    assert main(["test", *args, f"--ckpt_path={tmp_path / 'nope.ckpt'}"]) == 2
+    assert one_error_line(capsys).endswith(f"checkpoint not found: {tmp_path / 'nope.ckpt'}")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "text", "pickle"])

@@ -19,6 +19,7 @@ labels a line) are refused by name: lit_i2v trains single-label recognition. A U
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,24 @@ def _multi_label(path: Path, number: int, line: str) -> AnnotationError:
     )
 
 
+def read_text(path: Path) -> str:
+    """The file as text; ``utf-8-sig``: a byte-order mark is not part of the first path or key."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}:{line}: not UTF-8 text (byte {err.object[err.start]:#04x})") from None
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+
+
 def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is not part of a path
+    return read_text(path).splitlines()
 
 
 def detect_format(path: str | Path) -> Format:
@@ -83,12 +100,17 @@ def read_class_names(path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"labels file not found: {path}")
     if path.suffix == ".json":
-        mapping = json.loads(path.read_text())
+        mapping = read_json(path)
+        if not isinstance(mapping, dict) or not mapping:
+            raise AnnotationError(f'{path}: expected an object mapping class names to indices, e.g. {{"x": "0"}}')
         names = [""] * len(mapping)
         for name, index in mapping.items():
+            if not str(index).isdigit() or int(index) >= len(names) or names[int(index)]:
+                expected = f"each of 0 to {len(names) - 1} once"
+                raise AnnotationError(f"{path}: {name!r} has index {index!r}; expected {expected}")
             names[int(index)] = name
         return names
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in _lines(path) if line.strip()]
 
 
 LIST_FIELDS = {
@@ -135,10 +157,9 @@ def _read_ssv2(path: Path, root: Path, labels: Path | None, video_ext: str) -> l
     if labels is None:
         raise AnnotationError(f"{path}: SSv2 annotations need the labels JSON (data `labels`)")
     index = {name: i for i, name in enumerate(read_class_names(labels))}
-    try:
-        items = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from err
+    items = read_json(path)
+    if not isinstance(items, list):
+        raise AnnotationError(f"{path}: expected a list of {{id, template, ...}} entries, found {type(items).__name__}")
     records = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "id" not in item or "template" not in item:
@@ -157,8 +178,7 @@ def _read_ssv2(path: Path, root: Path, labels: Path | None, video_ext: str) -> l
 
 
 def _read_kinetics(path: Path, root: Path, labels: Path | None, path_template: str) -> list[VideoRecord]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(read_text(path), newline="")))
     required = {"label", "youtube_id", "time_start", "time_end"}
     if rows and not required <= rows[0].keys():
         raise AnnotationError(f"{path}:1: header must contain {sorted(required)}, has {sorted(rows[0])}")

@@ -24,11 +24,11 @@ the split against every video (``TextVideoRetrieval``).
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 from typing import Literal
 
-from lit_i2v.data.annotations import AnnotationError, VideoRecord
+from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset
 
@@ -36,10 +36,7 @@ CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "act
 
 
 def _json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    return read_json(path)
 
 
 def _msvd_captions(path: Path) -> dict[str, list[str]]:
@@ -71,16 +68,16 @@ def read_captions(
         if not captions:
             raise AnnotationError(f"{path}: format msrvtt needs data.captions (MSRVTT_data.json)")
         sentences: dict[str, list[str]] = {}
-        for s in json.loads(Path(captions).read_text())["sentences"]:
+        for s in read_json(Path(captions))["sentences"]:
             sentences.setdefault(s["video_id"], []).append(s["caption"])
-        with open(path, newline="") as f:
+        with io.StringIO(read_text(path), newline="") as f:
             for line, row in enumerate(csv.DictReader(f), start=2):
                 vid = row.get("video_id")
                 if not vid or vid not in sentences:
                     raise AnnotationError(f"{path}:{line}: video {vid!r} has no caption in {captions}")
                 by_video[vid] = sentences[vid]
     elif format == "jsfusion":
-        with open(path, newline="") as f:
+        with io.StringIO(read_text(path), newline="") as f:
             for line, row in enumerate(csv.DictReader(f), start=2):
                 if not row.get("video_id") or not row.get("sentence"):
                     raise AnnotationError(f"{path}:{line}: needs video_id and sentence columns")
@@ -89,7 +86,7 @@ def read_captions(
         if not captions:
             raise AnnotationError(f"{path}: format msvd needs data.captions (raw-captions.pkl or captions_msvd.json)")
         sentences = _msvd_captions(Path(captions))
-        for line, vid in enumerate(path.read_text().splitlines(), start=1):
+        for line, vid in enumerate(read_text(path).splitlines(), start=1):
             vid = vid.strip()
             if vid and vid not in sentences:
                 raise AnnotationError(f"{path}:{line}: video {vid!r} has no caption in {captions}")

@@ -16,11 +16,11 @@ Samples add ``question`` (a string), ``qtype`` and, for ``mc``, ``candidates`` (
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 from typing import Literal
 
-from lit_i2v.data.annotations import AnnotationError, VideoRecord
+from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset, collate_clips
 
@@ -33,8 +33,8 @@ def read_answers(path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"answers file not found: {path}")
     if path.suffix == ".json":
-        return [str(a) for a in json.loads(path.read_text())]
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        return [str(a) for a in read_json(path)]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
 def read_qa(
@@ -50,7 +50,7 @@ def read_qa(
     path, root = Path(path), Path(root)
     rows: list[dict] = []
     if format == "mc" and path.suffix == ".csv":
-        with open(path, newline="") as f:
+        with io.StringIO(read_text(path), newline="") as f:
             for line, row in enumerate(csv.DictReader(f), start=2):
                 options = [row[k] for k in sorted(row) if k.startswith("a") and k[1:].isdigit()]
                 if not options or "answer" not in row:
@@ -58,10 +58,7 @@ def read_qa(
                 rows.append({"video_id": row["video_id"], "question": "", "candidates": options,
                              "answer": int(row["answer"]), "type": "mc"})  # fmt: skip
     else:
-        try:
-            rows = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise AnnotationError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        rows = read_json(path)
     index = {a: i for i, a in enumerate(answers or [])}
     records, extras = [], []
     for i, row in enumerate(rows):
