@@ -16,8 +16,8 @@ from lit_i2v.cli import main
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.grounding import FeatureExtractor, FeatureStore, GroundingDataModule, extract_features, read_moments
 from lit_i2v.data.synthetic import EventSpec, render_events, write_grounding, write_video
+from lit_i2v.heads.span import SpanHead, decode_spans, segment_targets
 from lit_i2v.metrics.grounding import average_precision, query_scores, temporal_iou
-from lit_i2v.tasks.grounding import SpanHead, decode_spans, segment_targets
 
 from .test_cli import last_value, metrics
 

@@ -32,8 +32,13 @@ class PretrainedCfg:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     notes: str = ""
-    make: bool = False  # made locally on first use (``lit_i2v.pretrain``) instead of downloaded
+    # Made locally on first use instead of downloaded, by this function ("module:function", called as
+    # ``function(arch, out=path)``): named by import path so that backbones import no training code.
+    make: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+SYNTHETIC_MAKER = "lit_i2v.pretrain:pretrain"  # trains a tiny CLIP on synthetic image-caption pairs
 
 
 def _text(width: int, heads: int, layers: int = 12, context_length: int = 77) -> dict:
@@ -66,9 +71,9 @@ PRETRAINED: dict[str, PretrainedCfg] = {
         hf_hub="timm/vit_large_patch14_clip_224.openai",
     ),
     # Made on this machine by `python -m lit_i2v pretrain-synthetic` (no download exists), on first use if absent.
-    "ViT-S-8-tiny.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic", make=True),
+    "ViT-S-8-tiny.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic", make=SYNTHETIC_MAKER),
     "ViT-T-8-test.synthetic": PretrainedCfg(
-        notes="python -m lit_i2v pretrain-synthetic --arch ViT-T-8-test", make=True
+        notes="python -m lit_i2v pretrain-synthetic --arch ViT-T-8-test", make=SYNTHETIC_MAKER
     ),
     "ViT-L-14-336.openai": PretrainedCfg(
         url=f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",

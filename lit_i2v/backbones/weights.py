@@ -246,7 +246,7 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     if local.is_file():
         return read_checkpoint(local), str(local), cfg
     if cfg.make:
-        return read_checkpoint(_make_locally(arch, local)), str(local), cfg
+        return read_checkpoint(_make_locally(cfg.make, arch, local)), str(local), cfg
     if not (cfg.url or cfg.hf_hub):
         raise WeightsError(f"{name} is made locally and is not at {local} yet: run `{cfg.notes}` first")
     errors = []
@@ -268,18 +268,20 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     )
 
 
-def _make_locally(arch: str, path: Path) -> Path:
-    """Train the synthetic tiny CLIP into ``path`` once; concurrent processes (DDP ranks) wait for the first."""
+def _make_locally(maker: str, arch: str, path: Path) -> Path:
+    """Make the weights into ``path`` once with ``maker`` ("module:function"); concurrent processes (DDP ranks) wait
+    for the first."""
     import fcntl
+    import importlib
 
-    from lit_i2v.pretrain import pretrain
-
+    module, _, function = maker.partition(":")
+    make = getattr(importlib.import_module(module), function)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         if not path.is_file():
             log.warning("%s is not in the cache yet: training it once (a few CPU minutes) into %s", path.stem, path)
-            _, figures = pretrain(arch, out=path)
+            _, figures = make(arch, out=path)
             log.warning("%s ready: %s", path.stem, figures)
     return path
 

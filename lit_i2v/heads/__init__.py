@@ -2,6 +2,7 @@
 
 from lit_i2v.heads.classifier import Head, LinearHead, PromptEncoderHead, TextClassifierHead
 from lit_i2v.heads.coop import CoOpHead
+from lit_i2v.heads.span import SpanHead
 from lit_i2v.heads.temporal import LSTMPool, MeanPool, Temporal, TemporalConv1D, TemporalTransformer
 from lit_i2v.heads.video_prompt import VideoPromptHead
 from lit_i2v.heads.xpool import XPool
@@ -13,6 +14,7 @@ __all__ = [
     "LinearHead",
     "MeanPool",
     "PromptEncoderHead",
+    "SpanHead",
     "Temporal",
     "TemporalConv1D",
     "TemporalTransformer",

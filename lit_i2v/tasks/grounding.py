@@ -1,9 +1,7 @@
 """Temporal grounding (moment retrieval) by post-network tuning on frozen per-frame CLIP features.
 
-A proposal-free span head conditioned on the query (in the spirit of span-based localisers such as VSLNet, Zhang
-et al. 2020, on CLIP features as Moment-DETR's): each video segment's feature ``v_k`` and the query embedding ``q``
-are fused as ``[v_k, q, v_k * q]`` into a hidden state, a transformer encoder relates the segments (with learned
-position embeddings), and three linear outputs give per-segment start, end and inside logits.
+A proposal-free span head conditioned on the query (``lit_i2v.heads.SpanHead``: segment features fused with the
+query, a transformer encoder over the segments, per-segment start, end and inside logits).
 
 Training: cross-entropy of the start (end) distribution over the segments against the segment(s) where the
 ground-truth windows start (end), plus a binary cross-entropy of "inside a window" per segment. Inference: span
@@ -20,91 +18,11 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 
-from lit_i2v.metrics.grounding import IOU_THRESHOLDS, query_scores, temporal_iou
+from lit_i2v.heads.span import SpanHead, decode_spans, segment_targets
+from lit_i2v.metrics.grounding import IOU_THRESHOLDS, query_scores
 from lit_i2v.tasks.optim import total_steps, warmup_cosine
 
 METRICS = [*(f"R1@{t}" for t in IOU_THRESHOLDS), "IoU", "mAP", "mAP@0.5", "mAP@0.75"]
-
-
-class SpanHead(nn.Module):
-    """Query-conditioned start/end/inside logits over a sequence of segment features.
-
-    Args:
-        feature_dim: width E of the extracted embeddings (video and text alike).
-        hidden: width of the encoder.
-        layers: transformer encoder layers over the segments.
-        heads: attention heads.
-        dropout: dropout in the fusion and the encoder.
-        max_segments: longest sequence the position embedding covers.
-    """
-
-    def __init__(
-        self,
-        feature_dim: int,
-        hidden: int = 256,
-        layers: int = 2,
-        heads: int = 4,
-        dropout: float = 0.1,
-        max_segments: int = 512,
-    ) -> None:
-        super().__init__()
-        self.norm_v, self.norm_q = nn.LayerNorm(feature_dim), nn.LayerNorm(feature_dim)
-        self.fuse = nn.Sequential(nn.Linear(3 * feature_dim, hidden), nn.GELU(), nn.Dropout(dropout))
-        self.position = nn.Parameter(torch.zeros(max_segments, hidden))
-        nn.init.trunc_normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(hidden)
-        self.out = nn.Linear(hidden, 3)
-
-    def forward(self, video: Tensor, mask: Tensor, query: Tensor) -> Tensor:
-        """``video`` (B, N, E), ``mask`` (B, N) True for real segments, ``query`` (B, E) → logits (B, N, 3):
-        start, end, inside; padded segments get ``-inf`` start/end logits."""
-        n = video.shape[1]
-        if n > len(self.position):
-            raise ValueError(f"{n} segments exceed model.max_segments={len(self.position)}: raise it or lower the rate")
-        v = self.norm_v(video)
-        q = self.norm_q(query)[:, None].expand_as(v)
-        x = self.fuse(torch.cat([v, q, v * q], dim=-1)) + self.position[:n]
-        x = self.out(self.norm(self.encoder(x, src_key_padding_mask=~mask)))
-        neg = torch.finfo(x.dtype).min
-        return torch.cat([x[..., :2].masked_fill(~mask[..., None], neg), x[..., 2:]], dim=-1)
-
-
-def segment_targets(windows: list[tuple[float, float]], duration: float, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Start and end distributions over ``n`` segments (mass split evenly over the windows) and the inside mask."""
-    start, end, inside = torch.zeros(n), torch.zeros(n), torch.zeros(n)
-    centres = (torch.arange(n) + 0.5) * duration / n
-    for s, e in windows:
-        i = min(max(int(s / duration * n), 0), n - 1)
-        j = min(max(int(e / duration * n - 1e-6), i), n - 1)
-        start[i] += 1 / len(windows)
-        end[j] += 1 / len(windows)
-        inside[i : j + 1] = 1
-        inside[(centres >= s) & (centres <= e)] = 1
-    return start, end, inside
-
-
-def decode_spans(
-    start_logits: Tensor, end_logits: Tensor, duration: float, top_k: int = 10, nms_iou: float = 0.7, max_len=None
-) -> tuple[Tensor, Tensor]:
-    """Ranked spans in seconds ``(K, 2)`` and their scores from one query's start/end logits over its N segments."""
-    n = start_logits.shape[0]
-    scores = start_logits.float().softmax(0)[:, None] * end_logits.float().softmax(0)[None, :]  # (N, N)
-    valid = torch.ones(n, n, dtype=torch.bool).triu()
-    if max_len is not None:
-        valid &= ~torch.ones(n, n, dtype=torch.bool).triu(max_len)
-    scores = scores.masked_fill(~valid, -1).flatten()
-    order = scores.argsort(descending=True)[: max(4 * top_k, 50)]
-    order = order[scores[order] >= 0]
-    spans = torch.stack([order // n, order % n + 1], dim=-1).double() * duration / n  # segment i..j -> seconds
-    kept: list[int] = []
-    for k in range(len(order)):  # greedy non-maximum suppression
-        if len(kept) == top_k:
-            break
-        if not kept or temporal_iou(spans[k : k + 1], spans[kept]).max() < nms_iou:
-            kept.append(k)
-    return spans[kept], scores[order[kept]]
 
 
 class TemporalGrounding(L.LightningModule):
