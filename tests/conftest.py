@@ -38,6 +38,11 @@ TINY = dict(
 )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Quick tests first: the end-to-end runs marked ``slow`` (minutes each) go last, so a failure shows early."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)  # stable: file order kept otherwise
+
+
 @pytest.fixture
 def no_wandb_key(tmp_path, monkeypatch):
     """A machine without W&B credentials (no key, no netrc, no mode set): runs go offline."""

@@ -16,10 +16,10 @@ from lit_i2v.strategies import (
     Compose,
     DiST,
     Frozen,
-    FullFinetune,
     LoRA,
     PartialFinetune,
     STAdapter,
+    Strategy,
     TimmImageModel,
     VitaCLIP,
     WithExtraModel,
@@ -43,67 +43,52 @@ MESSAGE = (W * W + W) + 2 * W + (3 * W * W + 3 * W) + (W * W + W)  # X-CLIP per 
 TOWER = sum(p.numel() for n, p in CLIP("ViT-T-8-test").visual.named_parameters() if not n.startswith("head."))
 
 
-STRATEGIES = {
-    "frozen": (Frozen, 0),
-    "full_finetune": (FullFinetune, None),
-    "partial_last_block": (lambda: PartialFinetune(last_blocks=1), None),
-    "bitfit": (lambda: PartialFinetune(biases=True), DEPTH * (3 * W + W + 4 * W + W + 2 * W) + 2 * W),  # + LN biases
-    "norms_only": (lambda: PartialFinetune(norms=True), NORMS),
-    "st_adapter_12x": (lambda: STAdapter(channels=16), DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W)),
-    "st_adapter_24x": (
-        lambda: STAdapter(channels=16, positions=["pre_attn", "pre_mlp"]),
-        2 * DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
-    ),
-    "aim_k400": (lambda: AIM(scale=0.5, max_frames=32), DEPTH * 3 * adapter(16) + 32 * W + 2 * W),
-    "aim_ssv2": (lambda: AIM(scale=1.0, temporal_in=True, max_frames=32), DEPTH * 4 * adapter(16) + 32 * W + 2 * W),
-    "zeroi2v": (ZeroI2V, DEPTH * 4 * adapter(16) + 2 * W),
-    "zeroi2v_3_adapters": (lambda: ZeroI2V(scale=1.0, mlp_out=False), DEPTH * 3 * adapter(16) + 2 * W),
-    "lora_all": (
-        lambda: LoRA(rank=4, targets=["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"]),
-        DEPTH * 4 * ((W + 3 * W) + (W + W) + (W + 4 * W) + (4 * W + W)),
-    ),
-    "adaptformer": (lambda: AdaptFormer(hidden=8), DEPTH * adapter(8)),
-    "vpt_shallow": (lambda: VPT(num_prompts=3), 3 * W),
-    "vpt_deep": (lambda: VPT(num_prompts=3, deep=True), DEPTH * 3 * W),
-    "evl": (lambda: EVL(num_layers=2, heads=2, max_frames=32), 0),  # a side network: the backbone stays frozen
-    "xclip": (XCLIP, TOWER + DEPTH * MESSAGE),  # the image tower fine-tuned with its message tokens
-    "xclip_messages_only": (lambda: XCLIP(train_tower=False), DEPTH * MESSAGE),
-    "dist": (lambda: DiST(temporal_dim=8, integration_dim=16, max_frames=16), 0),  # a side network, like EVL
-    "vita": (
-        lambda: VitaCLIP(num_global=3, max_frames=32),
-        32 * W + DEPTH * (3 * W + (W * W + W) + 32 * W + 2 * W + (4 * W * W + 4 * W)),
-    ),  # time embedding; per block global and local prompts, cls_proj, summary LN + attention
-    "lora_plus_st_adapter": (  # low-rank updates beside temporal adapters
-        lambda: Compose([LoRA(rank=4, targets=["attn.qkv"]), STAdapter(channels=16)]),
-        DEPTH * 4 * (W + 3 * W) + DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
-    ),
-    "vpt_plus_adaptformer": (  # prompts beside adapters
-        lambda: Compose([VPT(num_prompts=3), AdaptFormer(hidden=8)]),
-        3 * W + DEPTH * adapter(8),
-    ),
-    "extra_model_lora": (  # a frozen second vision tower beside LoRA on the backbone
-        lambda: WithExtraModel(tiny_timm(), strategy=LoRA(rank=4, targets=["attn.qkv"])),
-        DEPTH * 4 * (W + 3 * W),
-    ),
+def exported_strategies() -> dict[str, type[Strategy]]:
+    """Every strategy ``lit_i2v.strategies`` exports: each runs through every invariant below, configured by its own
+    ``tiny()``, with no entry in this file (timm's ``list_models()`` way)."""
+    import lit_i2v.strategies as package
+
+    found = {name: getattr(package, name) for name in package.__all__}
+    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, Strategy) and c is not Strategy}
+
+
+# Every exported strategy at its tiny configuration, plus variants that the papers use (more seams, other scales).
+STRATEGIES = {name.lower(): cls.tiny for name, cls in exported_strategies().items()} | {
+    "bitfit": lambda: PartialFinetune(biases=True),
+    "norms_only": lambda: PartialFinetune(norms=True),
+    "st_adapter_24x": lambda: STAdapter(channels=16, positions=["pre_attn", "pre_mlp"]),
+    "aim_ssv2": lambda: AIM(scale=1.0, temporal_in=True, max_frames=32),
+    "zeroi2v_3_adapters": lambda: ZeroI2V(scale=1.0, mlp_out=False),
+    "vpt_deep": lambda: VPT(num_prompts=3, deep=True),
+    "xclip_messages_only": lambda: XCLIP(train_tower=False),
+    "vpt_plus_adaptformer": lambda: Compose([VPT(num_prompts=3), AdaptFormer(hidden=8)]),  # prompts beside adapters
 }
-# DiST classifies in CLIP's joint space (the paper: against frozen text embeddings); the rest read tower features.
-TASK_HEADS = {"dist": lambda: LinearHead(project=True)}
-# Prompts and messages add tokens and EVL decodes with a new query: none starts as the pretrained model's output.
-NOT_IDENTITY = {
-    "vpt_shallow",
-    "vpt_deep",
-    "evl",
-    "xclip",
-    "xclip_messages_only",
-    "dist",
-    "vita",
-    "vpt_plus_adaptformer",
+# Trainable backbone parameters each method's arithmetic gives on the tiny tower (None: the whole tower).
+COUNTS = {
+    "frozen": 0,
+    "fullfinetune": None,
+    "partialfinetune": None,
+    "bitfit": DEPTH * (3 * W + W + 4 * W + W + 2 * W) + 2 * W,  # + LN biases
+    "norms_only": NORMS,
+    "stadapter": DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
+    "st_adapter_24x": 2 * DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
+    "aim": DEPTH * 3 * adapter(16) + 32 * W + 2 * W,
+    "aim_ssv2": DEPTH * 4 * adapter(16) + 32 * W + 2 * W,
+    "zeroi2v": DEPTH * 4 * adapter(16) + 2 * W,
+    "zeroi2v_3_adapters": DEPTH * 3 * adapter(16) + 2 * W,
+    "lora": DEPTH * 4 * ((W + 3 * W) + (W + W) + (W + 4 * W) + (4 * W + W)),
+    "adaptformer": DEPTH * adapter(8),
+    "vpt": 3 * W,
+    "vpt_deep": DEPTH * 3 * W,
+    "evl": 0,  # a side network: the backbone stays frozen
+    "xclip": TOWER + DEPTH * MESSAGE,  # the image tower fine-tuned with its message tokens
+    "xclip_messages_only": DEPTH * MESSAGE,
+    "dist": 0,  # a side network, like EVL
+    "vitaclip": 32 * W + DEPTH * (3 * W + (W * W + W) + 32 * W + 2 * W + (4 * W * W + 4 * W)),
+    "compose": DEPTH * 4 * (W + 3 * W) + DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),  # LoRA + ST-Adapter
+    "vpt_plus_adaptformer": 3 * W + DEPTH * adapter(8),
+    "withextramodel": DEPTH * 4 * (W + 3 * W),  # a frozen second tower beside LoRA on the backbone
 }
-IDENTITY_AT_INIT = set(STRATEGIES) - NOT_IDENTITY
-# ZeroI2V's head shift changes attention from step 0 (it has no parameters to zero); its adapters start as the
-# identity, so at init it equals the shift alone, which is the merged architecture.
-REFERENCE_AT_INIT = {"zeroi2v": lambda: ZeroI2V(merged=True), "zeroi2v_3_adapters": lambda: ZeroI2V(merged=True)}
-MERGEABLE = ["lora_all", "zeroi2v", "zeroi2v_3_adapters"]
 
 
 def tiny_timm(**kwargs) -> TimmImageModel:
@@ -119,8 +104,9 @@ def backbone() -> CLIP:
 
 def task(name: str) -> ActionRecognition:
     torch.manual_seed(1)
-    head = TASK_HEADS.get(name, LinearHead)()
-    return ActionRecognition(backbone(), num_classes=5, strategy=STRATEGIES[name][0](), head=head)
+    strategy = STRATEGIES[name]()
+    head = LinearHead(project=strategy.needs_projection)  # DiST's features lie in CLIP's joint space only
+    return ActionRecognition(backbone(), num_classes=5, strategy=strategy, head=head)
 
 
 def clips(t: int = 4, b: int = 2) -> torch.Tensor:
@@ -159,10 +145,9 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
     for key, param in model.backbone.named_parameters():
         off_path = key.startswith("visual.head.")  # the linear head reads tower features, not CLIP's projection
         assert param.requires_grad == (model.strategy.trainable(key) and not off_path), key
-    extra = STRATEGIES[name][1]
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
-    if extra is not None:
-        assert trainable == extra
+    if COUNTS.get(name) is not None:
+        assert trainable == COUNTS[name]
     frozen_extra = getattr(model.strategy, "extra", None)  # a frozen extra model is the strategy's but does not train
     frozen = sum(p.numel() for p in frozen_extra.parameters()) if frozen_extra and not frozen_extra.trainable else 0
     own = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.strategy.parameters())
@@ -170,10 +155,10 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + own
 
 
-@pytest.mark.parametrize("name", sorted(IDENTITY_AT_INIT))
+@pytest.mark.parametrize("name", [n for n, make in STRATEGIES.items() if make().identity_at_init])
 def test_zero_initialised_methods_start_as_the_pretrained_model(name):
-    reference = ActionRecognition(backbone(), num_classes=5, strategy=REFERENCE_AT_INIT.get(name, Frozen)())
     model = task(name)
+    reference = ActionRecognition(backbone(), num_classes=5, strategy=model.strategy.reference_at_init())
     model.head.load_state_dict(reference.head.state_dict())
     with torch.no_grad():
         assert torch.allclose(model.eval()(clips()), reference.eval()(clips()), atol=1e-5)
@@ -202,7 +187,7 @@ def test_save_rebuild_load_gives_identical_outputs(name, tmp_path):
         assert torch.equal(model(clips()), rebuilt(clips()))
 
 
-@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "full_finetune"])
+@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "fullfinetune"])
 def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
     model = task(name).eval()
     perturb(model)
@@ -218,9 +203,7 @@ def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
         fresh.load_trainable_state_dict(wrong)
 
 
-@pytest.mark.parametrize(
-    "name", ["st_adapter_24x", "aim_ssv2", "zeroi2v", "lora_all", "vpt_deep", "evl", "xclip", "dist", "vita"]
-)
+@pytest.mark.parametrize("name", [n.lower() for n in exported_strategies()])
 @pytest.mark.parametrize("frames", [8, 16, 32])
 def test_any_number_of_frames_and_views(name, frames):
     model = task(name).eval()
@@ -231,7 +214,7 @@ def test_any_number_of_frames_and_views(name, frames):
     assert probs.shape == (2, 5) and torch.allclose(probs.sum(-1), torch.ones(2))
 
 
-@pytest.mark.parametrize("name", MERGEABLE)
+@pytest.mark.parametrize("name", [n for n, make in STRATEGIES.items() if make().mergeable])
 def test_merge_gives_a_plain_backbone_with_equal_outputs(name, tmp_path, plain_state):
     model = task(name).eval()
     perturb(model)
@@ -245,7 +228,7 @@ def test_merge_gives_a_plain_backbone_with_equal_outputs(name, tmp_path, plain_s
     assert count_gflops(model, 4, 32) == pytest.approx(plain_flops)  # and zero extra FLOPs
     # The merged backbone exports as an ordinary CLIP checkpoint.
     torch.save(model.backbone.state_dict(), tmp_path / "merged.pt")
-    strategy = ZeroI2V(merged=True) if name.startswith("zeroi2v") else Frozen()
+    strategy = model.strategy.reference_at_init()  # the architecture the merged weights load into
     reloaded = ActionRecognition(create_clip("ViT-T-8-test", str(tmp_path / "merged.pt")), 5, strategy=strategy)
     reloaded.head.load_state_dict(model.head.state_dict())
     with torch.no_grad():
@@ -341,7 +324,7 @@ def test_dist_reads_every_block_on_sparse_frames_and_dense_frames_beside():
 
 
 def test_vita_prompts_join_every_block_and_leave_again():
-    model = task("vita").eval()
+    model = task("vitaclip").eval()
     perturb(model)
     with torch.no_grad():
         tokens = model.backbone.visual.forward_features(clips().flatten(0, 1), num_frames=4)
@@ -391,6 +374,11 @@ def test_extra_model_joins_from_its_own_checkpoint_and_trains_when_asked(tmp_pat
     torch.save({"cls_token": torch.zeros(1, 1, 48)}, tmp_path / "bad.pt")  # most weights missing
     with pytest.raises(ValueError, match="bad.pt does not fit timm model vit_tiny_patch16_224"):
         TimmImageModel("vit_tiny_patch16_224", checkpoint=str(tmp_path / "bad.pt"), model_args=args)
+
+
+def test_a_strategy_in_the_joint_space_refuses_a_head_on_tower_features():
+    with pytest.raises(ValueError, match="model.init_args.head: DiST outputs CLIP's joint space"):
+        ActionRecognition(backbone(), 5, strategy=DiST.tiny(), head=LinearHead())
 
 
 def test_compose_refuses_side_networks_and_repeated_methods():

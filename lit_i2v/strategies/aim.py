@@ -79,6 +79,10 @@ class AIM(Strategy):
 
     prefix = "aim"
 
+    @classmethod
+    def tiny(cls) -> AIM:
+        return cls(max_frames=32)
+
     def __init__(
         self, ratio: float = 0.25, scale: float = 0.5, temporal_in: bool = False, max_frames: int = 32,
         blocks: list[int] | None = None,

@@ -24,21 +24,42 @@ from lit_i2v.backbones import CLIP
 
 
 class Strategy(nn.Module):
-    """Base class: the backbone unchanged and fully trainable (subclasses narrow ``trainable``).
+    """Base class: the backbone unchanged; what trains is what the strategy adds (``owns``).
 
     ``prefix`` names the parameters a strategy adds (``visual.blocks.0.pre_mlp.st_adapter.down.weight``).
     ``mergeable`` strategies fold their parameters into the backbone's weights with ``merge``.
+
+    Facts each strategy declares beside its code, which the tests read for every exported strategy
+    (``tests/test_strategies.py``), so that a new method is tested the moment it is exported:
+
+    - ``identity_at_init``: at step 0 the adapted model computes what ``reference_at_init()`` computes (the
+      pretrained model, frozen), because what the method adds starts at zero; False for methods that add tokens or
+      a side network whose output cannot start at zero (prompts, EVL's query);
+    - ``needs_projection``: its features lie in CLIP's joint space only, so heads must read projected features;
+    - ``tiny()``: a configuration small enough for the test towers (``ViT-T-8-test``: width 64, 2 blocks, 2 heads).
     """
 
     prefix = ""
     mergeable = False
+    identity_at_init = True
+    needs_projection = False
+
+    @classmethod
+    def tiny(cls) -> Strategy:
+        """This strategy configured for the tiny test towers."""
+        return cls()
+
+    def reference_at_init(self) -> Strategy:
+        """The strategy whose model this one equals at step 0 when ``identity_at_init``: the frozen pretrained tower
+        (ZeroI2V: its merged architecture, whose head shift has no parameters to start at zero)."""
+        return Strategy()
 
     def apply(self, backbone: CLIP) -> None:
         """Modify ``backbone`` in place. Called once, before the trainable set is decided."""
 
     def trainable(self, name: str) -> bool:
-        """Whether the backbone parameter ``name`` trains."""
-        return True
+        """Whether the backbone parameter ``name`` trains: by default, exactly what the strategy added."""
+        return self.owns(name)
 
     def owns(self, name: str) -> bool:
         """Whether the backbone parameter ``name`` was added by this strategy: a module named by the prefix

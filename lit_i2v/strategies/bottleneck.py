@@ -74,6 +74,10 @@ class AdaptFormer(Strategy):
 
     prefix = "adaptformer"
 
+    @classmethod
+    def tiny(cls) -> AdaptFormer:
+        return cls(hidden=8)
+
     def __init__(self, hidden: int = 64, scale: float = 0.1, blocks: list[int] | None = None, dropout: float = 0.0):
         super().__init__()
         self.hidden, self.scale, self.blocks, self.dropout = hidden, scale, blocks, dropout

@@ -20,6 +20,25 @@ from lit_i2v.strategies.base import Strategy
 class Compose(Strategy):
     """Args: strategies: the parts, applied in this order."""
 
+    @classmethod
+    def tiny(cls) -> Compose:
+        from lit_i2v.strategies.lora import LoRA
+        from lit_i2v.strategies.st_adapter import STAdapter
+
+        return cls([LoRA(rank=4, targets=["attn.qkv"]), STAdapter(channels=16)])  # low-rank updates beside adapters
+
+    @property
+    def identity_at_init(self) -> bool:
+        return all(part.identity_at_init for part in self.parts)
+
+    @property
+    def needs_projection(self) -> bool:
+        return any(part.needs_projection for part in self.parts)
+
+    def reference_at_init(self) -> Strategy:
+        changed = [ref for ref in (part.reference_at_init() for part in self.parts) if type(ref) is not Strategy]
+        return Compose(changed) if changed else Strategy()
+
     def __init__(self, strategies: list[Strategy]) -> None:
         super().__init__()
         if not strategies:

@@ -122,6 +122,13 @@ class DiST(Strategy):
 
     prefix = "dist"
 
+    identity_at_init = False  # a side network: no pretrained output to start from
+    needs_projection = True  # pools into CLIP's joint space, where it is scored against text
+
+    @classmethod
+    def tiny(cls) -> DiST:
+        return cls(temporal_dim=8, integration_dim=16, max_frames=16)
+
     def __init__(
         self,
         alpha: int = 2,

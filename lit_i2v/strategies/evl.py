@@ -91,6 +91,12 @@ class EVL(Strategy):
 
     prefix = "evl"
 
+    identity_at_init = False  # a side network decoding a learnt query: no pretrained output to start from
+
+    @classmethod
+    def tiny(cls) -> EVL:
+        return cls(num_layers=2, heads=2, max_frames=32)
+
     def __init__(
         self,
         num_layers: int = 4,

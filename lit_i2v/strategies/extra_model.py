@@ -104,6 +104,25 @@ class WithExtraModel(Strategy):
         networks that only output CLIP's joint space, such as DiST, do not compose here).
     """
 
+    @classmethod
+    def tiny(cls) -> WithExtraModel:
+        args = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2)  # built at random, no download
+        extra = TimmImageModel("vit_tiny_patch16_224", pretrained=False, model_args=args)
+        from lit_i2v.strategies.lora import LoRA
+
+        return cls(extra, strategy=LoRA(rank=4, targets=["attn.qkv"]))
+
+    @property
+    def identity_at_init(self) -> bool:  # the fusion into the tower starts at zero
+        return self.inner.identity_at_init
+
+    @property
+    def needs_projection(self) -> bool:
+        return self.inner.needs_projection
+
+    def reference_at_init(self) -> Strategy:
+        return self.inner.reference_at_init()
+
     def __init__(self, extra: ExtraModel, strategy: Strategy | None = None) -> None:
         super().__init__()
         self.inner = strategy or Frozen()

@@ -66,6 +66,10 @@ class LoRA(Strategy):
     prefix = "lora_"
     mergeable = True
 
+    @classmethod
+    def tiny(cls) -> LoRA:
+        return cls(rank=4, targets=["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"])
+
     def __init__(
         self,
         targets: list[str] | None = None,

@@ -20,6 +20,10 @@ class PartialFinetune(Strategy):
     biases: train every bias of the image tower (BitFit).
     """
 
+    @classmethod
+    def tiny(cls) -> PartialFinetune:
+        return cls(last_blocks=1)
+
     def __init__(self, last_blocks: int = 0, norms: bool = False, biases: bool = False) -> None:
         super().__init__()
         if not (last_blocks or norms or biases):

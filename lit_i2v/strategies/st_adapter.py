@@ -56,6 +56,10 @@ class STAdapter(Strategy):
 
     prefix = "st_adapter"
 
+    @classmethod
+    def tiny(cls) -> STAdapter:
+        return cls(channels=16)
+
     def __init__(
         self,
         channels: int = 384,

@@ -113,6 +113,12 @@ class VitaCLIP(Strategy):
 
     prefix = "vita"
 
+    identity_at_init = False  # global, local and summary prompt tokens join the attention
+
+    @classmethod
+    def tiny(cls) -> VitaCLIP:
+        return cls(num_global=3, max_frames=32)
+
     def __init__(
         self,
         num_global: int = 8,

@@ -40,6 +40,12 @@ class VPT(Strategy):
 
     prefix = "vpt"
 
+    identity_at_init = False  # the prompts are new tokens every patch attends to
+
+    @classmethod
+    def tiny(cls) -> VPT:
+        return cls(num_prompts=3)
+
     def __init__(self, num_prompts: int = 8, deep: bool = False, dropout: float = 0.1) -> None:
         super().__init__()
         self.num_prompts, self.deep, self.dropout = num_prompts, deep, dropout

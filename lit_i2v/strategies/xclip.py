@@ -63,6 +63,8 @@ class XCLIP(Strategy):
 
     prefix = "xclip"
 
+    identity_at_init = False  # message tokens join every block's attention
+
     def __init__(self, blocks: list[int] | None = None, train_tower: bool = True) -> None:
         super().__init__()
         self.blocks, self.train_tower = blocks, train_tower

@@ -129,6 +129,11 @@ class ZeroI2V(Strategy):
         self.mlp_out, self.temporal_embedding, self.max_frames = mlp_out, temporal_embedding, max_frames
         self.blocks, self.merged = blocks, merged
 
+    def reference_at_init(self) -> Strategy:
+        # The head shift changes attention from step 0 (it has no parameters to zero); the adapters start as the
+        # identity, so at init the model equals the shift alone: the merged architecture.
+        return ZeroI2V(shift_heads=self.shift_heads, blocks=self.blocks, merged=True)
+
     def _adapter(self, width: int) -> Bottleneck | None:
         if self.merged:
             return None

@@ -16,7 +16,7 @@ from torch import Tensor
 from lit_i2v.backbones import CLIP
 from lit_i2v.data.transforms import PackedClips, PackedJpegs
 from lit_i2v.errors import ConfigError
-from lit_i2v.strategies import Strategy, freeze
+from lit_i2v.strategies import FullFinetune, Strategy, freeze
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
 
@@ -52,7 +52,7 @@ class VideoTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.strategy = strategy or Strategy()
+        self.strategy = strategy or FullFinetune(towers=["visual", "text"])
         self.strategy.apply(backbone)
         freeze(backbone, self.strategy)
         self.optimizer_factory = optimizer

@@ -101,6 +101,11 @@ class ActionRecognition(VideoTask):
             class_names = read_class_names(class_names)
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
+        if self.strategy.needs_projection and not self.head.needs_projection:
+            raise ConfigError(
+                f"model.init_args.head: {type(self.strategy).__name__} outputs CLIP's joint space; use a head on "
+                "projected features (TextClassifierHead, or LinearHead with project: true)"
+            )
         width = backbone.embed_dim if self.head.needs_projection else backbone.visual.width
         self.temporal.build(width, backbone)
         self.distillation = distillation
