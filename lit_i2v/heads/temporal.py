@@ -26,7 +26,18 @@ from lit_i2v.backbones.vit import Block, QuickGELU
 
 
 class Temporal(nn.Module):
-    """Base class: ``build(width, backbone)`` creates the parameters for features of that width."""
+    """Base class: ``build(width, backbone)`` creates the parameters for features of that width.
+
+    Facts the tests read for every exported temporal module (``tests/test_heads.py``): ``order_aware`` (reversing
+    the frames changes the output), ``text_conditioned`` (``forward(text, frames)`` pools each video per caption)
+    and ``tiny()``, a configuration for 16-wide test features."""
+
+    order_aware = False
+    text_conditioned = False
+
+    @classmethod
+    def tiny(cls) -> Temporal:
+        return cls()
 
     def build(self, width: int, backbone: CLIP | None = None) -> None:
         """Create parameters for ``width``-wide features (a no-op for parameter-free modules); ``backbone`` is
@@ -51,6 +62,12 @@ class TemporalTransformer(Temporal):
             rows of its position embedding (CLIP4Clip's seqTransf; features must be CLIP-projected and as wide as
             the text tower, as for ViT-B: 512); the heads are then the text tower's.
     """
+
+    order_aware = True
+
+    @classmethod
+    def tiny(cls) -> TemporalTransformer:
+        return cls(layers=1, heads=2)
 
     def __init__(self, layers: int = 1, heads: int = 8, max_frames: int = 32, init_from_text: bool = False) -> None:
         super().__init__()
@@ -97,6 +114,8 @@ class TemporalTransformer(Temporal):
 class LSTMPool(Temporal):
     """``mean_t(x + LSTM(x))``: a one-layer LSTM over frames, as wide as the features."""
 
+    order_aware = True
+
     def __init__(self) -> None:
         super().__init__()
         self.lstm: nn.LSTM | None = None
@@ -111,6 +130,8 @@ class LSTMPool(Temporal):
 
 class TemporalConv1D(Temporal):
     """``mean_t(x + conv(x))``: a depthwise kernel-3 convolution over time without bias, starting as a shift."""
+
+    order_aware = True
 
     def __init__(self) -> None:
         super().__init__()
