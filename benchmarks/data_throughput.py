@@ -17,16 +17,16 @@ For each set, in one process on one thread: (1) decoding the 8 segment-uniform f
 shards: reading and decoding their 8 JPEGs), the work a training sample cannot avoid, the limit; (2) the same plus the
 random resized crop to 224 (64 for the small set) and the flip, the work of a worker that resizes. Then the DataModule's
 training loader at each worker count, clips/s divided by the workers, (3) as shipped: the workers cut the crops out and
-the task resizes them on its device, and (4) with the workers resizing (``device_resize: false``, as with RandAugment);
-for shards also (5) with the JPEGs left to the device to decode (``decode_on_device``: the workers only read; a GPU's
-nvJPEG decoding is not timed here, ``device_resize.py`` times it). The variants of a set are timed in turn, over whole
-passes of at least 2 s, for 5 rounds; each clips/s figure is a variant's best round (batches of 8), and a loader's loss
-to the limit is the median over the rounds of its shortfall from (1) timed in the same round (``paired_loss``; the best
-round against the best round is kept in ``results.json`` too). Also measured: the device's share of (3), resizing a
-packed batch in the main process, timed on this CPU (one thread, with the uint8 kernel a CPU run uses; a GPU runs the
-float kernel, not timed here), and the page faults of the loader's workers per clip. ``--glibc-malloc`` runs the
-loaders' workers without ``keep_freed_memory`` (glibc's default malloc settings), for comparison. Writes
-``results.json`` and a Markdown table; the figures in benchmarks/RESULTS.md come from this command.
+the data module resizes them on the device, and (4) with the workers resizing (``device_resize: false``, as with
+RandAugment); for shards also (5) with the JPEGs left to the device to decode (``decode_on_device``: the workers only
+read; a GPU's nvJPEG decoding is not timed here, ``device_resize.py`` times it). The variants of a set are timed in
+turn, over whole passes of at least 2 s, for 5 rounds; each clips/s figure is a variant's best round (batches of 8), and
+a loader's loss to the limit is the median over the rounds of its shortfall from (1) timed in the same round
+(``paired_loss``; the best round against the best round is kept in ``results.json`` too). Also measured: the device's
+share of (3), resizing a packed batch in the main process, timed on this CPU (one thread, with the uint8 kernel a CPU
+run uses; a GPU runs the float kernel, not timed here), and the page faults of the loader's workers per clip.
+``--glibc-malloc`` runs the loaders' workers without ``keep_freed_memory`` (glibc's default malloc settings), for
+comparison. Writes ``results.json`` and a Markdown table; the figures in benchmarks/RESULTS.md come from this command.
 """
 
 from __future__ import annotations

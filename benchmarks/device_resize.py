@@ -3,7 +3,7 @@
     python benchmarks/device_resize.py [--device cuda] [--batch 32] [--out benchmarks/out/device_resize]
 
 The shipped loader's workers only cut each training clip's random crop out of its decoded frames; the batch's crops
-travel packed and the task resizes them to 224 px on its device (``lit_i2v/data/transforms.py``). This command
+travel packed and the data module resizes them to 224 px on the device (``lit_i2v/data/transforms.py``). This command
 builds such batches from 340x256 frames (8 frames a clip, camera-like content) and, on ``--device``:
 
 1. checks the device's clips against the worker's (``device_resize: false``, the uint8 kernel on the CPU): the same

@@ -103,6 +103,7 @@ class LitI2VCLI(LightningCLI):
             config.checkpoint.dirpath = os.path.join(root, "checkpoints")
         if self.labels_from_model:
             _labels_from_model(config)
+        _read_class_names(config)
         if config.get("checkpoint") is not None and config.checkpoint.get("monitor") == "val/top1":
             # The default follows the task: each names the validation metric its best checkpoint is chosen by.
             path = str(config.model.get("class_path", "")) if config.get("model") is not None else ""
@@ -196,6 +197,18 @@ def trainer_error(err: ValueError) -> str:
         return f"trainer.strategy: {named.group(2)!r} is not a registered strategy name{hint}"
     key = f"trainer.{named.group(1)}" if named else "trainer"
     return f"{key}: {text}"
+
+
+def _read_class_names(config: Namespace) -> None:
+    """A ``model.init_args.class_names`` path that exists becomes the list of names it holds (the task reads no
+    files); one that does not is left for the task, which fails naming it if its head needs the names."""
+    from lit_i2v.data.annotations import read_class_names
+
+    model = config.get("model")
+    init = model.get("init_args") if model is not None else None
+    names = init.get("class_names") if isinstance(init, Namespace) else None
+    if isinstance(names, str) and os.path.isfile(names):
+        init.class_names = read_class_names(names)
 
 
 def _labels_from_model(config: Namespace) -> None:

@@ -110,7 +110,7 @@ def train_on(task: TextVideoRetrieval, batch: dict, steps: int = 30) -> list[flo
 def test_training_lowers_the_contrastive_loss(caption_root):
     dm = datamodule(caption_root)
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # as Lightning hands it to the task
     assert len(batch["caption"]) == 8 and isinstance(batch["caption"][0], str)
     torch.manual_seed(0)
     task = TextVideoRetrieval(CLIP("ViT-T-8-test"), strategy=FullFinetune(towers=["visual", "text"]))
@@ -192,7 +192,7 @@ def test_xpool_retrieval_trains_and_scores_per_caption(caption_root):
 
     dm = datamodule(caption_root)
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # as Lightning hands it to the task
     torch.manual_seed(0)
     task = TextVideoRetrieval(CLIP("ViT-T-8-test"), strategy=FullFinetune(towers=["visual", "text"]),
                               temporal=XPool(dropout=0.0))  # fmt: skip

@@ -283,7 +283,8 @@ def test_decoding_on_the_device_needs_jpeg_shards_and_the_resize_left_to_it(shar
 
 
 def test_fit_decoding_training_clips_on_the_device(shards, synth_root, tmp_path, capsys):
-    """A fit whose training batches are ``PackedJpegs``: Lightning moves them with the batch, the task decodes them."""
+    """A fit whose training batches are ``PackedJpegs``: Lightning moves them with the batch, the data module decodes
+    them on the device, the task receives tensors."""
     run = tmp_path / "run"
     overrides = [*tiny_overrides(synth_root, run), f"--data.init_args.shards={shards}",
                  "--data.init_args.decode_on_device=true", "--data.init_args.num_workers=1",

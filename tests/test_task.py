@@ -51,9 +51,10 @@ def test_normalize_makes_channels_last_clips_planar_floats():
     torch.testing.assert_close(normalised, (video.contiguous().float() - task.mean) / task.std)
 
 
-def test_normalize_resizes_packed_crops_on_the_task_device_after_lightning_moves_them():
+def test_the_data_module_resizes_packed_crops_on_the_device_and_the_task_receives_tensors():
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
+    from lit_i2v.data import VideoDataModule
     from lit_i2v.data.transforms import PackedClips, pack_clips
 
     task = make_task()
@@ -62,8 +63,12 @@ def test_normalize_resizes_packed_crops_on_the_task_device_after_lightning_moves
     batch = {"video": pack_clips([transform(frames, random.Random(i)) for i in range(3)]), "label": torch.arange(3)}
     moved = move_data_to_device(batch, torch.device("cpu"))  # what the trainer does with a batch
     assert isinstance(moved["video"], PackedClips) and len(moved["video"]) == 3
+    with pytest.raises(TypeError, match=r"batch\['video'\] is a PackedClips, not a tensor"):
+        task.normalize(moved["video"])
+    ready = VideoDataModule().on_after_batch_transfer(moved, 0)  # Lightning calls it on the batch's device
     expected = torch.stack([worker(frames, random.Random(i)) for i in range(3)])  # resized in a worker
-    assert torch.equal(task.normalize(moved["video"]), task.normalize(expected))  # on a CPU, with the same kernel
+    assert ready["video"].dtype == torch.float32 and ready["video"].shape == expected.shape
+    assert torch.equal(task.normalize(ready["video"]), task.normalize(expected))  # on a CPU, with the same kernel
 
 
 def test_gradient_clipping_under_fsdp_clips_the_global_norm_through_the_root_module():

@@ -29,7 +29,7 @@ from lit_i2v.data.decode import Backend
 from lit_i2v.data.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
 from lit_i2v.data.shards import ShardedClips, read_index
-from lit_i2v.data.transforms import EvalTransform, TrainTransform
+from lit_i2v.data.transforms import EvalTransform, PackedClips, PackedJpegs, TrainTransform
 from lit_i2v.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -268,6 +268,16 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
     def collate_fn(self):
         """How samples become a batch; QA keeps its questions as lists."""
         return collate_clips
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """The data's last step, on the device the batch was moved to (Lightning calls it there): a training batch
+        of packed crops (``PackedClips``) is resized, one of JPEG clips (``PackedJpegs``, ``decode_on_device``) is
+        decoded (nvJPEG on a GPU), cropped and resized. Tasks receive tensors only: ``video`` uint8 ``(..., 3, S, S)``
+        as the workers made it, or float32 ``(B, T, 3, S, S)`` in [0, 255] when resized here."""
+        video = batch.get("video") if isinstance(batch, dict) else None
+        if isinstance(video, PackedClips | PackedJpegs):
+            batch["video"] = video.resize()  # (B, T, 3, S, S) float32, planar
+        return batch
 
 
 def _exists(record: VideoRecord) -> bool:

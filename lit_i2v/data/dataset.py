@@ -3,8 +3,8 @@
 Batches are dicts with these keys:
 
 ===========  ====================================================================================================
-``video``    training: ``PackedClips``, the B clips' crops, which the task resizes to ``(B, T, 3, S, S)`` on its
-             device (uint8 ``(B, T, 3, S, S)`` when the worker resizes: RandAugment, ``device_resize: false``;
+``video``    training: ``PackedClips``, the B clips' crops, which the DataModule resizes to ``(B, T, 3, S, S)`` on
+             the device (uint8 ``(B, T, 3, S, S)`` when the worker resizes: RandAugment, ``device_resize: false``;
              ``PackedJpegs``, the clips' JPEG frames and crop boxes, with shards and ``decode_on_device``);
              evaluation: uint8 ``(B, V, T, 3, S, S)``, V = clips x crops views
 ``label``    int64 ``(B,)`` class index

@@ -247,8 +247,8 @@ class ShardedClips(SharedEpoch, IterableDataset):
         seed: seed of the shard order and shuffling (combined with the epoch).
         max_retries: damaged training samples in a row replaced by others before giving up.
         decode_on_device: training clips of JPEG frame shards leave the workers as their JPEG bytes and a crop box
-            (``JpegCrop``); the task decodes (nvJPEG on a GPU), crops and resizes them on its device, so the workers
-            only read. Evaluation clips are decoded in the workers as always.
+            (``JpegCrop``); the DataModule decodes (nvJPEG on a GPU), crops and resizes them on the device, so the
+            workers only read. Evaluation clips are decoded in the workers as always.
     """
 
     def __init__(
@@ -273,7 +273,7 @@ class ShardedClips(SharedEpoch, IterableDataset):
             raise ShardError(f"{self.root / 'index.json'}: decode_on_device needs shards of JPEG frames (`shard "
                              f"--mode frames`); these hold {index['mode']} files")  # fmt: skip
         if self.decode_on_device and not getattr(transform, "device_resize", False):
-            raise ValueError("decode_on_device: the task resizes the clips it decodes, so the train transform must "
+            raise ValueError("decode_on_device: the device resizes the clips it decodes, so the train transform must "
                              "leave the resize to the device (device_resize; no rand_augment)")  # fmt: skip
         self.index, self.split = index, split
         self.shards = index["splits"][split]["shards"]

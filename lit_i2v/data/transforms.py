@@ -6,16 +6,16 @@ which keeps the workers' output small (uint8) and the data code free of model fa
 
 Training clips are, by default, resized on the device too: the worker only cuts the crop out of the decoded frames
 (``ClipCrop``, views, no pixel work), the collation packs a batch's crops of different sizes into one buffer
-(``PackedClips``), and the task resizes them to S x S on its device in the pass that normalises. With JPEG shards the
-antialiased resize was a third of a worker's work on a clip (``benchmarks/RESULTS.md``). RandAugment works on the
-resized uint8 clip, so a transform with RandAugment resizes in the worker. With JPEG shards and ``decode_on_device``,
-the decoding moves to the device as well: a training clip leaves the worker as its JPEGs and crop box (``JpegCrop``,
-drawn by ``TrainTransform.box`` as the crop path draws it), batched as ``PackedJpegs``.
+(``PackedClips``), and the DataModule resizes them to S x S on the device (``on_after_batch_transfer``). With JPEG
+shards the antialiased resize was a third of a worker's work on a clip (``benchmarks/RESULTS.md``). RandAugment works on
+the resized uint8 clip, so a transform with RandAugment resizes in the worker. With JPEG shards and
+``decode_on_device``, the decoding moves to the device as well: a training clip leaves the worker as its JPEGs and crop
+box (``JpegCrop``, drawn by ``TrainTransform.box`` as the crop path draws it), batched as ``PackedJpegs``.
 
 The output keeps the decoder's memory order: it is a ``(T, 3, S, S)`` view of ``(T, S, S, 3)`` memory (channels-last).
 PyTorch's antialiased uint8 resize runs several times faster on channels-last input than on planar input, and the
 transposition to planes, the other large cost of a worker after decoding, is left to the device, which does it in
-the same pass that normalises (``VideoTask.normalize``). ``stack_clips`` batches such clips without transposing them.
+the same pass that normalises (the task's ``normalize``). ``stack_clips`` batches such clips without transposing them.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ class PackedClips:
 
     ``data`` holds clip i as ``(T, h_i, w_i, 3)``; ``sizes`` ``(B, 2)`` the ``(h_i, w_i)`` and ``flip`` ``(B,)``
     whether to mirror each clip. ``to`` moves only ``data``: the sizes stay on the CPU, so unpacking on a GPU reads them
-    without waiting for the device. ``resize`` makes the batch a float ``(B, T, 3, S, S)`` tensor (the task's
-    ``normalize`` calls it). Lightning moves a batch holding one with ``to``; the DataLoader pins it (``pin_memory``).
+    without waiting for the device. ``resize`` makes the batch a float ``(B, T, 3, S, S)`` tensor (the DataModule's
+    ``on_after_batch_transfer`` calls it). Lightning moves a batch holding one with ``to``; the DataLoader pins it
+    (``pin_memory``).
     """
 
     def __init__(self, data: Tensor, sizes: Tensor, flip: Tensor, frames: int, size: int) -> None:
@@ -226,7 +227,7 @@ class PackedJpegs:
 
     def resize(self, in_uint8: bool | None = None) -> Tensor:
         """The batch as float32 ``(B, T, 3, S, S)`` on the device, values 0-255 (``resize_clips``): on a CPU, exactly
-        the clips a worker would have cut and the task resized."""
+        the clips a worker would have cut and resized."""
         return resize_clips(self.clips(), self.flip.tolist(), self.size, in_uint8)
 
 

@@ -1,8 +1,8 @@
 """The part every task shares: backbone + strategy, device-side normalisation, optimizer groups and schedule.
 
-A task receives uint8 clips from the data, normalises them on its device with the backbone's mean and std, asks the
-strategy for per-frame features, and hands them to its own modules. Which parameters train is decided once, here,
-by the strategy's predicate; the optimizer sees only those.
+A task receives clips as tensors from the data (whose DataModule has finished its work on the device), normalises
+them with the backbone's mean and std, asks the strategy for per-frame features, and hands them to its own
+modules. Which parameters train is decided once, here, by the strategy's predicate; the optimizer sees only those.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.data.transforms import PackedClips, PackedJpegs
 from lit_i2v.errors import ConfigError
 from lit_i2v.strategies import FullFinetune, Strategy, freeze
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
@@ -74,20 +73,23 @@ class VideoTask(L.LightningModule):
             self.backbone.visual.compile(backend=self.compile_backend)
             self._compiled = True
 
-    def normalize(self, video: Tensor | PackedClips | PackedJpegs) -> Tensor:
-        """uint8 clips ``(..., 3, H, W)``, or a batch of crops to resize (``PackedClips``) or of JPEG clips to decode,
-        crop and resize (``PackedJpegs``) → float ``(..., 3, H, W)``, normalised with the backbone's mean and std, on
-        this device.
+    def normalize(self, video: Tensor) -> Tensor:
+        """Clips ``(..., 3, H, W)`` with values in [0, 255] (uint8 from the loader's workers, or float32 when the
+        data module resized them on this device) → float ``(..., 3, H, W)`` normalised with the backbone's mean and
+        std.
 
-        The data's clips are channels-last in memory (``lit_i2v.data.transforms``); the copy into a planar float tensor
-        transposes them in the same pass as the conversion, on the device rather than in the loader's workers. Packed
-        crops are resized here, also on the device: that work was a third of a worker's with JPEG shards."""
-        if isinstance(video, PackedClips | PackedJpegs):
-            clips = video.resize()  # (B, T, 3, S, S) float32, planar
-        else:
+        The workers' clips are channels-last in memory; the copy into a planar float tensor transposes them in the
+        same pass as the conversion, on the device rather than in the workers."""
+        if not isinstance(video, Tensor):
+            raise TypeError(
+                f"batch['video'] is a {type(video).__name__}, not a tensor: packed batches are resized by the data "
+                "module's on_after_batch_transfer (use the DataModule, or call it on the batch)"
+            )
+        if video.dtype == torch.uint8:
             clips = torch.empty(video.shape, device=video.device)  # (..., 3, H, W) float32, planar
             clips.copy_(video)
-        return clips.sub_(self.mean).div_(self.std)
+            return clips.sub_(self.mean).div_(self.std)
+        return video.float().sub(self.mean).div_(self.std)  # resized on the device; the batch's tensor is left as is
 
     # ---- parameters ---------------------------------------------------------------------------------------------
 

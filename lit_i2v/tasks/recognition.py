@@ -18,7 +18,6 @@ from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.data.annotations import read_class_names
 from lit_i2v.errors import ConfigError
 from lit_i2v.heads import Head, LinearHead, MeanPool, Temporal
 from lit_i2v.metrics import mean_class_accuracy
@@ -37,7 +36,8 @@ class ActionRecognition(VideoTask):
         strategy: transfer strategy (default: full fine-tuning).
         head: classification head (default: ``LinearHead``).
         temporal: module pooling per-frame features over time (default: ``MeanPool``).
-        class_names: class names (a list, or an SSv2 labels JSON / text file); needed by text heads.
+        class_names: class names in index order, needed by text heads; in a config, an SSv2 labels JSON or a text
+            file of one name a line, which the CLI reads into the list (the task reads no files).
         optimizer: optimizer class and arguments.
         layer_decay: layer-wise lr decay over the image tower.
         warmup_epochs: linear warm-up, in epochs.
@@ -97,8 +97,8 @@ class ActionRecognition(VideoTask):
         self.head = head or LinearHead()
         # Read a labels file only when names are needed: a generated dataset may not exist yet.
         needs_names = self.head.needs_class_names or (distillation is not None and distillation.logit_weight > 0)
-        if isinstance(class_names, str) and needs_names:
-            class_names = read_class_names(class_names)
+        if isinstance(class_names, str) and needs_names:  # a path the CLI could not read: it does not exist
+            raise FileNotFoundError(f"model.init_args.class_names: {class_names} does not exist")
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
         if self.strategy.needs_projection and not self.head.needs_projection:
