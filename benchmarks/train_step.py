@@ -75,18 +75,19 @@ def build(config: str):
     """The recipe's task, randomly initialised, and its (frames, size)."""
     import torch  # noqa: F401
 
-    from lit_i2v.cli import LitI2VCLI, _make_weights_optional
+    from lit_i2v.cli import LitI2VCLI
+    from lit_i2v.commands.summary import make_weights_optional
 
     class CLI(LitI2VCLI):
         def before_instantiate_classes(self) -> None:
             super().before_instantiate_classes()
-            _make_weights_optional(self.config.model)
+            make_weights_optional(self.config.model)
             init = self.config.model.init_args
             if isinstance(init.get("class_names"), str) and init.get("num_classes"):
                 init.class_names = [f"class {i}" for i in range(init.num_classes)]
             teacher = init.get("distillation")
             if teacher is not None and teacher.get("init_args") is not None:
-                _make_weights_optional(teacher)
+                make_weights_optional(teacher)
 
     cli = CLI(args=["--config", config], run=False, only=("model",))
     sampler = cli.config.get("data", {}).get("init_args", {}).get("sampler", {}).get("init_args", {})

@@ -1,19 +1,9 @@
 """``python -m lit_i2v``: LightningCLI for ``fit|validate|test|predict``, plus subcommands that are not trainer methods.
 
 Trainer subcommands take ``--config`` files (several compose, later ones win) in omegaconf mode, so YAML may use
-``${...}`` interpolation; every component is chosen by ``class_path``/``init_args``. The extra subcommands:
-
-- ``summary --config X.yaml [--json]``: parameters, GFLOPs per view, frames and views of the configured model;
-- ``check-data --config X.yaml [--split S] [--json]``: decodes every video of a split, reports the bad ones;
-- ``synth [--root DIR] ...``: writes the synthetic motion dataset;
-- ``pretrain-synthetic``: trains the tiny CLIP of the built-in default;
-- ``submit --config X.yaml --nodes M --gpus-per-node N [--dry-run]``: writes and submits a Slurm job;
-- ``preprocess --config X.yaml --out DIR``: re-encodes the videos for fast seeking (resumable, parallel);
-- ``shard --config X.yaml --out DIR``: packs the splits into tar shards of pre-decoded frames for streaming;
-- ``extract --config X.yaml``: embeds a grounding dataset's videos and queries with a frozen CLIP (resumable).
-
-Extra subcommands parse the same config files through the same parser, then build only what they need (the model
-for ``summary``, the data for ``check-data``), so a recipe can be inspected where its dataset or weights are absent.
+``${...}`` interpolation; every component is chosen by ``class_path``/``init_args``. The other subcommands
+(``summary``, ``check-data``, ``synth``, ``pretrain-synthetic``, ``submit``, ``preprocess``, ``shard``, ``extract``)
+live in ``lit_i2v/commands/``, one module each. Mistakes end in one line (``lit_i2v/errors.py``).
 """
 
 from __future__ import annotations
@@ -23,17 +13,17 @@ import importlib
 import logging
 import os
 import sys
-import warnings
 from typing import Any
 
 import lightning as L
-import torch
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_i2v.callbacks import Checkpoint, Preempted, Preemption, RunProgressBar, StartupSummary, Throughput
+from lit_i2v.commands import COMMANDS
+from lit_i2v.commands import run as run_command
 from lit_i2v.errors import ConfigError, config_error, config_files, message_of, user_error, yaml_error
 from lit_i2v.manifest import LoggedConfig
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_loadable, resume_path
@@ -221,278 +211,6 @@ def _labels_from_model(config: Namespace) -> None:
         data.init_args.num_classes = model.init_args.num_classes
 
 
-def _config_args(args: argparse.Namespace) -> list[str]:
-    out = []
-    for path in args.config:
-        out += ["--config", path]
-    return out
-
-
-def _make_weights_optional(node: Any) -> None:
-    """For ``summary``: a backbone whose weights are not on this machine is built randomly, with a warning."""
-    from lit_i2v.backbones.weights import is_available
-
-    if not isinstance(node, Namespace):
-        return
-    init = node.get("init_args")
-    configured = isinstance(init, Namespace) and "arch" in init and init.get("pretrained")
-    if configured and not is_available(init.arch, init.pretrained):
-        warnings.warn(
-            f"weights {init.pretrained!r} are not on this machine: summarising a randomly initialised {init.arch}",
-            stacklevel=2,
-        )
-        init.pretrained = None
-    checkpoint = init.get("checkpoint") if isinstance(init, Namespace) else None
-    if isinstance(checkpoint, str) and not os.path.exists(checkpoint):  # an extra model's weights file
-        warnings.warn(
-            f"weights {checkpoint!r} are not on this machine: summarising a randomly initialised model", stacklevel=2
-        )
-        init.checkpoint = None
-        if "pretrained" in init:
-            init.pretrained = False
-    for value in vars(init if isinstance(init, Namespace) else node).values():
-        _make_weights_optional(value)
-
-
-class _SummaryCLI(LitI2VCLI):
-    def before_instantiate_classes(self) -> None:
-        super().before_instantiate_classes()
-        _make_weights_optional(self.config.model)
-        init = self.config.model.init_args
-        names = init.get("class_names")
-        if isinstance(names, str) and not os.path.exists(names) and init.get("num_classes"):
-            # Counts do not depend on the names: summarise with placeholders rather than fail.
-            warnings.warn(f"class names file {names} is absent: summarising with placeholder names", stacklevel=2)
-            init.class_names = [f"class {i}" for i in range(init.num_classes)]
-
-
-def summary_main(argv: list[str]) -> int:
-    from lit_i2v.summary import format_summary, summarize
-
-    p = argparse.ArgumentParser(prog="python -m lit_i2v summary", description="Parameters, FLOPs, frames and views.")
-    p.add_argument("--config", "-c", action="append", required=True, help="config file(s); later ones win")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--merged", action="store_true", help="merge a mergeable strategy into the weights first")
-    p.add_argument(
-        "--device", default="meta", help="where to build the model: meta (shapes only: no memory, no time) or cpu"
-    )
-    args, rest = p.parse_known_args(argv)  # the rest are --key=value overrides, as for fit
-    # Counting parameters and FLOPs needs shapes, not values: on the meta device a ViT-L recipe is summarised in a
-    # second, and attention inside nn.MultiheadAttention is counted as its matrix products (the CPU's fused kernel
-    # is invisible to the FLOP counter).
-    with torch.device(args.device):
-        cli = _SummaryCLI(args=_config_args(args) + rest, run=False, only=("model",))
-        if args.merged:
-            if not cli.model.strategy.mergeable:
-                raise ValueError(f"--merged: {type(cli.model.strategy).__name__} cannot be merged into the weights")
-            cli.model.strategy.merge(cli.model.backbone)
-        data_cfg = cli.config.get("data")
-        result = summarize(cli.model, data_cfg)
-    if args.json:
-        import json
-
-        print(json.dumps(result))
-    else:
-        print(format_summary(result))
-    return 0
-
-
-class _DataCheckCLI(LitI2VCLI):
-    labels_from_model = False  # check-data reports every bad label itself, rather than the data failing at the first
-
-
-def check_data_main(argv: list[str]) -> int:
-    from lit_i2v.check_data import check_split, format_report
-
-    p = argparse.ArgumentParser(prog="python -m lit_i2v check-data", description="Decode every video of a split.")
-    p.add_argument("--config", "-c", action="append", required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], default="train")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--json", action="store_true")
-    args, rest = p.parse_known_args(argv)
-    cli = _DataCheckCLI(args=_config_args(args) + rest, run=False, only=("data",))
-    model = cli.config.get("model")
-    num_classes = (model.get("init_args") or {}).get("num_classes") if model is not None else None
-    report = check_split(cli.datamodule, args.split, args.workers, num_classes)
-    if args.json:
-        import json
-
-        print(json.dumps(report))
-    else:
-        print(format_report(report))
-    return 1 if report["missing"] or report["undecodable"] or report["bad_labels"] else 0
-
-
-def synth_main(argv: list[str]) -> int:
-    from lit_i2v.data.synthetic import EventSpec, SynthSpec, synthesize, write_captions, write_grounding, write_qa
-
-    p = argparse.ArgumentParser(prog="python -m lit_i2v synth", description="Write the synthetic datasets.")
-    p.add_argument("--root", default="data/synthetic-motion")
-    p.add_argument("--num-train", type=int, default=480)
-    p.add_argument("--num-val", type=int, default=160)
-    p.add_argument("--num-test", type=int, default=160)
-    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--captions", action="store_true", help="also captions for retrieval (captions_<split>.json)")
-    p.add_argument("--questions", action="store_true", help="also questions for video QA (qa_/mc_<split>.json)")
-    p.add_argument(
-        "--grounding", action="store_true", help="instead: the grounding set (two timed events a video; Charades-STA)"
-    )
-    args = p.parse_args(argv)
-    if args.grounding:
-        root = "data/synthetic-grounding" if args.root == p.get_default("root") else args.root
-        frames = 64 if args.frames == p.get_default("frames") else args.frames
-        write_grounding(root, (args.num_train, args.num_val, args.num_test), EventSpec(size=args.size, frames=frames),
-                        seed=args.seed)  # fmt: skip
-        print(f"synthetic grounding dataset at {root} (Charades-STA format: charades_sta_<split>.txt, videos/)")
-        return 0
-    root = synthesize(
-        args.root,
-        args.num_train,
-        args.num_val,
-        args.num_test,
-        SynthSpec(size=args.size, frames=args.frames),
-        seed=args.seed,
-    )
-    written = "SSv2 format: train.json, validation.json, test.json, labels.json"
-    if args.captions:
-        write_captions(root)
-        written += "; captions_<split>.json"
-    if args.questions:
-        write_qa(root, seed=args.seed)
-        written += "; qa_<split>.json, mc_<split>.json, answers.json"
-    print(f"synthetic motion dataset at {root} ({written})")
-    return 0
-
-
-def pretrain_main(argv: list[str]) -> int:
-    from lit_i2v.pretrain import pretrain
-
-    p = argparse.ArgumentParser(
-        prog="python -m lit_i2v pretrain-synthetic",
-        description="Train a tiny CLIP on synthetic image-caption pairs; saved as the `synthetic` weights tag.",
-    )
-    p.add_argument("--arch", default="ViT-S-8-tiny")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="file to write (default: the cache, as <arch>.synthetic.pt)")
-    args = p.parse_args(argv)
-    path, figures = pretrain(args.arch, args.steps, args.batch_size, args.lr, args.seed, args.out)
-    print(f"wrote {path} (open_clip format): {figures}")
-    return 0
-
-
-def preprocess_main(argv: list[str]) -> int:
-    from lit_i2v.preprocess import preprocess_paths
-
-    p = argparse.ArgumentParser(
-        prog="python -m lit_i2v preprocess",
-        description="Re-encode a split's videos (short side, short keyframe interval, no B-frames) under --out.",
-    )
-    p.add_argument("--config", "-c", action="append", required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
-    p.add_argument("--out", required=True, help="output folder: the videos keep their paths relative to data.root")
-    p.add_argument("--short-side", type=int, default=320)
-    p.add_argument("--gop", type=int, default=8, help="frames between keyframes")
-    p.add_argument("--workers", type=int, default=2)
-    args, rest = p.parse_known_args(argv)
-    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
-    dm = cli.datamodule
-    splits = args.split or [s for s in ("train", "val", "test") if dm.files.get(s)]
-    paths = sorted({r.path for s in splits for r in dm.records(s) if r.num_frames is None})
-    report = preprocess_paths(paths, dm.root, args.out, args.short_side, args.gop, args.workers)
-    print(
-        f"{report['written']} written, {report['skipped']} already there, {len(report['failed'])} failed; "
-        f"point data.root at {args.out}"
-    )
-    for failure in report["failed"]:
-        print(f"  failed: {failure}")
-    return 1 if report["failed"] else 0
-
-
-def shard_main(argv: list[str]) -> int:
-    from lit_i2v.data.shards import ShardSpec, write_shards
-
-    p = argparse.ArgumentParser(
-        prog="python -m lit_i2v shard",
-        description="Pack a config's splits into tar shards (pre-decoded JPEG frames or video files); "
-        "train from them with data.shards=DIR.",
-    )
-    p.add_argument("--config", "-c", action="append", required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
-    p.add_argument("--out", required=True, help="shard folder")
-    p.add_argument("--mode", choices=["frames", "video"], default="frames")
-    p.add_argument("--short-side", type=int, default=256, help="frames mode: resize the short side to this (px)")
-    p.add_argument("--frames", type=int, default=0, help="frames mode: frames kept per video, uniform (0: all)")
-    p.add_argument("--quality", type=int, default=90, help="frames mode: JPEG quality")
-    p.add_argument("--samples-per-shard", type=int, default=256)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0, help="order of the training videos across shards")
-    args, rest = p.parse_known_args(argv)
-    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
-    dm = cli.datamodule
-    if hasattr(dm, "prepare_data"):
-        dm.prepare_data()  # a synthetic set is written on first use
-    splits = args.split or [s for s in ("train", "val", "test") if dm.files.get(s)]
-    if "test" in splits and dm.files["test"] == dm.files["val"] and "val" in splits:
-        splits.remove("test")  # the test split is the validation split: readers fall back to it
-    spec = ShardSpec(args.mode, args.short_side, args.frames, args.quality, args.samples_per_shard)
-    index = write_shards({s: dm.records(s) for s in splits}, args.out, spec, dm.class_names(), args.workers,
-                         args.seed, dm.backend)  # fmt: skip
-    failed = 0
-    for split in splits:
-        info = index["splits"][split]
-        failed += len(info["failed"])
-        print(f"{split}: {info['samples']} of {info['videos']} videos in {len(info['shards'])} shards")
-        for failure in info["failed"]:
-            print(f"  failed: {failure}")
-    print(f"train from them with --data.init_args.shards={args.out}")
-    return 1 if failed else 0
-
-
-def extract_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m lit_i2v extract",
-        description="Embed every video (frozen CLIP, data.extractor.rate frames a second) and query of a grounding "
-        "config's splits into data.features (resumable).",
-    )
-    p.add_argument("--config", "-c", action="append", required=True)
-    p.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args, rest = p.parse_known_args(argv)
-    cli = LitI2VCLI(args=_config_args(args) + rest, run=False, only=("data",))
-    dm = cli.datamodule
-    if not hasattr(dm, "extract"):
-        raise ValueError(f"extract: {type(dm).__name__} has no features to extract (use a GroundingDataModule)")
-    index = dm.extract(args.split, args.device)
-    print(f"{index['videos']} videos and their queries embedded into {dm.features} ({index['arch']}, "
-          f"{index['rate']} frames/s, {index['dim']}-d); {len(index['failed'])} failed")  # fmt: skip
-    for failure in index["failed"]:
-        print(f"  failed: {failure}")
-    return 1 if index["failed"] else 0
-
-
-def submit_main(argv: list[str]) -> int:
-    from lit_i2v.launch import submit_main as submit
-
-    return submit(argv)
-
-
-EXTRA = {
-    "summary": summary_main,
-    "submit": submit_main,
-    "preprocess": preprocess_main,
-    "shard": shard_main,
-    "extract": extract_main,
-    "check-data": check_data_main,
-    "synth": synth_main,
-    "pretrain-synthetic": pretrain_main,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv
@@ -502,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lit_i2v: error: {problem}", file=sys.stderr)
             return 2
     try:
-        if args and args[0] in EXTRA:
+        if args and args[0] in COMMANDS:
             sys.argv = sys.argv[:1]  # these commands hand LightningCLI their own argument list
-            return EXTRA[args[0]](args[1:])
+            return run_command(args[0], args[1:])
         LitI2VCLI(args=argv)
     except Preempted as stop:  # the checkpoint is written: Slurm has requeued the job, or the caller may rerun
         print(f"lit_i2v: {stop}; resume with --ckpt_path=last", file=sys.stderr)

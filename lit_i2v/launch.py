@@ -1,7 +1,4 @@
-"""``python -m lit_i2v submit``: write an sbatch file for a run and submit it to Slurm.
-
-    python -m lit_i2v submit --config configs/X.yaml --nodes 2 --gpus-per-node 8 [--partition P] [--dry-run]
-                             [-- --trainer.max_epochs=5 ...]
+"""The sbatch file of a Slurm run (``python -m lit_i2v submit``, ``lit_i2v/commands/submit.py``, writes and submits it).
 
 One Slurm task per device (``--ntasks-per-node`` = GPUs per node), each started by ``srun`` running
 ``python -m lit_i2v fit``; Lightning reads the ranks from Slurm (``SLURMEnvironment``). The job asks for
@@ -14,15 +11,10 @@ processes on gloo), which is how the tests run it on a local Slurm. The file is 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
-import re
 import shlex
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 
 def sbatch_script(
@@ -81,57 +73,3 @@ def sbatch_script(
     command += fit_args or []
     lines.append("srun " + " ".join(shlex.quote(c) for c in command))
     return "\n".join(lines) + "\n"
-
-
-def submit_main(argv: list[str]) -> int:
-    fit_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, fit_args = argv[:cut], argv[cut + 1 :]
-    p = argparse.ArgumentParser(
-        prog="python -m lit_i2v submit",
-        description="Write an sbatch file for `fit` and submit it (arguments after `--` go to fit).",
-    )
-    p.add_argument("--config", action="append", required=True, help="config file(s), as for fit")
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int, default=8, help="0 for a CPU job (then give --tasks-per-node)")
-    p.add_argument("--tasks-per-node", type=int, default=None, help="default: --gpus-per-node")
-    p.add_argument("--cpus-per-task", type=int, default=None, help="CPU cores per task (data-loading workers + 1)")
-    p.add_argument("--time", default=None, help="time limit, e.g. 72:00:00")
-    p.add_argument("--partition", default=None)
-    p.add_argument("--account", default=None)
-    p.add_argument("--job-name", default=None, help="default: the last config's file name")
-    p.add_argument("--log-dir", default="runs/slurm", help="where the sbatch file and the job's log go")
-    p.add_argument("--dry-run", action="store_true", help="print the sbatch file instead of submitting it")
-    args = p.parse_args(argv)
-    missing = [c for c in args.config if not os.path.isfile(c)]
-    if missing:
-        print(f"error: --config {missing[0]} does not exist", file=sys.stderr)
-        return 2
-    name = args.job_name or re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(args.config[-1]).stem)
-    try:
-        script = sbatch_script(
-            [str(Path(c).resolve()) for c in args.config], args.nodes, args.gpus_per_node, args.tasks_per_node,
-            args.cpus_per_task, args.time, args.partition, args.account, name, str(Path(args.log_dir).resolve()),
-            os.getcwd(), fit_args,
-        )  # fmt: skip
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        print(script, end="")
-        return 0
-    if shutil.which("sbatch") is None:
-        print("error: sbatch is not on PATH (is this a Slurm login node?); --dry-run prints the file", file=sys.stderr)
-        return 2
-    log_dir = Path(args.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)  # Slurm does not create the log's folder
-    path = log_dir / f"{name}.sbatch"
-    path.write_text(script)
-    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
-    if done.returncode:
-        print(f"error: sbatch {path} failed: {done.stderr.strip()}", file=sys.stderr)
-        return 1
-    job = done.stdout.strip().split(";")[0]
-    print(f"submitted job {job}: {path}; log {log_dir.resolve()}/{name}-{job}.out")
-    return 0

@@ -1,0 +1,31 @@
+"""Embed every video (frozen CLIP, data.extractor.rate frames a second) and query of a grounding config's splits into
+data.features (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from lit_i2v.cli import LitI2VCLI
+from lit_i2v.commands import add_config_argument, config_args
+
+OVERRIDES = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--split", choices=["train", "val", "test"], action="append", help="default: every split set")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    dm = LitI2VCLI(args=config_args(args, overrides), run=False, only=("data",)).datamodule
+    if not hasattr(dm, "extract"):
+        raise ValueError(f"extract: {type(dm).__name__} has no features to extract (use a GroundingDataModule)")
+    index = dm.extract(args.split, args.device)
+    print(f"{index['videos']} videos and their queries embedded into {dm.features} ({index['arch']}, "
+          f"{index['rate']} frames/s, {index['dim']}-d); {len(index['failed'])} failed")  # fmt: skip
+    for failure in index["failed"]:
+        print(f"  failed: {failure}")
+    return 1 if index["failed"] else 0
