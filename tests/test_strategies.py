@@ -177,6 +177,21 @@ def test_backward_reaches_trainable_parameters_only(name):
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
+def test_tokens_come_with_the_same_features(name):
+    """``encode(tokens=True)``: the features ``forward`` gives, and the last block's patch tokens (no class token),
+    side networks included (the frozen tower's tokens they read)."""
+    model = task(name).eval()
+    project = model.head.needs_projection
+    with torch.no_grad():
+        features = model.strategy.encode(model.backbone, clips(), project=project, tokens=True)
+        plain = model.strategy(model.backbone, clips(), project=project)
+    assert torch.allclose(features.frames, plain, atol=1e-6)
+    b, t, n, d = features.tokens.shape
+    assert (b, n, d) == (2, GRID * GRID, W) and 1 <= t <= 4
+    assert model.strategy.encode(model.backbone, clips(), project=project).tokens is None
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
 def test_save_rebuild_load_gives_identical_outputs(name, tmp_path):
     model = task(name).eval()
     perturb(model)

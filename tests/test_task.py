@@ -136,12 +136,34 @@ def test_optimizer_groups_decay_layers_and_skip_norms():
     assert sum(len(g["params"]) for g in groups) == len(task.trainable_names())
 
 
-def test_new_modules_can_learn_faster_than_pretrained_ones():
-    task = make_task(XCLIP(), new_lr_scale=10.0, optimizer=lambda p: torch.optim.AdamW(p, lr=1.0))
-    by_name = {n: g for g in task.build_optimizer().param_groups for n in g["names"]}
-    assert by_name["backbone.visual.blocks.0.attn.qkv.weight"]["lr"] == pytest.approx(1.0)
-    assert by_name["backbone.visual.blocks.0.pre_attn.xclip.fc.weight"]["lr"] == pytest.approx(10.0)
-    assert by_name["head.fc.weight"]["lr"] == pytest.approx(10.0)
+def test_new_modules_can_learn_faster_than_pretrained_ones(weight_files, tmp_path):
+    """Pretrained is what was loaded from weights, wherever it sits: the backbone's layers (LoRA-adapted ones keep
+    their names), a trainable extra model loaded from its checkpoint; everything else gets ``new_lr_scale``."""
+    from lit_i2v.strategies import LoRA, TimmImageModel, WithExtraModel
+    from tests.test_strategies import tiny_timm
+
+    extra_weights = tmp_path / "extra.pt"
+    torch.save(tiny_timm().model.state_dict(), extra_weights)
+    args = dict(img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=2)
+    extra = TimmImageModel("vit_tiny_patch16_224", checkpoint=str(extra_weights), trainable=True, model_args=args)
+    strategy = WithExtraModel(extra, strategy=LoRA(rank=4, targets=["attn.qkv"]))
+    for backbone, loaded in [
+        (CLIP("ViT-T-8-test", str(weight_files["open_clip"])), True),
+        (CLIP("ViT-T-8-test"), False),
+    ]:
+        task = ActionRecognition(backbone, 8, strategy=strategy if loaded else XCLIP(), new_lr_scale=10.0,
+                                 optimizer=lambda p: torch.optim.AdamW(p, lr=1.0))  # fmt: skip
+        by_name = {n: g["lr"] for g in task.build_optimizer().param_groups for n in g["names"]}
+        assert by_name["head.fc.weight"] == pytest.approx(10.0)
+        if loaded:
+            assert by_name["strategy.extra.model.blocks.0.attn.qkv.weight"] == pytest.approx(
+                1.0
+            )  # pretrained there too
+            assert by_name["backbone.visual.blocks.0.attn.qkv.lora_A"] == pytest.approx(10.0)
+            assert by_name["strategy.fuse.weight"] == pytest.approx(10.0)
+        else:  # nothing was loaded: a randomly initialised tower is as new as the head
+            assert by_name["backbone.visual.blocks.0.attn.qkv.weight"] == pytest.approx(10.0)
+            assert by_name["backbone.visual.blocks.0.pre_attn.xclip.fc.weight"] == pytest.approx(10.0)
 
 
 def test_warmup_cosine_schedule():
@@ -379,10 +401,19 @@ def test_xclip_trains_the_video_side_only():
     assert "head.class_embeddings" in task.state_dict()  # the cached class prompts travel with the checkpoint
 
 
-def test_token_heads_need_a_strategy_that_runs_the_tower():
-    task = make_task(EVL(num_layers=1, heads=2), VideoPromptHead(), class_names=NAMES)
-    with pytest.raises(ValueError, match="EVL computes its own video features; a head that reads patch tokens"):
-        task(task.normalize(clip_batch()["video"]))
+def test_token_heads_read_side_networks_too():
+    """A head that reads patch tokens (X-CLIP's video prompts) works on a side network: DiST hands the frozen tower's
+    last tokens on the sparse frames it read."""
+    from lit_i2v.strategies import DiST
+
+    task = make_task(DiST.tiny(), VideoPromptHead(), class_names=NAMES).eval()
+    video = task.normalize(clip_batch()["video"])  # 4 frames: the tower sees every second one
+    with torch.no_grad():
+        assert task(video).shape == (2, 8)
+        tokens = task.pooled(video)[1]
+        sparse = video[:, ::2].flatten(0, 1)
+        _, (last,) = task.backbone.visual.forward_intermediates(sparse, indices=1, num_frames=2)
+    assert torch.allclose(tokens, last[:, 1:].unflatten(0, (2, 2)), atol=1e-6)  # the class token left out
 
 
 def test_vifi_clip_trains_both_towers_through_the_class_prompts():

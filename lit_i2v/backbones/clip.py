@@ -61,9 +61,11 @@ class CLIP(nn.Module):
         }
         if isinstance(pretrained, str) and pretrained.strip().lower() in ("", "none", "null", "~"):
             pretrained = None
+        # The parameters whose values came from weights (relative names): what a task treats as pretrained.
+        self.pretrained_names: frozenset[str] = frozenset()
         if pretrained is not None:
             state, source, cfg = resolve_pretrained(arch, pretrained)
-            load_clip_weights(self, state, source)
+            self.pretrained_names = load_clip_weights(self, state, source)
             self.pretrained_cfg["source"] = source
             if cfg is not None:
                 self.pretrained_cfg.update(mean=cfg.mean, std=cfg.std)

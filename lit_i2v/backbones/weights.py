@@ -177,10 +177,11 @@ def to_lit_i2v(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {"openai": convert_openai, "timm": convert_timm, "lit_i2v": dict}[fmt](state)
 
 
-def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:
+def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> frozenset[str]:
     """Load converted weights strictly; a timm file (image tower only) leaves the text tower as initialised.
 
-    A position embedding made for another grid is resampled bicubically, with a warning.
+    A position embedding made for another grid is resampled bicubically, with a warning. Returns the names that
+    were loaded: what the task treats as pretrained (its new-module learning rate goes to everything else).
     """
     state = to_lit_i2v(state)
     own = model.state_dict()
@@ -205,6 +206,7 @@ def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: 
     if vision_only:
         log.warning("%s holds the image tower only; the text tower keeps its random initialisation", source)
     load_state(model, state, strict=False)
+    return frozenset(state)
 
 
 def load_state(module: torch.nn.Module, state: dict[str, Tensor], strict: bool) -> None:

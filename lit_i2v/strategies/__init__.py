@@ -1,7 +1,7 @@
 """Transfer strategies of the survey, one file per method (paper cited at the top of each)."""
 
 from lit_i2v.strategies.aim import AIM
-from lit_i2v.strategies.base import Strategy, freeze
+from lit_i2v.strategies.base import Strategy, VideoFeatures, freeze
 from lit_i2v.strategies.bottleneck import AdaptFormer
 from lit_i2v.strategies.compose import Compose
 from lit_i2v.strategies.dist import DiST
@@ -32,6 +32,7 @@ __all__ = [
     "Strategy",
     "TimmImageModel",
     "VPT",
+    "VideoFeatures",
     "VitaCLIP",
     "WithExtraModel",
     "XCLIP",

@@ -7,7 +7,11 @@ A strategy
 2. ``trainable(name)``: the one predicate over backbone parameter names (``visual.blocks.3.attn.qkv.weight``) that
    decides what trains, what the optimizer sees, and what a trainable-only checkpoint holds;
 3. ``forward(backbone, video)``: turns normalised clips ``(B, T, 3, H, W)`` into per-frame features ``(B, T, C)``.
-   The default runs the image tower frame by frame; side-tuning methods override it to run their own network.
+   The default runs the image tower frame by frame; side-tuning methods override it to run their own network;
+4. ``encode(backbone, video, tokens=True)``: the same features and, beside them, the last block's patch tokens
+   ``(B, T, N, D)`` (prefix tokens removed, by the tower's ``num_prefix_tokens``) in a ``VideoFeatures``: what
+   heads that read patches (video-conditioned prompts, captioning decoders, multimodal LLMs) take. Side networks
+   hand the frozen tower's tokens they read.
 
 Parameters a strategy owns outside the backbone (a side network) are its own submodules and always train. When
 no backbone parameter trains, the backbone runs under ``torch.no_grad()``, so no activations are kept for backward.
@@ -16,11 +20,27 @@ no backbone parameter trains, the backbone runs under ``torch.no_grad()``, so no
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
+
+
+@dataclass
+class VideoFeatures:
+    """What a strategy hands a task.
+
+    Attributes:
+        frames: ``(B, T', C)``, one vector per frame: tower width D, or E when projected; T' = 1 for a strategy
+            that pools the clip itself (EVL's query, DiST).
+        tokens: ``(B, T, N, D)``, the patch tokens of the last block before the final norm, without prefix tokens
+            (class token, registers); None unless asked for. T is the frames the tower saw (DiST: every alpha-th).
+    """
+
+    frames: Tensor
+    tokens: Tensor | None = None
 
 
 class Strategy(nn.Module):
@@ -71,20 +91,16 @@ class Strategy(nn.Module):
         with self._tower_context(backbone):
             return backbone.encode_video(video, project=project)
 
-    def forward_with_tokens(self, backbone: CLIP, video: Tensor, project: bool = False) -> tuple[Tensor, Tensor]:
-        """``forward``'s features and the last block's tokens but the class token, before the final norm,
-        ``(B, T, N, D)``: what heads conditioned on the clip's patches read (X-CLIP's video-specific prompts)."""
-        if type(self).forward is not Strategy.forward:
-            raise ValueError(
-                f"{type(self).__name__} computes its own video features; a head that reads patch tokens "
-                "(model.head.needs_tokens) needs a strategy that runs the image tower itself"
-            )
+    def encode(self, backbone: CLIP, video: Tensor, project: bool = False, tokens: bool = False) -> VideoFeatures:
+        """``forward``'s per-frame features and, with ``tokens``, the last block's patch tokens ``(B, T, N, D)``."""
+        if not tokens:
+            return VideoFeatures(self(backbone, video, project=project))
         visual = backbone.visual
         b, t = video.shape[:2]
         with self._tower_context(backbone):
             final, (last,) = visual.forward_intermediates(video.flatten(0, 1), indices=1, num_frames=t)
-            frames = visual.forward_head(final, project=project).unflatten(0, (b, t))
-        return frames, last[:, 1:].unflatten(0, (b, t))
+            frames = visual.forward_head(final, project=project).unflatten(0, (b, t))  # (B, T, D|E)
+        return VideoFeatures(frames, patch_tokens(last, visual, b, t))
 
     @staticmethod
     def _tower_context(backbone: CLIP) -> contextlib.AbstractContextManager:
@@ -97,6 +113,11 @@ class Strategy(nn.Module):
     def merge(self, backbone: CLIP) -> None:
         """Fold the strategy's parameters into the backbone's weights (mergeable strategies only)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be merged into the backbone's weights")
+
+
+def patch_tokens(tokens: Tensor, visual: nn.Module, b: int, t: int) -> Tensor:
+    """A block's output ``(B*T, L, D)`` → its patch tokens ``(B, T, N, D)``, without the tower's prefix tokens."""
+    return tokens[:, visual.num_prefix_tokens :].unflatten(0, (b, t))
 
 
 def select_blocks(visual: nn.Module, indices: list[int] | None) -> list[nn.Module]:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import LayerNormFp32, QuickGELU
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import Strategy, VideoFeatures
 
 
 def _mlp(width: int, hidden: int) -> nn.Sequential:
@@ -189,6 +189,12 @@ class DiST(Strategy):
 
     def forward(self, backbone: CLIP, video: Tensor, project: bool = False) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` (T dense frames) → the video embedding ``(B, 1, E)``."""
+        return self.encode(backbone, video, project).frames
+
+    def encode(self, backbone: CLIP, video: Tensor, project: bool = False, tokens: bool = False) -> VideoFeatures:
+        """The video embedding ``(B, 1, E)`` and, with ``tokens``, the frozen tower's last patch tokens on the sparse
+        frames ``(B, T / alpha, N, D)``."""
+        keep_tokens = tokens
         if not project:
             raise ValueError(
                 "DiST outputs CLIP's joint space: use a head on projected features (model.head: "
@@ -220,7 +226,8 @@ class DiST(Strategy):
         for layer in self.pool:
             video_q, frame_q = layer(video_q, frame_q, tokens)
         cls = self.cls_proj(outs[-1][:, :, 0].float().mean(1, keepdim=True))  # (B, 1, Ci)
-        return self.norm(video_q + cls) @ self.proj  # (B, 1, E)
+        last = outs[-1][:, :, backbone.visual.num_prefix_tokens :] if keep_tokens else None  # (B, T', N, D)
+        return VideoFeatures(self.norm(video_q + cls) @ self.proj, last)  # (B, 1, E)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, temporal_dim={self.temporal_dim}, integration_dim={self.integration_dim}"

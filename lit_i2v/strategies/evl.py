@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import LayerNormFp32, QuickGELU
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import Strategy, VideoFeatures
 
 
 class CrossFrameCue(nn.Module):
@@ -158,9 +158,14 @@ class EVL(Strategy):
 
     def forward(self, backbone: CLIP, video: Tensor, project: bool = False) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → the decoded video feature as ``(B, 1, D)``."""
+        return self.encode(backbone, video, project).frames
+
+    def encode(self, backbone: CLIP, video: Tensor, project: bool = False, tokens: bool = False) -> VideoFeatures:
+        """The decoded feature ``(B, 1, D)`` and, with ``tokens``, the frozen tower's last patch tokens it read."""
         if project:
             raise ValueError("EVL decodes tower features; use a head on tower features (LinearHead)")
         outs, qs, ks = self.frozen_features(backbone, video)
+        last = outs[-1][:, :, backbone.visual.num_prefix_tokens :] if tokens else None  # (B, T, N, D)
         b, t, length, width = outs[0].shape
         if t > self.max_frames:
             raise ValueError(f"{t} frames but strategy.max_frames is {self.max_frames}")
@@ -177,7 +182,7 @@ class EVL(Strategy):
             if self.use_cue:
                 tokens = tokens + self.cue[i](qs[i], ks[i])
             x = layer(x, tokens.flatten(1, 2))  # the query attends to all T*L tokens
-        return self.norm(x)  # (B, 1, D)
+        return VideoFeatures(self.norm(x), last)  # (B, 1, D)
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, heads={self.heads}, max_frames={self.max_frames}"

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.weights import load_state, read_checkpoint
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import Strategy, VideoFeatures
 from lit_i2v.strategies.frozen import Frozen
 
 
@@ -67,6 +67,8 @@ class TimmImageModel(ExtraModel):
         self.model = timm.create_model(name, pretrained=pretrained and checkpoint is None, num_classes=0, **args)
         if checkpoint is not None:
             self._load(checkpoint)
+        loaded = pretrained or checkpoint is not None  # what a task treats as pretrained (its lr, not the new one)
+        self.pretrained_names = frozenset(f"model.{n}" for n in self.model.state_dict()) if loaded else frozenset()
         cfg = self.model.pretrained_cfg
         self.width = self.model.num_features
         self.image_size = int(args.get("img_size", cfg.get("input_size", (3, 224, 224))[-1]))
@@ -160,9 +162,13 @@ class WithExtraModel(Strategy):
 
     def forward(self, backbone: CLIP, video: Tensor, project: bool = False) -> Tensor:
         """Per-frame ``f + W e`` in the tower's width, projected by CLIP's own projection if ``project``."""
-        frames = self.inner(backbone, video, project=False)  # (B, T, D): the wrapped strategy's features
-        fused = frames + self.fuse(self.extra_features(video).to(frames.dtype))
-        return backbone.visual.head(fused) if project else fused
+        return self.encode(backbone, video, project).frames
+
+    def encode(self, backbone: CLIP, video: Tensor, project: bool = False, tokens: bool = False) -> VideoFeatures:
+        """The fused per-frame features and, with ``tokens``, the wrapped strategy's tower tokens."""
+        inner = self.inner.encode(backbone, video, project=False, tokens=tokens)  # (B, T, D): the wrapped strategy's
+        fused = inner.frames + self.fuse(self.extra_features(video).to(inner.frames.dtype))
+        return VideoFeatures(backbone.visual.head(fused) if project else fused, inner.tokens)
 
     def extra_repr(self) -> str:
         return f"strategy={type(self.inner).__name__}"

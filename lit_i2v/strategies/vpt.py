@@ -21,18 +21,19 @@ from lit_i2v.strategies.base import Strategy
 
 
 class PromptTokens(nn.Module):
-    """Inserts ``num`` prompts after the class token; with ``replace``, overwrites the previous layer's prompts."""
+    """Inserts ``num`` prompts after the tower's ``first`` prefix tokens (the class token); with ``replace``,
+    overwrites the previous layer's prompts."""
 
-    def __init__(self, num: int, width: int, bound: float, dropout: float, replace: bool) -> None:
+    def __init__(self, num: int, width: int, bound: float, dropout: float, replace: bool, first: int = 1) -> None:
         super().__init__()
         self.prompts = nn.Parameter(torch.empty(1, num, width).uniform_(-bound, bound))
         self.dropout = nn.Dropout(dropout)
-        self.replace = replace
+        self.replace, self.first = replace, first
 
     def forward(self, x: Tensor, num_frames: int) -> Tensor:
         prompts = self.dropout(self.prompts.to(x.dtype)).expand(x.shape[0], -1, -1)  # (B*T, P, D)
-        rest = x[:, 1 + prompts.shape[1] :] if self.replace else x[:, 1:]
-        return torch.cat([x[:, :1], prompts, rest], dim=1)
+        rest = x[:, self.first + prompts.shape[1] :] if self.replace else x[:, self.first :]
+        return torch.cat([x[:, : self.first], prompts, rest], dim=1)
 
 
 class VPT(Strategy):
@@ -53,10 +54,13 @@ class VPT(Strategy):
     def apply(self, backbone: CLIP) -> None:
         visual = backbone.visual
         bound = math.sqrt(6.0 / (3 * visual.patch_size**2 + visual.width))
-        visual.post_embed[self.prefix] = PromptTokens(self.num_prompts, visual.width, bound, self.dropout, False)
+        first = visual.num_prefix_tokens
+        prompts = lambda replace: PromptTokens(self.num_prompts, visual.width, bound, self.dropout, replace, first)  # noqa: E731
+        visual.post_embed[self.prefix] = prompts(False)
         if self.deep:
             for block in list(visual.blocks)[1:]:
-                block.pre_attn[self.prefix] = PromptTokens(self.num_prompts, visual.width, bound, self.dropout, True)
+                block.pre_attn[self.prefix] = prompts(True)
+        visual.num_prefix_tokens = first + self.num_prompts  # the prompts sit before the patches: prefix tokens
 
     def trainable(self, name: str) -> bool:
         return f".{self.prefix}." in name

@@ -132,12 +132,24 @@ class VideoTask(L.LightningModule):
         names |= {f"backbone.text.{n}" for n in self.backbone.text.no_weight_decay()}
         return names | {"backbone.logit_scale"}
 
+    def pretrained_parameters(self) -> set[str]:
+        """Names of this task's parameters whose values were loaded from pretrained weights: every submodule that
+        loads weights (the backbone, an extra model, a pretrained decoder) lists the names it loaded in its
+        ``pretrained_names``; strategies keep pretrained names when they adapt a layer, so those stay pretrained."""
+        found = set()
+        for prefix, module in self.named_modules():
+            for name in getattr(module, "pretrained_names", ()):
+                found.add(f"{prefix}.{name}" if prefix else name)
+        return found
+
     def is_new(self, name: str) -> bool:
-        """Whether parameter ``name`` (of this task) is not from the pretrained checkpoint."""
-        return not name.startswith("backbone.") or self.strategy.owns(name)
+        """Whether parameter ``name`` (of this task) was not loaded from pretrained weights (it gets
+        ``new_lr_scale``): decided by where values came from, not by where a module sits."""
+        return name not in self._pretrained
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer over trainable parameters, grouped for layer decay and weight decay."""
+        self._pretrained = self.pretrained_parameters()
         groups = param_groups(
             self.named_parameters(),
             self._layer_id,

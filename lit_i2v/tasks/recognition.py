@@ -140,12 +140,10 @@ class ActionRecognition(VideoTask):
     def pooled(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalised clips ``(B, T, 3, H, W)`` → the video feature ``(B, C)``, and the last block's patch tokens
         ``(B, T, N, D)`` when the head reads them (None otherwise)."""
-        project = self.head.needs_projection
-        if self.head.needs_tokens:
-            frames, tokens = self.strategy.forward_with_tokens(self.backbone, video, project=project)
-        else:
-            frames, tokens = self.strategy(self.backbone, video, project=project), None  # (B, T, C)
-        return self.temporal(frames), tokens
+        features = self.strategy.encode(
+            self.backbone, video, project=self.head.needs_projection, tokens=self.head.needs_tokens
+        )  # frames (B, T, C), tokens (B, T, N, D) or None
+        return self.temporal(features.frames), features.tokens
 
     def classify(self, feature: Tensor, tokens: Tensor | None) -> Tensor:
         """The head's logits ``(B, K)`` for pooled features (and tokens, for heads that read them)."""
