@@ -26,6 +26,7 @@ from lit_i2v.commands import COMMANDS
 from lit_i2v.commands import run as run_command
 from lit_i2v.errors import ConfigError, config_error, config_files, message_of, user_error, yaml_error
 from lit_i2v.manifest import LoggedConfig
+from lit_i2v.switches import drop_switched_arguments
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_loadable, resume_path
 
 log = logging.getLogger("lit_i2v")
@@ -85,8 +86,17 @@ class LitI2VCLI(LightningCLI):
             }
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = list(args) if isinstance(args, list | tuple) else sys.argv[1:]  # what switches are read from
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        args = [a for a in getattr(self, "_args", []) if a != self.subcommand]
+        files = config_files(args)
+        overrides = [a for i, a in enumerate(args) if a not in ("--config", "-c") and not a.startswith("--config=")
+                     and not (i and args[i - 1] in ("--config", "-c"))]  # fmt: skip
+        drop_switched_arguments(config, files, overrides)
         if config.get("checkpoint") is not None and config.checkpoint.get("dirpath") is None:
             # A fixed place, <default_root_dir>/checkpoints, rather than inside each logger version folder.
             root = config.trainer.get("default_root_dir") or "."

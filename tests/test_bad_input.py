@@ -237,7 +237,11 @@ def test_check_data_lists_every_label_outside_the_models_classes(lists, synth_ro
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("--model.init_args.optimizer.init_args.lr=-0.001", "model.init_args.optimizer: Invalid learning rate: -0.001"),
+        (
+            "--model.init_args.optim.optimizer.init_args.lr=-0.001",
+            "model.init_args.optim.optimizer: Invalid learning rate: -0.001",
+        ),
+        ("--model.init_args.optim.layer_decay=1.5", r"model.init_args.optim.layer_decay: must be in \(0, 1\], got 1.5"),
         ("--data.batch_size=0", "data.batch_size: must be at least 1, got 0"),
         ("--data.num_workers=-1", "data.num_workers: must be at least 0, got -1"),
         ("--model.init_args.num_classes=0", "model.init_args.num_classes: must be at least 1, got 0"),

@@ -204,7 +204,7 @@ def test_trainable_only_checkpoints_through_lightning(tmp_path, synth_root):
     import torch
 
     strategy = ["--model.init_args.strategy=lit_i2v.strategies.STAdapter", "--model.init_args.strategy.channels=8",
-                "--model.init_args.trainable_only_checkpoints=true"]  # fmt: skip
+                "--model.init_args.runtime.trainable_only_checkpoints=true"]  # fmt: skip
     run = tmp_path / "peft"
     assert main(["fit", *tiny_overrides(synth_root, run), *strategy]) == 0
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
@@ -403,3 +403,31 @@ def test_a_misspelt_config_key_is_one_line_with_the_fix(capsys):
     assert "STAdapter (lit_i2v.strategies.STAdapter) has no option 'chanels' - did you mean 'channels'?" in err
     assert "--model.init_args.strategy.init_args.chanels" in err and "usage:" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_switching_a_class_drops_the_old_class_arguments(caplog):
+    """jsonargparse keeps the arguments a new class shares with the one a later source switches away from: the
+    quickstart's AdamW(lr=2e-3, weight_decay=0.05) would become SGD(lr=2e-3, weight_decay=0.05). Switched, the new
+    class starts from its defaults and what the switching source gives it; the log names what was dropped."""
+    from lit_i2v.cli import LitI2VCLI
+
+    quickstart = ["--config", str(ROOT / "configs" / "quickstart.yaml"),
+                  "--model.init_args.backbone.init_args.pretrained=null"]  # fmt: skip
+
+    def built(*overrides):
+        return LitI2VCLI(args=[*quickstart, *overrides], run=False, only=("model",))
+
+    same = built("--model.init_args.optim.optimizer.init_args.lr=0.5")  # not a switch: the others are kept
+    assert same.model.optim.optimizer.keywords["weight_decay"] == 0.05
+    with caplog.at_level("WARNING", logger="lit_i2v"):
+        sgd = built("--model.init_args.optim.optimizer=torch.optim.SGD", "--model.optim.optimizer.init_args.lr=0.1")
+    optimizer = sgd.model.optim.optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["weight_decay"] == 0  # AdamW's 0.05 not carried
+    assert "model.optim.optimizer switched to torch.optim.SGD: weight_decay from the class it replaced dropped" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lit_i2v"):
+        vpt = built("--model.init_args.strategy=lit_i2v.strategies.VPT")  # ST-Adapter's arguments are not VPT's
+    assert vpt.model.strategy.num_prompts == 8 and "switched" not in caplog.text

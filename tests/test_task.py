@@ -20,8 +20,8 @@ from lit_i2v.heads import (
     TextClassifierHead,
     VideoPromptHead,
 )
-from lit_i2v.strategies import EVL, XCLIP, Frozen, FullFinetune
-from lit_i2v.tasks import ActionRecognition, Distillation
+from lit_i2v.strategies import XCLIP, Frozen, FullFinetune
+from lit_i2v.tasks import ActionRecognition, Distillation, Optimization, Runtime
 from lit_i2v.tasks.mixing import Mixer, one_hot
 from lit_i2v.tasks.optim import warmup_cosine
 
@@ -120,9 +120,8 @@ def test_full_finetune_trains_the_image_tower_only_by_default():
 
 
 def test_optimizer_groups_decay_layers_and_skip_norms():
-    task = make_task(
-        FullFinetune(), layer_decay=0.5, optimizer=lambda p: torch.optim.AdamW(p, lr=1.0, weight_decay=0.1)
-    )
+    optim = Optimization(lambda p: torch.optim.AdamW(p, lr=1.0, weight_decay=0.1), layer_decay=0.5)
+    task = make_task(FullFinetune(), optim=optim)
     groups = task.build_optimizer().param_groups
     by_name = {n: g for g in groups for n in g["names"]}
     depth = len(task.backbone.visual.blocks)  # 2: layer ids 0..3
@@ -151,8 +150,8 @@ def test_new_modules_can_learn_faster_than_pretrained_ones(weight_files, tmp_pat
         (CLIP("ViT-T-8-test", str(weight_files["open_clip"])), True),
         (CLIP("ViT-T-8-test"), False),
     ]:
-        task = ActionRecognition(backbone, 8, strategy=strategy if loaded else XCLIP(), new_lr_scale=10.0,
-                                 optimizer=lambda p: torch.optim.AdamW(p, lr=1.0))  # fmt: skip
+        optim = Optimization(lambda p: torch.optim.AdamW(p, lr=1.0), new_lr_scale=10.0)
+        task = ActionRecognition(backbone, 8, strategy=strategy if loaded else XCLIP(), optim=optim)
         by_name = {n: g["lr"] for g in task.build_optimizer().param_groups for n in g["names"]}
         assert by_name["head.fc.weight"] == pytest.approx(10.0)
         if loaded:
@@ -273,7 +272,7 @@ def test_training_lowers_the_loss(tmp_path):
         strategy=FullFinetune(),
         head=LinearHead(dropout=0.0),
         temporal=TemporalTransformer(layers=1, heads=2),
-        optimizer=lambda p: torch.optim.AdamW(p, lr=2e-3),
+        optim=Optimization(lambda p: torch.optim.AdamW(p, lr=2e-3)),
     )
     losses = []
 
@@ -368,7 +367,11 @@ NAMES = ["moving left", "moving right", "a dog", "a cat", "red", "blue", "up", "
 
 def xclip_task(**head) -> ActionRecognition:
     return make_task(
-        XCLIP(), VideoPromptHead(**head), TemporalTransformer(layers=1, heads=1), class_names=NAMES, new_lr_scale=10
+        XCLIP(),
+        VideoPromptHead(**head),
+        TemporalTransformer(layers=1, heads=1),
+        class_names=NAMES,
+        optim=Optimization(new_lr_scale=10),
     )
 
 
@@ -441,7 +444,7 @@ def test_vifi_clip_trains_both_towers_through_the_class_prompts():
 
 def test_compiled_tower_keeps_its_names_and_outputs():
     eager = make_task(FullFinetune(), LinearHead(dropout=0.0)).eval()
-    compiled = make_task(FullFinetune(), LinearHead(dropout=0.0), compile="eager").eval()
+    compiled = make_task(FullFinetune(), LinearHead(dropout=0.0), runtime=Runtime(compile="eager")).eval()
     assert eager.backbone.visual._compiled_call_impl is None
     compiled.configure_model()  # what Lightning calls before training
     assert compiled.backbone.visual._compiled_call_impl is not None  # the tower now runs through torch.compile

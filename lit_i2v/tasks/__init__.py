@@ -1,5 +1,6 @@
 """One LightningModule per task, on a shared base (backbone + strategy, optimizer groups, schedule)."""
 
+from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 from lit_i2v.tasks.distillation import Distillation
@@ -12,6 +13,8 @@ __all__ = [
     "ActionRecognition",
     "AtomicCheckpointIO",
     "Distillation",
+    "Optimization",
+    "Runtime",
     "TemporalGrounding",
     "TextVideoRetrieval",
     "VideoQuestionAnswering",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.errors import ConfigError
 from lit_i2v.strategies import FullFinetune, Strategy, freeze
+from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
 
@@ -25,44 +25,25 @@ class VideoTask(L.LightningModule):
     Args:
         backbone: the image-language model (``lit_i2v.backbones.CLIP``).
         strategy: the transfer strategy (``lit_i2v.strategies.*``); None means full fine-tuning of all towers.
-        optimizer: optimizer class and its arguments (``class_path: torch.optim.AdamW``, ``init_args: {lr: ...}``).
-        layer_decay: layer-wise lr decay over the image tower's blocks (1.0 for none).
-        warmup_epochs: linear warm-up length in epochs (fractions allowed).
-        min_lr_ratio: final lr of the cosine schedule as a fraction of the peak.
-        trainable_only_checkpoints: checkpoints hold only what trains (adapters and head: megabytes instead of
-            the whole backbone); loading one needs the pretrained weights from ``backbone.pretrained``.
-        new_lr_scale: lr factor of the parameters that are not pretrained (strategy modules, temporal module,
-            head) over the backbone's (X-CLIP: 10).
-        compile: ``torch.compile`` the image tower in place (parameter names unchanged): True for inductor, or a
-            backend name.
+        optim: how the trainable parameters are optimised (``lit_i2v.tasks.Optimization``: optimizer, layer decay,
+            warm-up, schedule floor, new-module lr scale).
+        runtime: how the task runs (``lit_i2v.tasks.Runtime``: compile, trainable-only checkpoints).
     """
 
     def __init__(
-        self,
-        backbone: CLIP,
-        strategy: Strategy | None = None,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        layer_decay: float = 1.0,
-        warmup_epochs: float = 0.0,
-        min_lr_ratio: float = 0.0,
-        trainable_only_checkpoints: bool = False,
-        new_lr_scale: float = 1.0,
-        compile: bool | str = False,
-    ) -> None:
+        self, backbone: CLIP, strategy: Strategy | None = None, optim: Optimization | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.backbone = backbone
         self.strategy = strategy or FullFinetune(towers=["visual", "text"])
         self.strategy.apply(backbone)
         freeze(backbone, self.strategy)
-        self.optimizer_factory = optimizer
-        self.layer_decay = layer_decay
-        self.warmup_epochs = warmup_epochs
-        self.min_lr_ratio = min_lr_ratio
-        self.trainable_only_checkpoints = trainable_only_checkpoints
-        self.new_lr_scale = new_lr_scale
+        self.optim, self.runtime = optim or Optimization(), runtime or Runtime()
+        compile = self.runtime.compile
         self.compile_backend = "inductor" if compile is True else (compile or None)
         self._compiled = False
-        self.strict_loading = not trainable_only_checkpoints
+        self.strict_loading = not self.runtime.trainable_only_checkpoints
         cfg = backbone.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255, persistent=False)
@@ -113,7 +94,7 @@ class VideoTask(L.LightningModule):
         self.load_state_dict(state, strict=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.trainable_only_checkpoints:
+        if self.runtime.trainable_only_checkpoints:
             checkpoint["state_dict"] = self.trainable_state_dict()
             checkpoint["trainable_only"] = True
 
@@ -154,9 +135,9 @@ class VideoTask(L.LightningModule):
             self.named_parameters(),
             self._layer_id,
             len(self.backbone.visual.blocks),
-            self.layer_decay,
+            self.optim.layer_decay,
             self._no_decay(),
-            lambda name: self.new_lr_scale if self.is_new(name) else 1.0,
+            lambda name: self.optim.new_lr_scale if self.is_new(name) else 1.0,
         )
         if not groups:
             raise ValueError(
@@ -164,9 +145,9 @@ class VideoTask(L.LightningModule):
                 "evaluation run `python -m lit_i2v test --config ...` instead of `fit`."
             )
         try:
-            optimizer = self.optimizer_factory(groups)
+            optimizer = self.optim.optimizer(groups)
         except (ValueError, TypeError) as err:  # torch's checks of the values: "Invalid learning rate: -1.0"
-            raise ConfigError(f"model.init_args.optimizer: {err}") from err
+            raise ConfigError(f"model.init_args.optim.optimizer: {err}") from err
         for group in optimizer.param_groups:
             group["lr"] *= group["lr_scale"]
         return optimizer
@@ -175,8 +156,8 @@ class VideoTask(L.LightningModule):
         optimizer = self.build_optimizer()
         total = total_steps(self.trainer)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        warmup = round(self.warmup_epochs * total / epochs)
-        scheduler = warmup_cosine(optimizer, warmup, total, self.min_lr_ratio)
+        warmup = round(self.optim.warmup_epochs * total / epochs)
+        scheduler = warmup_cosine(optimizer, warmup, total, self.optim.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(

@@ -14,12 +14,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 
 from lit_i2v.heads.span import SpanHead, decode_spans, segment_targets
 from lit_i2v.metrics.grounding import IOU_THRESHOLDS, query_scores
+from lit_i2v.tasks.args import Optimization
 from lit_i2v.tasks.optim import total_steps, warmup_cosine
 
 METRICS = [*(f"R1@{t}" for t in IOU_THRESHOLDS), "IoU", "mAP", "mAP@0.5", "mAP@0.75"]
@@ -31,8 +31,8 @@ class TemporalGrounding(L.LightningModule):
     hidden, layers, heads, dropout, max_segments: the ``SpanHead``.
     top_k: ranked predictions kept per query (for mAP).
     nms_iou: IoU above which a lower-ranked span is suppressed.
-    optimizer: optimizer class and arguments.
-    warmup_epochs: linear warm-up, then cosine decay to 0.
+    optim: optimizer, warm-up and schedule floor (``Optimization``; no backbone here, so no layer decay and no
+        pretrained/new split).
     """
 
     monitor = "val/R1@0.5"  # the validation metric that chooses the best checkpoint
@@ -47,15 +47,14 @@ class TemporalGrounding(L.LightningModule):
         max_segments: int = 512,
         top_k: int = 10,
         nms_iou: float = 0.7,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        warmup_epochs: float = 0.0,
+        optim: Optimization | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.feature_dim = feature_dim
         self.head = SpanHead(feature_dim, hidden, layers, heads, dropout, max_segments)
         self.top_k, self.nms_iou = top_k, nms_iou
-        self.optimizer_factory, self.warmup_epochs = optimizer, warmup_epochs
+        self.optim = optim or Optimization()
         metrics = {name.replace(".", "_"): SumMetric() for name in [*METRICS, "queries"]}
         self.val_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
         self.test_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
@@ -140,8 +139,10 @@ class TemporalGrounding(L.LightningModule):
     def configure_optimizers(self):
         decay = [p for p in self.parameters() if p.ndim > 1]
         no_decay = [p for p in self.parameters() if p.ndim <= 1]
-        optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        optimizer = self.optim.optimizer([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
         total = total_steps(self.trainer)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        scheduler = warmup_cosine(optimizer, round(self.warmup_epochs * total / epochs), total)
+        scheduler = warmup_cosine(
+            optimizer, round(self.optim.warmup_epochs * total / epochs), total, self.optim.min_lr_ratio
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -17,20 +17,19 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.heads import MeanPool, Temporal
 from lit_i2v.strategies import Strategy
+from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 
 
 class VideoQuestionAnswering(VideoTask):
     """Args:
-    backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints,
-        new_lr_scale, compile: as ``ActionRecognition``.
+    backbone, strategy, optim, runtime: as ``ActionRecognition``.
     mode: ``open`` (answer vocabulary) or ``mc`` (multiple choice).
     num_answers: size of the answer vocabulary (``open``).
     temporal: pools projected frame embeddings over time (default ``MeanPool``).
@@ -51,25 +50,10 @@ class VideoQuestionAnswering(VideoTask):
         hidden: int = 512,
         dropout: float = 0.1,
         question_types: list[str] | None = None,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        layer_decay: float = 1.0,
-        warmup_epochs: float = 0.0,
-        min_lr_ratio: float = 0.0,
-        trainable_only_checkpoints: bool = False,
-        new_lr_scale: float = 1.0,
-        compile: bool | str = False,
+        optim: Optimization | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(
-            backbone,
-            strategy,
-            optimizer,
-            layer_decay,
-            warmup_epochs,
-            min_lr_ratio,
-            trainable_only_checkpoints,
-            new_lr_scale,
-            compile,
-        )
+        super().__init__(backbone, strategy, optim=optim, runtime=runtime)
         self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
         if mode == "open" and num_answers < 1:
             raise ValueError("model.num_answers: open-ended QA needs the size of the answer vocabulary")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -22,6 +21,7 @@ from lit_i2v.errors import ConfigError
 from lit_i2v.heads import Head, LinearHead, MeanPool, Temporal
 from lit_i2v.metrics import mean_class_accuracy
 from lit_i2v.strategies import Strategy
+from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.distillation import Distillation
 from lit_i2v.tasks.mixing import Mixer, one_hot
@@ -38,18 +38,13 @@ class ActionRecognition(VideoTask):
         temporal: module pooling per-frame features over time (default: ``MeanPool``).
         class_names: class names in index order, needed by text heads; in a config, an SSv2 labels JSON or a text
             file of one name a line, which the CLI reads into the list (the task reads no files).
-        optimizer: optimizer class and arguments.
-        layer_decay: layer-wise lr decay over the image tower.
-        warmup_epochs: linear warm-up, in epochs.
-        min_lr_ratio: final lr of the cosine schedule over the peak.
+        optim: optimizer, layer decay, warm-up, schedule floor, new-module lr scale (``Optimization``).
+        runtime: compile, trainable-only checkpoints (``Runtime``).
         label_smoothing: label smoothing of the cross-entropy targets.
         mixup_alpha: Beta parameter of mixup (0 disables).
         cutmix_alpha: Beta parameter of cutmix (0 disables).
         mix_prob: probability that a batch is mixed when mixup or cutmix is on.
-        trainable_only_checkpoints: save only the trainable parameters in checkpoints.
         distillation: a frozen teacher whose features and zero-shot scores the student also learns from.
-        new_lr_scale: lr factor of new modules over pretrained ones (X-CLIP: 10).
-        compile: ``torch.compile`` the image tower (True: inductor; or a backend name).
         report_samples: clips shown with their predictions at each evaluation (``lit_i2v.reports``; 0 for none),
             beside the per-class accuracy and confusion matrix written (and logged to W&B) every time.
     """
@@ -64,31 +59,16 @@ class ActionRecognition(VideoTask):
         head: Head | None = None,
         temporal: Temporal | None = None,
         class_names: list[str] | str | None = None,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        layer_decay: float = 1.0,
-        warmup_epochs: float = 0.0,
-        min_lr_ratio: float = 0.0,
+        optim: Optimization | None = None,
+        runtime: Runtime | None = None,
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         mix_prob: float = 1.0,
-        trainable_only_checkpoints: bool = False,
         distillation: Distillation | None = None,
-        new_lr_scale: float = 1.0,
-        compile: bool | str = False,
         report_samples: int = 4,
     ) -> None:
-        super().__init__(
-            backbone,
-            strategy,
-            optimizer,
-            layer_decay,
-            warmup_epochs,
-            min_lr_ratio,
-            trainable_only_checkpoints,
-            new_lr_scale,
-            compile,
-        )
+        super().__init__(backbone, strategy, optim=optim, runtime=runtime)
         if num_classes < 1:
             raise ConfigError(f"model.init_args.num_classes: must be at least 1, got {num_classes}")
         self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal", "distillation"])

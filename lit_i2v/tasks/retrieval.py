@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
@@ -30,6 +29,7 @@ from lit_i2v.heads import MeanPool, Temporal
 from lit_i2v.metrics import chunked_similarity, dual_softmax, retrieval_metrics
 from lit_i2v.metrics.retrieval import V2T
 from lit_i2v.strategies import Strategy
+from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 
 V2T_CONVENTIONS = {
@@ -49,8 +49,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 class TextVideoRetrieval(VideoTask):
     """Args:
-    backbone, strategy, optimizer, layer_decay, warmup_epochs, min_lr_ratio, trainable_only_checkpoints,
-        new_lr_scale, compile: as ``ActionRecognition``.
+    backbone, strategy, optim, runtime: as ``ActionRecognition``.
     temporal: pools projected frame embeddings over time (default ``MeanPool``: CLIP4Clip's meanP; ``XPool``:
         text-conditioned).
     dual_softmax: re-rank the evaluation similarities with a dual softmax (inference only).
@@ -68,28 +67,13 @@ class TextVideoRetrieval(VideoTask):
         backbone: CLIP,
         strategy: Strategy | None = None,
         temporal: Temporal | None = None,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        layer_decay: float = 1.0,
-        warmup_epochs: float = 0.0,
-        min_lr_ratio: float = 0.0,
-        trainable_only_checkpoints: bool = False,
-        new_lr_scale: float = 1.0,
-        compile: bool | str = False,
+        optim: Optimization | None = None,
+        runtime: Runtime | None = None,
         dual_softmax: bool = False,
         text_batch_size: int = 256,
         v2t: V2T = "group",
     ) -> None:
-        super().__init__(
-            backbone,
-            strategy,
-            optimizer,
-            layer_decay,
-            warmup_epochs,
-            min_lr_ratio,
-            trainable_only_checkpoints,
-            new_lr_scale,
-            compile,
-        )
+        super().__init__(backbone, strategy, optim=optim, runtime=runtime)
         self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
         self.temporal = temporal or MeanPool()
         self.temporal.build(backbone.embed_dim, backbone)
