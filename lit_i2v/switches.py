@@ -79,6 +79,9 @@ def _events(files: list[str], overrides: list[str], nodes: set[str]) -> dict[str
         if not has_value and pending and not pending[0].startswith("--"):
             value = pending.pop(0)
         path = _plain(key)
+        for node in nodes:  # a value given inside a component gives that component the argument it sits under
+            if path.startswith(node + "."):
+                events.setdefault(node, []).append((index, None, {path[len(node) + 1 :].split(".")[0]}))
         if path in nodes:  # the component itself: a class path, or a dict with one
             try:
                 parsed = json.loads(value)
@@ -90,10 +93,6 @@ def _events(files: list[str], overrides: list[str], nodes: set[str]) -> dict[str
                 events.setdefault(path, []).append((index, str(parsed), set()))
         elif path.endswith(".class_path") and path[: -len(".class_path")] in nodes:
             events.setdefault(path[: -len(".class_path")], []).append((index, value, set()))
-        else:
-            node, _, name = path.rpartition(".")
-            if node in nodes:
-                events.setdefault(node, []).append((index, None, {name}))
         index += 1
     return events
 

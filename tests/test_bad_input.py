@@ -44,6 +44,7 @@ def run_args(synth_root: Path, lists: Path, run: Path, *extra: str) -> list[str]
         "--model.init_args.backbone.init_args.pretrained=null",
         "--model.init_args.temporal.init_args.heads=2",
         "--data=lit_i2v.data.VideoDataModule",
+        "--data.synthetic=null",
         f"--data.train={lists / 'train.txt'}",
         f"--data.val={lists / 'val.txt'}",
         f"--data.root={synth_root / 'videos'}",

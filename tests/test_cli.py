@@ -29,7 +29,7 @@ def tiny_overrides(synth_root: Path, run_dir: Path) -> list[str]:
         "--model.init_args.backbone.init_args.pretrained=null",
         "--model.init_args.temporal.init_args.heads=2",
         f"--data.init_args.root={synth_root}",
-        "--data.init_args.video_size=32",
+        "--data.init_args.synthetic.video_size=32",
         "--data.init_args.batch_size=8",
         "--data.init_args.num_workers=0",
         "--data.init_args.sampler.init_args.num_frames=4",
@@ -137,6 +137,7 @@ def test_check_data_names_bad_files(tmp_path, synth_root, capsys):
         "--workers",
         "1",
         "--data=lit_i2v.data.VideoDataModule",
+        "--data.synthetic=null",
         f"--data.train={tmp_path / 'train.txt'}",
         "--data.format=list",
     ]
@@ -222,7 +223,7 @@ def test_ddp_evaluation_counts_each_video_once(tmp_path, synth_root):
     (tmp_path / "test7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *tiny_overrides(synth_root, run),
-            "--data=lit_i2v.data.VideoDataModule", f"--data.test={tmp_path / 'test7.json'}",
+            "--data=lit_i2v.data.VideoDataModule", "--data.synthetic=null", f"--data.test={tmp_path / 'test7.json'}",
             f"--data.root={synth_root / 'videos'}", f"--data.labels={synth_root / 'labels.json'}",
             "--data.format=ssv2", "--data.eval_batch_size=2", "--data.num_workers=0",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
@@ -233,7 +234,7 @@ def test_ddp_evaluation_counts_each_video_once(tmp_path, synth_root):
         if not a.startswith(
             (
                 "--data.init_args.root",
-                "--data.init_args.video_size",
+                "--data.init_args.synthetic",
                 "--data.init_args.batch_size",
                 "--data.init_args.num_workers",
             )

@@ -461,8 +461,9 @@ def test_preprocess_reencodes_with_short_keyframe_interval_and_resumes(tmp_path,
     (root / "b" / "two.mp4").write_bytes(b"not a video")
     (tmp_path / "train.txt").write_text("a/one.mp4 0\nb/two.mp4 1\n")
     args = ["preprocess", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--data=lit_i2v.data.VideoDataModule",
-            f"--data.train={tmp_path / 'train.txt'}", f"--data.root={root}", "--data.format=list",
-            "--out", str(tmp_path / "out"), "--short-side", "32", "--gop", "4", "--workers", "1"]  # fmt: skip
+            "--data.synthetic=null", f"--data.train={tmp_path / 'train.txt'}", f"--data.root={root}",
+            "--data.format=list", "--out", str(tmp_path / "out"), "--short-side", "32", "--gop", "4",
+            "--workers", "1"]  # fmt: skip
     assert main(args) == 1  # one failure, reported
     out = capsys.readouterr().out
     assert "1 written, 0 already there, 1 failed" in out and "two.mp4" in out

@@ -78,7 +78,7 @@ def qa_overrides(qa_root, run_dir, config="synthetic.yaml") -> list[str]:
         "--model.init_args.backbone.init_args.arch=ViT-T-8-test",
         "--model.init_args.backbone.init_args.pretrained=null",
         "--model.init_args.strategy.init_args.channels=8",
-        f"--data.init_args.root={qa_root}", "--data.init_args.video_size=32", "--data.init_args.batch_size=8",
+        f"--data.init_args.root={qa_root}", "--data.init_args.synthetic.video_size=32", "--data.init_args.batch_size=8",
         "--data.init_args.num_workers=0", "--data.init_args.sampler.init_args.num_frames=4",
         "--trainer.max_epochs=1", f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}", "--trainer.enable_progress_bar=false",
@@ -103,7 +103,7 @@ def test_ddp_evaluation_counts_each_question_once(qa_root, tmp_path):
     (tmp_path / "q7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *qa_overrides(qa_root, run),
-            "--data=lit_i2v.data.QADataModule", f"--data.test={tmp_path / 'q7.json'}",
+            "--data=lit_i2v.data.QADataModule", "--data.synthetic=null", f"--data.test={tmp_path / 'q7.json'}",
             f"--data.root={qa_root / 'videos'}", f"--data.answers={qa_root / 'answers.json'}",
             "--data.eval_batch_size=2", "--data.num_workers=0",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",

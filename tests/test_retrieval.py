@@ -125,7 +125,8 @@ def retrieval_overrides(caption_root, run_dir) -> list[str]:
         "--model.init_args.backbone.init_args.pretrained=null",
         "--model.init_args.temporal.init_args.init_from_text=false",
         "--model.init_args.temporal.init_args.heads=2",
-        f"--data.init_args.root={caption_root}", "--data.init_args.video_size=32", "--data.init_args.batch_size=8",
+        f"--data.init_args.root={caption_root}", "--data.init_args.synthetic.video_size=32",
+        "--data.init_args.batch_size=8",
         "--data.init_args.num_workers=0", "--data.init_args.sampler.init_args.num_frames=4",
         "--trainer.max_epochs=1", f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}", "--trainer.enable_progress_bar=false",
@@ -151,7 +152,7 @@ def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path, temporal
     (tmp_path / "test7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *retrieval_overrides(caption_root, run),
-            "--data=lit_i2v.data.CaptionDataModule", f"--data.test={tmp_path / 'test7.json'}",
+            "--data=lit_i2v.data.CaptionDataModule", "--data.synthetic=null", f"--data.test={tmp_path / 'test7.json'}",
             f"--data.root={caption_root / 'videos'}", "--data.eval_batch_size=2", "--data.num_workers=0",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
             "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.data import EvalTransform, SyntheticMotion, TrainTransform, UniformSampler
+from lit_i2v.data import EvalTransform, Synthetic, TrainTransform, UniformSampler, VideoDataModule
 from lit_i2v.heads import (
     CoOpHead,
     LinearHead,
@@ -253,13 +253,9 @@ def test_conv1d_starts_as_actionclip_shift():
 def test_training_lowers_the_loss(tmp_path):
     """Real training on generated videos: the training loss falls (fixed seed, overfitting 32 clips)."""
     L.seed_everything(0)
-    data = SyntheticMotion(
+    data = VideoDataModule(
         root=str(tmp_path / "synth"),
-        num_train=32,
-        num_val=8,
-        num_test=8,
-        video_size=32,
-        video_frames=12,
+        synthetic=Synthetic(num_train=32, num_val=8, num_test=8, video_size=32, video_frames=12),
         sampler=UniformSampler(4),
         batch_size=8,
         num_workers=0,

@@ -26,12 +26,12 @@ def test_a_fit_writes_its_manifest_and_evaluation_reports(tmp_path, synth_root):
     items = json.loads((synth_root / "train.json").read_text())
     items.append({**items[0], "id": "no-such-video"})
     missing.write_text(json.dumps(items))
-    args = [*tiny_overrides(synth_root, run), "--data=lit_i2v.data.VideoDataModule", f"--data.train={missing}",
+    args = [*tiny_overrides(synth_root, run), "--data.synthetic=null", f"--data.train={missing}",
             f"--data.val={synth_root / 'validation.json'}", f"--data.root={synth_root / 'videos'}",
             f"--data.labels={synth_root / 'labels.json'}", "--data.format=ssv2",
             "--data.train_transform=lit_i2v.data.TrainTransform", "--data.train_transform.size=32",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32"]  # fmt: skip
-    args = [a for a in args if not a.startswith(("--data.init_args.root", "--data.init_args.video_size"))]
+    args = [a for a in args if not a.startswith(("--data.init_args.root", "--data.init_args.synthetic."))]
     assert main(["fit", *args]) == 0
     log_dir = next(run.glob("version_*"))
     manifest = json.loads((log_dir / "manifest.json").read_text())

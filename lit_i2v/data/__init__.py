@@ -11,7 +11,7 @@ from lit_i2v.data.decode import DecodeError, open_video
 from lit_i2v.data.grounding import FeatureExtractor, GroundingDataModule, SyntheticGrounding, read_moments
 from lit_i2v.data.qa import QADataModule, read_qa
 from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
-from lit_i2v.data.synthetic_module import SyntheticCaptions, SyntheticMotion, SyntheticQA
+from lit_i2v.data.synthetic import Synthetic
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 __all__ = [
@@ -23,10 +23,8 @@ __all__ = [
     "GroundingDataModule",
     "QADataModule",
     "FrameSampler",
-    "SyntheticCaptions",
     "SyntheticGrounding",
-    "SyntheticMotion",
-    "SyntheticQA",
+    "Synthetic",
     "TrainTransform",
     "UniformSampler",
     "UnpaddedDistributedSampler",

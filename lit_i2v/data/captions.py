@@ -31,6 +31,7 @@ from typing import Literal
 from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset
+from lit_i2v.data.synthetic import write_captions
 
 CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "activitynet"]
 
@@ -155,6 +156,14 @@ class CaptionDataModule(VideoDataModule):
         self.caption_format, self.eval_format, self.caption_file = format, eval_format or format, captions
         self.caption_lists: dict[str, list[list[str]]] = {}  # filled as the splits are read (in super().__init__)
         super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, **kwargs)
+
+    def synthetic_layout(self, root: Path) -> dict:
+        self.caption_format = self.eval_format = "captions"
+        splits = {"train": "train", "val": "validation", "test": "test"}
+        return {s: str(root / f"captions_{name}.json") for s, name in splits.items()}
+
+    def write_synthetic(self) -> None:
+        write_captions(self.synthetic.write(self.dataset_root))
 
     def check_files(self) -> None:
         super().check_files()

@@ -29,6 +29,7 @@ from lit_i2v.data.decode import Backend
 from lit_i2v.data.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
 from lit_i2v.data.shards import ShardedClips, read_index
+from lit_i2v.data.synthetic import Synthetic
 from lit_i2v.data.transforms import EvalTransform, PackedClips, PackedJpegs, TrainTransform
 from lit_i2v.errors import ConfigError
 
@@ -67,6 +68,8 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         seed: seed of the epoch order and of each clip's augmentation (default: the run's ``seed_everything``).
         num_classes: every label must lie in ``[0, num_classes)``; checked when the annotations are read, naming
             the file and line of one that does not. The CLI sets it from ``model.init_args.num_classes``.
+        synthetic: write the synthetic motion set under ``root`` on first use and read it (the module's files,
+            labels and format are the set's own; without transforms given, crops of ``video_size`` and no flip).
     """
 
     def __init__(
@@ -93,8 +96,24 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         decode_on_device: bool = False,
         seed: int | None = None,
         num_classes: int | None = None,
+        synthetic: Synthetic | None = None,
     ) -> None:
         super().__init__()
+        self.synthetic = synthetic
+        if synthetic is not None:
+            given = [k for k, v in (("train", train), ("val", val), ("test", test), ("labels", labels)) if v]
+            if given:
+                raise ConfigError(
+                    f"data.synthetic writes and reads its own annotation files, but data.{given[0]} is set too: "
+                    "drop it, or set data.synthetic: null to read your own"
+                )
+            self.dataset_root = Path(root)
+            layout = self.synthetic_layout(self.dataset_root)
+            train, val, test = layout["train"], layout["val"], layout["test"]
+            labels, format, root = layout.get("labels"), layout.get("format", format), str(self.dataset_root / "videos")
+            size = synthetic.video_size  # no flip: the classes (left/right) depend on direction, as in SSv2
+            train_transform = train_transform or TrainTransform(size=size, scale=(0.5, 1.0), hflip=False)
+            eval_transform = eval_transform or EvalTransform(size=size)
         for key, value, least in [("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
                                   ("num_workers", num_workers, 0), ("max_retries", max_retries, 0)]:  # fmt: skip
             if value < least:
@@ -122,12 +141,24 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             self.shard_index = read_index(shards)
             self.files = {split: split if split in self.shard_index["splits"] else None for split in SPLITS}
             self.files["test"] = self.files["test"] or self.files["val"]
-        elif not self.generates_data:
+        elif synthetic is None:  # a synthetic set is written in prepare_data: nothing to check yet
             self.check_files()
             self.check_videos()
 
-    # Subclasses that write their data in ``prepare_data`` (synthetic sets) skip the check at construction.
-    generates_data = False
+    def synthetic_layout(self, root: Path) -> dict:
+        """Where the synthetic set keeps this module's annotations (SSv2 JSON for recognition); task modules
+        override it with their own files."""
+        splits = {"train": "train", "val": "validation", "test": "test"}
+        return {s: str(root / f"{name}.json") for s, name in splits.items()} | {
+            "labels": str(root / "labels.json"), "format": "ssv2"}  # fmt: skip
+
+    def write_synthetic(self) -> None:
+        """Write the synthetic set (videos and the SSv2 files); task modules add their annotations."""
+        self.synthetic.write(self.dataset_root)
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None and self.shards is None:  # with shards, the set written by `shard` streams
+            self.write_synthetic()
 
     def check_files(self) -> None:
         for key, path in [*self.files.items(), ("labels", self.labels)]:
@@ -200,6 +231,8 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             check_labels(records, num_classes, f"data.{split} ({self.files[split]})")
 
     def setup(self, stage: str | None = None) -> None:
+        if self.synthetic is not None:
+            self.prepare_data()  # idempotent; for use without a Trainer (check-data, benchmarks)
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
         for split in wanted.get(stage or "", SPLITS):
             if split in self.datasets or self.files[split] is None:

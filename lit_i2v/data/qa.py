@@ -23,6 +23,7 @@ from typing import Literal
 from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset, collate_clips
+from lit_i2v.data.synthetic import write_qa
 
 QAFormat = Literal["qa", "mc"]
 
@@ -131,6 +132,15 @@ class QADataModule(VideoDataModule):
         self.qa_format, self.answers_file, self.video_prefix = format, answers, video_prefix
         self.extras: dict[str, list[dict]] = {}  # questions of each split, filled as the splits are read
         super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, labels=answers, **kwargs)
+
+    def synthetic_layout(self, root: Path) -> dict:
+        splits = {"train": "train", "val": "validation", "test": "test"}
+        self.answers_file = str(root / "answers.json") if self.qa_format == "qa" else None
+        files = {s: str(root / f"{self.qa_format}_{name}.json") for s, name in splits.items()}
+        return files | {"labels": self.answers_file}
+
+    def write_synthetic(self) -> None:
+        write_qa(self.synthetic.write(self.dataset_root), seed=self.synthetic.seed)
 
     def class_names(self) -> list[str] | None:
         return read_answers(self.answers_file) if self.answers_file else None

@@ -128,6 +128,32 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 12, codec: str 
             container.mux(packet)
 
 
+@dataclass
+class Synthetic:
+    """A data module's ``synthetic`` argument: write the synthetic motion set under its ``root`` on first use
+    (``prepare_data``, rank 0; nothing once it is there) and read it with the module's own loaders.
+
+    Args:
+        num_train: training videos.
+        num_val: validation videos.
+        num_test: test videos.
+        video_size: frame side of the videos, px (also the default crop size).
+        video_frames: frames per video.
+        seed: generation seed.
+    """
+
+    num_train: int = 480
+    num_val: int = 160
+    num_test: int = 160
+    video_size: int = 64
+    video_frames: int = 24
+    seed: int = 0
+
+    def write(self, root: str | Path) -> Path:
+        counts = (self.num_train, self.num_val, self.num_test)
+        return synthesize(root, *counts, spec=SynthSpec(size=self.video_size, frames=self.video_frames), seed=self.seed)
+
+
 def synthesize(
     root: str | Path,
     num_train: int = 480,
