@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lit_i2v.backbones import CLIP, Tokenizer, WeightsError, create_clip, read_checkpoint
+from lit_i2v.backbones.registry import ARCHS, PRETRAINED
 from lit_i2v.backbones.torchscript import UnreadableArchive, read_torchscript_state_dict
 from lit_i2v.backbones.weights import detect_format
 
@@ -173,3 +174,23 @@ def test_bf16_autocast_forward_runs():
 def test_no_pretrained_weights_means_random_initialisation(value):
     """A command-line ``pretrained=null`` reaches the model as the string "None" in omegaconf mode: still random."""
     assert CLIP("ViT-T-8-test", pretrained=value).pretrained_cfg["source"] is None
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_every_registered_architecture_has_open_clips_parameters(arch):
+    """Each architecture of the registry, built on the meta device (shapes only), holds exactly the parameters
+    open_clip builds for the same config, names mapped; its video forward gives one vector per frame. A new entry in
+    the registry is tested here at once."""
+    open_clip = pytest.importorskip("open_clip")
+    spec = ARCHS[arch]
+    vision = dict(spec.vision, head_width=spec.vision["width"] // spec.vision["heads"])
+    vision.pop("heads")
+    text = dict(spec.text)
+    with torch.device("meta"):
+        ours = CLIP(arch)
+        reference = open_clip.model.CLIP(embed_dim=spec.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=True)
+        frames = ours.encode_video(torch.empty(2, 3, 3, spec.vision["image_size"], spec.vision["image_size"]))
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert count(ours) == count(reference)
+    assert frames.shape == (2, 3, spec.embed_dim)
+    assert all(tag.split(".")[0] in ARCHS for tag in PRETRAINED)  # every weights tag names a registered architecture
