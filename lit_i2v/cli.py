@@ -92,11 +92,7 @@ class LitI2VCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        args = [a for a in getattr(self, "_args", []) if a != self.subcommand]
-        files = config_files(args)
-        overrides = [a for i, a in enumerate(args) if a not in ("--config", "-c") and not a.startswith("--config=")
-                     and not (i and args[i - 1] in ("--config", "-c"))]  # fmt: skip
-        drop_switched_arguments(config, files, overrides)
+        drop_switched_arguments(config, getattr(self, "_args", []))
         if config.get("checkpoint") is not None and config.checkpoint.get("dirpath") is None:
             # A fixed place, <default_root_dir>/checkpoints, rather than inside each logger version folder.
             root = config.trainer.get("default_root_dir") or "."
@@ -113,13 +109,22 @@ class LitI2VCLI(LightningCLI):
                 config.checkpoint.monitor = getattr(task, "monitor", "val/top1")
 
     def _parse_ckpt_path(self) -> None:
-        # Lightning reads a given checkpoint's hyperparameters before anything else, with a bare torch.load whose
-        # error on a damaged file is a page of miniz advice: check the file first, so the error names it in a line.
+        """Lightning's reading of a given checkpoint's hyperparameters into the config (they win over the config
+        files), with three differences: a damaged file is one line naming it (not a page of miniz advice), the file
+        is memory-mapped (Lightning read all its weights for the hyperparameters), and a checkpoint written before
+        the optimisation and runtime arguments were grouped (``optim``, ``runtime``) has its keys moved there."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path and os.path.isfile(path):
-            check_loadable(path)
-        super()._parse_ckpt_path()
+        if not path or not os.path.isfile(path):
+            return
+        hparams = dict(check_loadable(path).get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        hparams = grouped_hyperparameters(hparams)
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def _resolve_last(self) -> None:
         """``--ckpt_path=last`` with a damaged ``last.ckpt`` resumes from the newest checkpoint that loads, with a
@@ -197,6 +202,20 @@ def trainer_error(err: ValueError) -> str:
         return f"trainer.strategy: {named.group(2)!r} is not a registered strategy name{hint}"
     key = f"trainer.{named.group(1)}" if named else "trainer"
     return f"{key}: {text}"
+
+
+OPTIM_KEYS = ("optimizer", "layer_decay", "warmup_epochs", "min_lr_ratio", "new_lr_scale")
+RUNTIME_KEYS = ("compile", "trainable_only_checkpoints")
+
+
+def grouped_hyperparameters(hparams: dict) -> dict:
+    """A checkpoint's hyperparameters with the keys of the task arguments grouped since (``optimizer``,
+    ``layer_decay`` ... under ``optim``; ``compile``, ``trainable_only_checkpoints`` under ``runtime``)."""
+    for group, keys in (("optim", OPTIM_KEYS), ("runtime", RUNTIME_KEYS)):
+        moved = {key: hparams.pop(key) for key in keys if key in hparams}
+        if moved:
+            hparams[group] = {**moved, **(hparams.get(group) or {})}
+    return hparams
 
 
 def _read_class_names(config: Namespace) -> None:

@@ -1,18 +1,22 @@
 """Switching a component's class drops the old class's arguments.
 
-jsonargparse merges config sources (``--config`` files in order, then command-line overrides) key by key: when a
-later source changes a component's ``class_path``, the earlier class's ``init_args`` that the new class also accepts
-are kept. A recipe with ``AdamW(lr=2e-3, weight_decay=0.05)`` run with ``--model.init_args.optim.optimizer=
-torch.optim.SGD`` would train ``SGD(lr=2e-3, weight_decay=0.05)``, values chosen for another optimizer, without a word;
-switching a strategy keeps the arguments both classes share (``blocks``). Here a switch starts the new class from its
-own defaults plus what the switching source (or a later one) gives it, and the log names what was dropped.
+jsonargparse merges config sources (``--config`` files and command-line overrides, in the order given) key by key:
+when a later source changes a component's ``class_path``, the earlier class's ``init_args`` that the new class also
+accepts are kept. A recipe with ``AdamW(lr=2e-3, weight_decay=0.05)`` run with ``--model.init_args.optim.optimizer=
+SGD`` would train ``SGD(lr=2e-3, weight_decay=0.05)``, values chosen for another optimizer, without a word; switching
+a strategy keeps the arguments both classes share (``blocks``). Here a switch starts the new class from its own
+defaults plus what the switching source, or a later one, gives it; the log names what was dropped.
+
+Classes are compared by name (``SGD`` and ``torch.optim.SGD`` are the same switch, as jsonargparse resolves them),
+values of overrides are read as YAML (as jsonargparse reads them), and components inside lists (``Compose``'s parts)
+are followed by their index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,94 +32,108 @@ def _plain(path: str) -> str:
     return ".".join(part for part in path.split(".") if part and part != "init_args")
 
 
-def class_nodes(config: Namespace, prefix: str = "") -> dict[str, Namespace]:
-    """Every component chosen by ``class_path`` in a parsed config, by its plain path."""
-    found = {}
-    for key, value in vars(config).items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Namespace):
-            if "class_path" in value and isinstance(value.get("init_args"), Namespace):
-                found[_plain(path)] = value
-                found.update(class_nodes(value.init_args, path))
-            else:
-                found.update(class_nodes(value, path))
+def _name(class_path: Any) -> str:
+    return str(class_path).rsplit(".", 1)[-1]
+
+
+def class_nodes(config: Any, prefix: str = "") -> dict[str, Namespace]:
+    """Every component chosen by ``class_path`` in a parsed config, by its plain path (list items by index)."""
+    found: dict[str, Namespace] = {}
+    items = vars(config).items() if isinstance(config, Namespace) else enumerate(config)
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Namespace) and "class_path" in value and isinstance(value.get("init_args"), Namespace):
+            found[_plain(path)] = value
+            found.update(class_nodes(value.init_args, _plain(path)))
+        elif isinstance(value, Namespace | list):
+            found.update(class_nodes(value, path))
     return found
 
 
-def _events_from_dict(data: Any, prefix: str, index: int, events: dict) -> None:
-    """Record, for each component a config dict sets, the class it names and the arguments it gives."""
-    if not isinstance(data, dict):
-        return
-    if "class_path" in data:
-        entry = events.setdefault(prefix, [])
-        args = data.get("init_args") or {}
-        given = set(args) | (set(data) - {"class_path", "init_args", "dict_kwargs"})
-        entry.append((index, data["class_path"], given))
-        for key, value in args.items():
-            _events_from_dict(value, f"{prefix}.{key}", index, events)
-        return
-    for key, value in data.items():
-        if key != "init_args":
-            _events_from_dict(value, f"{prefix}.{key}" if prefix else key, index, events)
-        else:
-            _events_from_dict(value, prefix, index, events)
+class _Events:
+    """What each source did to each component, in order: ``(position, class name or None, argument names)``."""
+
+    def __init__(self, nodes: set[str]) -> None:
+        self.nodes, self.by_node, self.position = nodes, {}, 0
+
+    def add(self, node: str, class_name: str | None, keys: set[str]) -> None:
+        self.by_node.setdefault(node, []).append((self.position, class_name, keys))
+        self.position += 1
+
+    def value(self, path: str, value: Any) -> None:
+        """A source gave ``value`` at ``path``: every component above it gets the argument it sits under."""
+        for node in self.nodes:
+            if path.startswith(node + "."):
+                self.add(node, None, {path[len(node) + 1 :].split(".")[0]})
+        if isinstance(value, dict):
+            if path in self.nodes:
+                args = value.get("init_args") if isinstance(value.get("init_args"), dict) else {}
+                keys = set(args) | (set(value) - {"class_path", "init_args", "dict_kwargs"})
+                self.add(path, _name(value["class_path"]) if "class_path" in value else None, keys)
+            for key, item in value.items():
+                if key == "init_args" and isinstance(item, dict):
+                    for inner, deeper in item.items():
+                        self.value(f"{path}.{inner}" if path else inner, deeper)
+                elif key not in ("class_path", "dict_kwargs"):
+                    self.value(f"{path}.{key}" if path else key, item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.value(f"{path}.{index}", item)
+        elif path in self.nodes and isinstance(value, str):  # a class named on its own
+            self.add(path, _name(value), set())
+        elif path.endswith(".class_path") and path[: -len(".class_path")] in self.nodes:
+            self.add(path[: -len(".class_path")], _name(value), set())
 
 
-def _events(files: list[str], overrides: list[str], nodes: set[str]) -> dict[str, list]:
-    """Per component path: ``(source index, class_path or None, argument names given)`` in source order."""
-    events: dict[str, list] = {}
-    for index, file in enumerate(files):
-        try:
-            _events_from_dict(yaml.safe_load(Path(file).read_text()) or {}, "", index, events)
-        except (OSError, yaml.YAMLError):  # the parser has reported it already
-            continue
-    index = len(files)
-    pending = list(overrides)
+def _read_events(args: list[str], nodes: set[str]) -> dict[str, list]:
+    """Walk the command line in order: ``--config`` files where they stand, overrides as YAML values."""
+    events = _Events(nodes)
+    pending = list(args)
     while pending:
         arg = pending.pop(0)
-        if not arg.startswith("--"):
+        if not arg.startswith("-"):
             continue
-        key, has_value, value = arg[2:].partition("=")
+        key, has_value, value = arg.lstrip("-").partition("=")
         if not has_value and pending and not pending[0].startswith("--"):
             value = pending.pop(0)
-        path = _plain(key)
-        for node in nodes:  # a value given inside a component gives that component the argument it sits under
-            if path.startswith(node + "."):
-                events.setdefault(node, []).append((index, None, {path[len(node) + 1 :].split(".")[0]}))
-        if path in nodes:  # the component itself: a class path, or a dict with one
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = value
-            if isinstance(parsed, dict):
-                _events_from_dict(parsed, path, index, events)
-            else:
-                events.setdefault(path, []).append((index, str(parsed), set()))
-        elif path.endswith(".class_path") and path[: -len(".class_path")] in nodes:
-            events.setdefault(path[: -len(".class_path")], []).append((index, value, set()))
-        index += 1
-    return events
+        if key in ("config", "c"):
+            with contextlib.suppress(OSError, yaml.YAMLError):  # reported by the parser already
+                events.value("", yaml.safe_load(Path(value).read_text()) or {})
+            continue
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        events.value(_plain(key), parsed)
+    return events.by_node
 
 
-def drop_switched_arguments(config: Namespace, files: list[str], overrides: list[str]) -> dict[str, list[str]]:
-    """Reset to their defaults the arguments a component kept from the class a later source switched away from;
-    returns what was dropped, by component path."""
+def drop_switched_arguments(config: Namespace, args: list[str]) -> dict[str, list[str]]:
+    """Reset to their defaults the arguments a component kept from a class that a later source switched away from;
+    returns what was dropped, by component path. ``args``: the command line (subcommand, ``--config`` files and
+    overrides) in the order given."""
     nodes = class_nodes(config)
-    dropped = {}
-    for path, events in _events(files, overrides, set(nodes)).items():
+    dropped: dict[str, list[str]] = {}
+    for path, events in _read_events(args, set(nodes)).items():
         node = nodes.get(path)
-        classes = [(i, c) for i, c, _ in events if c is not None]
-        if node is None or len({c for _, c in classes}) < 2 or classes[-1][1] != node.class_path:
-            continue  # never switched, or the parsed config disagrees with what was read here: leave it
-        since = classes[-1][0]
-        kept = set().union(*(given for i, _, given in events if i >= since))
+        if node is None:
+            continue
+        final = _name(node.class_path)
+        named = [(position, name) for position, name, _ in events if name is not None]
+        others = [position for position, name in named if name != final]
+        if not others:
+            continue  # never switched
+        switched = min((p for p, name in named if name == final and p > max(others)), default=None)
+        if switched is None:  # the parsed config names a class the sources do not end with: leave it
+            continue
+        kept = set().union(*(keys for position, _, keys in events if position >= switched))
         try:
             module, _, name = node.class_path.rpartition(".")
-            defaults = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+            parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
         except Exception:  # not inspectable: leave it
             continue
         for key in list(vars(node.init_args)):
-            default = defaults[key].default if key in defaults else inspect.Parameter.empty
+            default = parameters[key].default if key in parameters else inspect.Parameter.empty
             if key in kept or default is inspect.Parameter.empty or node.init_args[key] == default:
                 continue
             node.init_args[key] = default

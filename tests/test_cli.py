@@ -406,29 +406,56 @@ def test_a_misspelt_config_key_is_one_line_with_the_fix(capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_switching_a_class_drops_the_old_class_arguments(caplog):
+def test_switching_a_class_drops_the_old_class_arguments(caplog, tmp_path):
     """jsonargparse keeps the arguments a new class shares with the one a later source switches away from: the
     quickstart's AdamW(lr=2e-3, weight_decay=0.05) would become SGD(lr=2e-3, weight_decay=0.05). Switched, the new
-    class starts from its defaults and what the switching source gives it; the log names what was dropped."""
+    class starts from its defaults and what the switching source (or a later one) gives it; the log names what was
+    dropped. Sources count in the order given, short class names are the class, values are YAML, list items count."""
     from lit_i2v.cli import LitI2VCLI
 
+    def yaml_file(name, text):
+        (tmp_path / name).write_text(text)
+        return str(tmp_path / name)
+
+    optimizer = "model:\n  init_args:\n    optim:\n      optimizer:\n"
+    sgd = yaml_file("sgd.yaml", optimizer + "        class_path: torch.optim.SGD\n")
+    lr = yaml_file("lr.yaml", optimizer + "        init_args: {lr: 0.1}\n")
+    adamw = yaml_file(
+        "adamw.yaml", optimizer + "        class_path: AdamW\n        init_args: {lr: 0.3, weight_decay: 0.2}\n"
+    )
+    parts = "model:\n  init_args:\n    strategy:\n{}      init_args:\n        strategies:\n          - {}\n"
+    parts += "          - {{class_path: LoRA}}\n"
+    compose = yaml_file(
+        "compose.yaml",
+        parts.format("      class_path: Compose\n", "{class_path: STAdapter, init_args: {blocks: [0], channels: 16}}"),
+    )
+    adaptformer = yaml_file("adaptformer.yaml", parts.format("", "{class_path: AdaptFormer}"))
     quickstart = ["--config", str(ROOT / "configs" / "quickstart.yaml"),
                   "--model.init_args.backbone.init_args.pretrained=null"]  # fmt: skip
 
-    def built(*overrides):
-        return LitI2VCLI(args=[*quickstart, *overrides], run=False, only=("model",))
+    def optimizer_of(*sources):
+        model = LitI2VCLI(args=[*quickstart, *sources], run=False, only=("model",)).model
+        built = model.optim.optimizer([torch.nn.Parameter(torch.zeros(1))])
+        return type(built).__name__, built.defaults["lr"], built.defaults["weight_decay"], model
 
-    same = built("--model.init_args.optim.optimizer.init_args.lr=0.5")  # not a switch: the others are kept
-    assert same.model.optim.optimizer.keywords["weight_decay"] == 0.05
+    assert optimizer_of("--model.init_args.optim.optimizer.init_args.lr=0.5")[:3] == ("AdamW", 0.5, 0.05)  # kept
     with caplog.at_level("WARNING", logger="lit_i2v"):
-        sgd = built("--model.init_args.optim.optimizer=torch.optim.SGD", "--model.optim.optimizer.init_args.lr=0.1")
-    optimizer = sgd.model.optim.optimizer([torch.nn.Parameter(torch.zeros(1))])
-    assert isinstance(optimizer, torch.optim.SGD)
-    assert optimizer.defaults["lr"] == 0.1 and optimizer.defaults["weight_decay"] == 0  # AdamW's 0.05 not carried
-    assert "model.optim.optimizer switched to torch.optim.SGD: weight_decay from the class it replaced dropped" in (
-        caplog.text
+        assert optimizer_of("--model.init_args.optim.optimizer=SGD")[:3] == ("SGD", 1e-3, 0)  # a short name
+    assert (
+        "model.optim.optimizer switched to torch.optim.SGD: lr, weight_decay from the class it replaced" in caplog.text
     )
+    sgd_lr = ("--model.init_args.optim.optimizer=torch.optim.SGD", "--model.optim.optimizer.init_args.lr=0.1")
+    assert optimizer_of(*sgd_lr)[:3] == ("SGD", 0.1, 0)
+    assert optimizer_of("--config", sgd, "--config", lr)[:3] == ("SGD", 0.1, 0)  # a later file gives the new class lr
+    assert optimizer_of("--model.init_args.optim.optimizer=SGD", "--config", lr)[:3] == ("SGD", 0.1, 0)  # in order
+    as_yaml = "--model.init_args.optim.optimizer={class_path: SGD, init_args: {lr: 0.1}}"
+    assert optimizer_of(as_yaml)[:3] == ("SGD", 0.1, 0)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="lit_i2v"):
-        vpt = built("--model.init_args.strategy=lit_i2v.strategies.VPT")  # ST-Adapter's arguments are not VPT's
-    assert vpt.model.strategy.num_prompts == 8 and "switched" not in caplog.text
+    with caplog.at_level("WARNING", logger="lit_i2v"):  # the same class, named two ways, is no switch
+        same = optimizer_of("--config", adamw, "--model.init_args.optim.optimizer=torch.optim.AdamW")
+    assert same[:3] == ("AdamW", 0.3, 0.2)
+    assert "switched" not in caplog.text
+    switched = optimizer_of("--model.init_args.strategy.init_args.blocks=[0]", "--model.init_args.strategy=AdaptFormer")
+    assert type(switched[3].strategy).__name__ == "AdaptFormer" and switched[3].strategy.blocks is None
+    part = optimizer_of("--config", compose, "--config", adaptformer)[3].strategy.parts[0]
+    assert type(part).__name__ == "AdaptFormer" and part.blocks is None  # a list item switched keeps nothing either
