@@ -160,6 +160,8 @@ def test_new_modules_can_learn_faster_than_pretrained_ones(weight_files, tmp_pat
             )  # pretrained there too
             assert by_name["backbone.visual.blocks.0.attn.qkv.lora_A"] == pytest.approx(10.0)
             assert by_name["strategy.fuse.weight"] == pytest.approx(10.0)
+            wrapped = "backbone.visual.blocks.0._fsdp_wrapped_module._checkpoint_wrapped_module.attn.qkv.weight"
+            assert not task.is_new(wrapped)  # as FSDP and activation checkpointing name it when the optimizer is made
         else:  # nothing was loaded: a randomly initialised tower is as new as the head
             assert by_name["backbone.visual.blocks.0.attn.qkv.weight"] == pytest.approx(10.0)
             assert by_name["backbone.visual.blocks.0.pre_attn.xclip.fc.weight"] == pytest.approx(10.0)

@@ -18,6 +18,9 @@ from lit_i2v.strategies import FullFinetune, Strategy, freeze
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
+# What FSDP, activation checkpointing and torch.compile insert into parameter names when they wrap a module.
+WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
 
 class VideoTask(L.LightningModule):
     """Base LightningModule.
@@ -125,7 +128,10 @@ class VideoTask(L.LightningModule):
 
     def is_new(self, name: str) -> bool:
         """Whether parameter ``name`` (of this task) was not loaded from pretrained weights (it gets
-        ``new_lr_scale``): decided by where values came from, not by where a module sits."""
+        ``new_lr_scale``): decided by where values came from, not by where a module sits. The optimizer is built
+        after FSDP and activation checkpointing wrap the blocks, whose names then carry the wrappers' segments."""
+        for wrapper in WRAPPER_SEGMENTS:
+            name = name.replace(wrapper, "")
         return name not in self._pretrained
 
     def build_optimizer(self) -> torch.optim.Optimizer:

@@ -45,13 +45,17 @@ def umask() -> int:
     return current
 
 
-def check_loadable(path: str | Path) -> None:
-    """Raise ``CheckpointError`` unless ``path`` opens as a checkpoint. Memory-mapped, so only the pickled structure
-    and the zip directory are read (a truncated file fails at its missing directory), not gigabytes of weights."""
+def check_loadable(path: str | Path) -> dict:
+    """The checkpoint at ``path``, memory-mapped (only the pickled structure and the zip directory are read: a
+    truncated file fails at its missing directory, and gigabytes of weights stay on disk); ``CheckpointError`` if it
+    does not open as one."""
     try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({_reason(err)})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a checkpoint of a run (a {type(checkpoint).__name__} without a state_dict)")
+    return checkpoint
 
 
 def _reason(err: BaseException) -> str:
