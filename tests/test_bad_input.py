@@ -211,6 +211,29 @@ def test_a_wrong_root_is_one_line_before_the_model_is_built(lists, synth_root, t
     assert "videos of data.train looked up are missing under" in caplog.text and "check-data" in caplog.text
 
 
+def test_a_machine_with_the_evaluation_videos_only_can_still_evaluate(lists, synth_root, tmp_path, caplog):
+    """Only the validation videos are here: building the module warns about the training split; validating works,
+    fitting stops naming data.root. A QA training split with no answer in the vocabulary is named too."""
+    from lit_i2v.data import QADataModule
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for line in (lists / "val.txt").read_text().split():
+        if line.endswith(".mp4"):
+            shutil.copy(synth_root / "videos" / line, videos / line)
+    with caplog.at_level(logging.WARNING, logger="lit_i2v.data"):
+        data = VideoDataModule(train=str(lists / "train.txt"), val=str(lists / "val.txt"), root=str(videos))
+    assert "none of 32 videos of data.train looked up" in caplog.text
+    data.setup("validate")
+    assert len(data.datasets["val"]) == 16
+    with pytest.raises(FileNotFoundError, match="data.root: none of 32 videos of data.train looked up"):
+        data.setup("fit")
+    (tmp_path / "answers.txt").write_text("yes\nno\n")
+    (tmp_path / "qa.json").write_text(json.dumps([{"video_id": "1", "question": "what?", "answer": "maybe"}]))
+    with pytest.raises(AnnotationError, match=r"qa.json: none of its 1 answers is in data.answers \(.*answers.txt\)"):
+        QADataModule(train=str(tmp_path / "qa.json"), answers=str(tmp_path / "answers.txt"), root=str(videos))
+
+
 def test_too_few_videos_for_one_batch_is_an_error_naming_the_split(lists, synth_root, tmp_path, capsys):
     few = tmp_path / "few.txt"
     few.write_text("".join((lists / "train.txt").read_text().splitlines(keepends=True)[:5]))
@@ -333,6 +356,23 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(trained_run, tmp_path, capsy
     assert (
         line.startswith(f"lit_i2v: error: {path}: damaged or not a checkpoint (") and "weights_only=False" not in line
     )
+
+
+def test_a_checkpoint_from_before_the_grouped_arguments_still_loads(trained_run, tmp_path, capsys):
+    """Checkpoints written when tasks took ``optimizer``, ``warmup_epochs``, ``compile``... flat: Lightning reads
+    their hyperparameters into the config, where those keys now sit under ``optim`` and ``runtime``."""
+    run, args = _copy_run(trained_run, tmp_path)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    hparams = checkpoint["hyper_parameters"]
+    hparams.update(hparams.pop("optim"), compile=False, trainable_only_checkpoints=False)
+    hparams.pop("runtime", None)
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    assert main(["test", *args, f"--ckpt_path={old}"]) == 0, capsys.readouterr().err[-2000:]
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)  # loads with weights_only, but is no run's checkpoint
+    assert main(["test", *args, f"--ckpt_path={tensor}"]) == 2
+    assert "not a checkpoint of a run (a Tensor without a state_dict)" in one_error_line(capsys)
 
 
 def test_resuming_from_a_damaged_last_checkpoint_takes_the_newest_that_loads(trained_run, tmp_path, caplog):

@@ -32,6 +32,7 @@ from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, re
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset
 from lit_i2v.data.synthetic import write_captions
+from lit_i2v.errors import ConfigError
 
 CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "activitynet"]
 
@@ -153,12 +154,16 @@ class CaptionDataModule(VideoDataModule):
         video_ext: str = ".mp4",
         **kwargs,
     ) -> None:
-        self.caption_format, self.eval_format, self.caption_file = format, eval_format or format, captions
+        synthetic = kwargs.get("synthetic") is not None  # its captions are in lit_i2v's format
+        if synthetic and captions:
+            raise ConfigError("data.captions: the synthetic set has its own; drop it or set data.synthetic: null")
+        self.caption_format = "captions" if synthetic else format
+        self.eval_format = "captions" if synthetic else eval_format or format
+        self.caption_file = captions
         self.caption_lists: dict[str, list[list[str]]] = {}  # filled as the splits are read (in super().__init__)
         super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, **kwargs)
 
     def synthetic_layout(self, root: Path) -> dict:
-        self.caption_format = self.eval_format = "captions"
         splits = {"train": "train", "val": "validation", "test": "test"}
         return {s: str(root / f"captions_{name}.json") for s, name in splits.items()}
 

@@ -17,7 +17,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lit_i2v.data.annotations import Format, VideoRecord, check_labels, read_annotations, read_class_names
+from lit_i2v.data.annotations import (
+    AnnotationError,
+    Format,
+    VideoRecord,
+    check_labels,
+    read_annotations,
+    read_class_names,
+)
 from lit_i2v.data.dataset import (
     ResumableSampler,
     UnpaddedDistributedSampler,
@@ -29,7 +36,7 @@ from lit_i2v.data.decode import Backend
 from lit_i2v.data.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.sampling import FrameSampler, UniformSampler
 from lit_i2v.data.shards import ShardedClips, read_index
-from lit_i2v.data.synthetic import Synthetic
+from lit_i2v.data.synthetic import SYNTHETIC_ROOT, Synthetic
 from lit_i2v.data.transforms import EvalTransform, PackedClips, PackedJpegs, TrainTransform
 from lit_i2v.errors import ConfigError
 
@@ -66,10 +73,12 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             decodes them (nvJPEG on a GPU), crops and resizes them on its device: the workers only read the shards.
             Needs the train transform's ``device_resize`` (no RandAugment). Evaluation decodes in the workers.
         seed: seed of the epoch order and of each clip's augmentation (default: the run's ``seed_everything``).
-        num_classes: every label must lie in ``[0, num_classes)``; checked when the annotations are read, naming
-            the file and line of one that does not. The CLI sets it from ``model.init_args.num_classes``.
-        synthetic: write the synthetic motion set under ``root`` on first use and read it (the module's files,
-            labels and format are the set's own; without transforms given, crops of ``video_size`` and no flip).
+        num_classes: every label of the annotation files must lie in ``[0, num_classes)``; checked when they are
+            read, naming the file and line of one that does not (not with ``shards``, which hold no annotation
+            files). The CLI sets it from ``model.init_args.num_classes``.
+        synthetic: write the synthetic motion set under ``root`` (default ``data/synthetic-motion``) on first use
+            and read it (the module's files, labels and format are the set's own; without transforms given, crops
+            of ``video_size`` and no flip).
     """
 
     def __init__(
@@ -107,7 +116,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
                     f"data.synthetic writes and reads its own annotation files, but data.{given[0]} is set too: "
                     "drop it, or set data.synthetic: null to read your own"
                 )
-            self.dataset_root = Path(root)
+            self.dataset_root = Path(root or SYNTHETIC_ROOT)
             layout = self.synthetic_layout(self.dataset_root)
             train, val, test = layout["train"], layout["val"], layout["test"]
             labels, format, root = layout.get("labels"), layout.get("format", format), str(self.dataset_root / "videos")
@@ -120,6 +129,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
                 raise ConfigError(f"data.{key}: must be at least {least}, got {value}")
         self.num_classes = num_classes
         self._records: dict[str, list[VideoRecord]] = {}
+        self._absent: dict[str, str] = {}  # annotation files none of whose videos were found: why, for ``setup``
         self.files = {"train": train, "val": val, "test": test or val}
         self.root, self.labels, self.format = root, labels, format
         self.video_ext, self.path_template = video_ext, path_template
@@ -167,26 +177,35 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
 
     def check_videos(self) -> None:
         """Read every configured split's annotations (checking their labels) and look a sample of each split's
-        videos up: when none is there, the error names ``data.root`` (which may not exist) and what it holds."""
+        videos up. When no split has any of its videos there (a mistyped root), the error names ``data.root``
+        and what it holds. A split with none while others have theirs (a machine that holds the evaluation videos
+        only) is a warning here, and an error when a stage asks for that split (``setup``)."""
+        where = self.root or "the working directory"
+        splits: dict[str, str] = {}  # annotation file -> the first split that reads it (the test file is often val's)
         for split in SPLITS:
-            if self.files[split] is None or (split == "test" and self.files["test"] == self.files["val"]):
-                continue
+            if self.files[split] is not None:
+                splits.setdefault(self.files[split], split)
+        for file, split in splits.items():
             records = self.records(split)
-            step = max(1, len(records) // SAMPLED)
-            sample = records[::step][:SAMPLED]
+            if not records:
+                raise AnnotationError(f"data.{split} ({file}): no videos left to read")
+            sample = records[:: max(1, len(records) // SAMPLED)][:SAMPLED]
             missing = [r.path for r in sample if not _exists(r)]
-            where = self.root or "the working directory"
             if len(missing) == len(sample):
-                if self.root and not Path(self.root).is_dir():
-                    raise FileNotFoundError(f"data.root: {self.root} does not exist; {self.prepare_hint}")
-                raise FileNotFoundError(
+                self._absent[file] = (
                     f"data.root: none of {len(sample)} videos of data.{split} looked up is under {where} (e.g. "
                     f"{missing[0]}); it holds {_listing(self.root)}"
                 )
-            if missing:
+            elif missing:
                 log.warning("%d of %d videos of data.%s looked up are missing under %s (e.g. %s); "
                             "`python -m lit_i2v check-data` lists every one", len(missing), len(sample), split,
                             where, missing[0])  # fmt: skip
+        if splits and len(self._absent) == len(splits):
+            if self.root and not Path(self.root).is_dir():
+                raise FileNotFoundError(f"data.root: {self.root} does not exist; {self.prepare_hint}")
+            raise FileNotFoundError(next(iter(self._absent.values())))
+        for message in self._absent.values():
+            log.warning("%s; a stage that reads that split will stop", message)
 
     def describe(self) -> str:
         """Where the clips come from and who decodes them, in a few words (the start-up summary's data line)."""
@@ -237,6 +256,8 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         for split in wanted.get(stage or "", SPLITS):
             if split in self.datasets or self.files[split] is None:
                 continue
+            if self.files[split] in self._absent:  # none of its videos is there (``check_videos``)
+                raise FileNotFoundError(self._absent[self.files[split]])
             self.datasets[split] = self.build_dataset(split)
 
     def clip_args(self, split: str) -> dict:

@@ -23,7 +23,8 @@ from typing import Literal
 from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import VideoClipDataset, collate_clips
-from lit_i2v.data.synthetic import write_qa
+from lit_i2v.data.synthetic import SYNTHETIC_ROOT, write_qa
+from lit_i2v.errors import ConfigError
 
 QAFormat = Literal["qa", "mc"]
 
@@ -129,15 +130,21 @@ class QADataModule(VideoDataModule):
         video_ext: str = ".mp4",
         **kwargs,
     ) -> None:
-        self.qa_format, self.answers_file, self.video_prefix = format, answers, video_prefix
+        synthetic = kwargs.get("synthetic") is not None
+        if synthetic and answers:
+            raise ConfigError("data.answers: the synthetic set has its own; drop it or set data.synthetic: null")
+        self.qa_format, self.video_prefix = format, video_prefix
+        # the synthetic set's vocabulary is its own answers.json (its layout hands it to the base as labels)
+        self.answers_file = (
+            str(Path(root or SYNTHETIC_ROOT) / "answers.json") if synthetic and format == "qa" else answers
+        )
         self.extras: dict[str, list[dict]] = {}  # questions of each split, filled as the splits are read
         super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, labels=answers, **kwargs)
 
     def synthetic_layout(self, root: Path) -> dict:
         splits = {"train": "train", "val": "validation", "test": "test"}
-        self.answers_file = str(root / "answers.json") if self.qa_format == "qa" else None
         files = {s: str(root / f"{self.qa_format}_{name}.json") for s, name in splits.items()}
-        return files | {"labels": self.answers_file}
+        return files | {"labels": str(root / "answers.json") if self.qa_format == "qa" else None}
 
     def write_synthetic(self) -> None:
         write_qa(self.synthetic.write(self.dataset_root), seed=self.synthetic.seed)
@@ -155,6 +162,10 @@ class QADataModule(VideoDataModule):
         )
         if split == "train" and self.qa_format == "qa":  # answers outside the vocabulary cannot be learnt
             kept = [i for i, r in enumerate(records) if r.label >= 0]
+            if not kept:
+                raise AnnotationError(
+                    f"{self.files[split]}: none of its {len(records)} answers is in data.answers ({self.answers_file})"
+                )
             records, extras = [records[i] for i in kept], [extras[i] for i in kept]
         self.extras[split] = extras
         return records

@@ -128,6 +128,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 12, codec: str 
             container.mux(packet)
 
 
+SYNTHETIC_ROOT = "data/synthetic-motion"  # where a data module with ``synthetic`` and no ``root`` writes the set
+
+
 @dataclass
 class Synthetic:
     """A data module's ``synthetic`` argument: write the synthetic motion set under its ``root`` on first use
