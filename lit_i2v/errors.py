@@ -45,11 +45,12 @@ def user_error(err: BaseException | None) -> BaseException | None:
     skipped); lit_i2v's own errors wrap their low-level causes (a ``KeyError`` of a label lookup inside an
     ``AnnotationError`` naming the file and line), so the first of ours from the outside is the one to show."""
     types = _error_types()
+    package = str(Path(__file__).resolve().parent) + os.sep  # not "lit_i2v" in a path: a clone may be named so
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         frames = traceback.extract_tb(err.__traceback__)
-        ours = bool(frames) and f"{os.sep}lit_i2v{os.sep}" in frames[-1].filename
+        ours = bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(package)
         if isinstance(err, types) or (ours and isinstance(err, ValueError | KeyError)):
             return err
         err = err.__cause__ or err.__context__

@@ -62,6 +62,7 @@ STRATEGIES = {name.lower(): cls.tiny for name, cls in exported_strategies().item
     "vpt_deep": lambda: VPT(num_prompts=3, deep=True),
     "xclip_messages_only": lambda: XCLIP(train_tower=False),
     "vpt_plus_adaptformer": lambda: Compose([VPT(num_prompts=3), AdaptFormer(hidden=8)]),  # prompts beside adapters
+    "vpt_plus_st_adapter": lambda: Compose([VPT(num_prompts=3), STAdapter(channels=16)]),  # prompts: prefix tokens
 }
 # Trainable backbone parameters each method's arithmetic gives on the tiny tower (None: the whole tower).
 COUNTS = {
@@ -87,6 +88,7 @@ COUNTS = {
     "vitaclip": 32 * W + DEPTH * (3 * W + (W * W + W) + 32 * W + 2 * W + (4 * W * W + 4 * W)),
     "compose": DEPTH * 4 * (W + 3 * W) + DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),  # LoRA + ST-Adapter
     "vpt_plus_adaptformer": 3 * W + DEPTH * adapter(8),
+    "vpt_plus_st_adapter": 3 * W + DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
     "withextramodel": DEPTH * 4 * (W + 3 * W),  # a frozen second tower beside LoRA on the backbone
 }
 

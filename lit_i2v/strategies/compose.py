@@ -57,11 +57,11 @@ class Compose(Strategy):
     def apply(self, backbone: CLIP) -> None:
         replaced: dict[str, str] = {}  # module name -> the part that replaced it
         for part in self.parts:
-            before = {name: id(module) for name, module in backbone.named_modules()}
+            before = dict(backbone.named_modules())
             part.apply(backbone)
             name = type(part).__name__
             for path, module in backbone.named_modules():
-                if path in before and before[path] != id(module):
+                if path in before and before[path] is not module:
                     if path in replaced:
                         raise ValueError(
                             f"strategy.strategies: {name} replaces {path}, which {replaced[path]} replaced before it; "

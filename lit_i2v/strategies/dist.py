@@ -194,7 +194,6 @@ class DiST(Strategy):
     def encode(self, backbone: CLIP, video: Tensor, project: bool = False, tokens: bool = False) -> VideoFeatures:
         """The video embedding ``(B, 1, E)`` and, with ``tokens``, the frozen tower's last patch tokens on the sparse
         frames ``(B, T / alpha, N, D)``."""
-        keep_tokens = tokens
         if not project:
             raise ValueError(
                 "DiST outputs CLIP's joint space: use a head on projected features (model.head: "
@@ -210,9 +209,9 @@ class DiST(Strategy):
         x_t = self.stem(video.transpose(1, 2))  # (B, Ct, T, h, w)
         grid = x_t.shape[-2:]
         residual = 0.0
-        for i, tokens in enumerate(outs):
+        for i, block_out in enumerate(outs):
             x_t = self.temporal[i](x_t)
-            mid = self.inputs[i](tokens.float()) + residual  # (B, T', L, Ci)
+            mid = self.inputs[i](block_out.float()) + residual  # (B, T', L, Ci)
             from_t = self.to_integration[i](x_t).flatten(3).permute(0, 2, 3, 1)  # (B, T', h*w, Ci)
             if i < len(self.to_temporal):  # integration → temporal, for the next layer
                 to_t = self.to_temporal[i](mid[:, :, 1:]).permute(0, 3, 1, 2).unflatten(-1, grid)  # (B, Ct, T', h, w)
@@ -220,13 +219,13 @@ class DiST(Strategy):
             cls = self.frame_cls[i, :, :ts].expand(b, -1, -1, -1).to(from_t.dtype)  # (B, T', 1, Ci)
             mid = mid + torch.cat([cls, from_t], dim=2)
             residual = self.integration[i](mid)
-        tokens = (residual + mid).flatten(0, 1)  # (B*T', L, Ci)
+        fused = (residual + mid).flatten(0, 1)  # (B*T', L, Ci)
         video_q = self.video_query.repeat(b, 1, 1)  # repeat, not expand (see EVL: FLOP counting under no_grad)
         frame_q = self.frame_query.repeat(b * ts, 1, 1)
         for layer in self.pool:
-            video_q, frame_q = layer(video_q, frame_q, tokens)
+            video_q, frame_q = layer(video_q, frame_q, fused)
         cls = self.cls_proj(outs[-1][:, :, 0].float().mean(1, keepdim=True))  # (B, 1, Ci)
-        last = outs[-1][:, :, backbone.visual.num_prefix_tokens :] if keep_tokens else None  # (B, T', N, D)
+        last = outs[-1][:, :, backbone.visual.num_prefix_tokens :] if tokens else None  # (B, T', N, D)
         return VideoFeatures(self.norm(video_q + cls) @ self.proj, last)  # (B, 1, E)
 
     def extra_repr(self) -> str:

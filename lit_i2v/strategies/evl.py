@@ -173,15 +173,15 @@ class EVL(Strategy):
         # which autograd hooks (the FLOP counter's module tracker) reject
         x = self.query.repeat(b, 1, 1)  # (B, 1, D)
         for i, layer in enumerate(self.decoder):
-            tokens = outs[i].float()  # (B, T, L, D), no graph behind it
+            seen = outs[i].float()  # (B, T, L, D), no graph behind it
             if self.use_conv:
-                seq = tokens.permute(0, 2, 3, 1).flatten(0, 1)  # (B*L, D, T)
-                tokens = tokens + self.temporal_conv[i](seq).unflatten(0, (b, length)).permute(0, 3, 1, 2)
+                seq = seen.permute(0, 2, 3, 1).flatten(0, 1)  # (B*L, D, T)
+                seen = seen + self.temporal_conv[i](seq).unflatten(0, (b, length)).permute(0, 3, 1, 2)
             if self.use_pos:
-                tokens = tokens + self.temporal_pos[i, :t]
+                seen = seen + self.temporal_pos[i, :t]
             if self.use_cue:
-                tokens = tokens + self.cue[i](qs[i], ks[i])
-            x = layer(x, tokens.flatten(1, 2))  # the query attends to all T*L tokens
+                seen = seen + self.cue[i](qs[i], ks[i])
+            x = layer(x, seen.flatten(1, 2))  # the query attends to all T*L tokens
         return VideoFeatures(self.norm(x), last)  # (B, 1, D)
 
     def extra_repr(self) -> str:

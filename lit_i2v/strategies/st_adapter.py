@@ -24,10 +24,15 @@ from lit_i2v.strategies.base import Strategy, select_blocks
 
 
 class STAdapterModule(nn.Module):
-    """Tokens ``(B*T, 1 + H*W, D)`` → the same, patch tokens plus a depthwise-temporal-conv bottleneck."""
+    """Tokens ``(B*T, P + H*W, D)`` → the same, patch tokens plus a depthwise-temporal-conv bottleneck; the P prefix
+    tokens before the ``grid`` x ``grid`` patches (the class token, prompts another method inserted) pass unchanged.
+    """
 
-    def __init__(self, width: int, channels: int = 384, kernel: tuple[int, int, int] = (3, 1, 1)) -> None:
+    def __init__(
+        self, width: int, channels: int = 384, kernel: tuple[int, int, int] = (3, 1, 1), grid: int | None = None
+    ) -> None:
         super().__init__()
+        self.grid = grid
         self.down = nn.Linear(width, channels)
         self.conv = nn.Conv3d(channels, channels, kernel, padding=tuple(k // 2 for k in kernel), groups=channels)
         self.up = nn.Linear(channels, width)
@@ -37,13 +42,14 @@ class STAdapterModule(nn.Module):
     def forward(self, x: Tensor, num_frames: int) -> Tensor:
         bt, length, _ = x.shape
         b, t = bt // num_frames, num_frames
-        side = math.isqrt(length - 1)
-        patches = self.down(x[:, 1:])  # (B*T, H*W, Ca)
+        side = self.grid or math.isqrt(length - 1)
+        prefix = length - side * side  # counted at each call: a method composed after this one may add prompts
+        patches = self.down(x[:, prefix:])  # (B*T, H*W, Ca)
         patches = patches.reshape(b, t, side, side, -1).permute(0, 4, 1, 2, 3)  # (B, Ca, T, H, W)
         patches = self.conv(patches)
-        patches = patches.permute(0, 2, 3, 4, 1).reshape(bt, length - 1, -1)  # (B*T, H*W, Ca)
+        patches = patches.permute(0, 2, 3, 4, 1).reshape(bt, side * side, -1)  # (B*T, H*W, Ca)
         delta = self.up(patches)  # (B*T, H*W, D)
-        return x + nn.functional.pad(delta, (0, 0, 1, 0))  # the class token gets no update
+        return x + nn.functional.pad(delta, (0, 0, prefix, 0))  # the prefix tokens get no update
 
 
 class STAdapter(Strategy):
@@ -78,7 +84,7 @@ class STAdapter(Strategy):
         for block in select_blocks(backbone.visual, self.blocks):
             for position in self.positions:
                 getattr(block, position)[self.prefix] = STAdapterModule(
-                    backbone.visual.width, self.channels, self.kernel
+                    backbone.visual.width, self.channels, self.kernel, backbone.visual.grid_size
                 )
 
     def trainable(self, name: str) -> bool:

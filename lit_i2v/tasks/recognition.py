@@ -10,6 +10,8 @@ scored is logged as ``<stage>/videos`` so a reader can check that every video co
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -77,8 +79,13 @@ class ActionRecognition(VideoTask):
         self.head = head or LinearHead()
         # Read a labels file only when names are needed: a generated dataset may not exist yet.
         needs_names = self.head.needs_class_names or (distillation is not None and distillation.logit_weight > 0)
-        if isinstance(class_names, str) and needs_names:  # a path the CLI could not read: it does not exist
-            raise FileNotFoundError(f"model.init_args.class_names: {class_names} does not exist")
+        if isinstance(class_names, str) and needs_names:  # the CLI reads a file into the list; Python callers do
+            if not os.path.isfile(class_names):
+                raise FileNotFoundError(f"model.init_args.class_names: {class_names} does not exist")
+            raise ConfigError(
+                f"model.init_args.class_names: the task takes the names, not the file {class_names}: pass "
+                "lit_i2v.data.read_class_names(path) (the CLI reads the file for you)"
+            )
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
         if self.strategy.needs_projection and not self.head.needs_projection:
