@@ -194,3 +194,14 @@ def test_every_registered_architecture_has_open_clips_parameters(arch):
     assert count(ours) == count(reference)
     assert frames.shape == (2, 3, spec.embed_dim)
     assert all(tag.split(".")[0] in ARCHS for tag in PRETRAINED)  # every weights tag names a registered architecture
+
+
+def test_timm_groups_the_tower_as_layer_decay_does():
+    """timm's optimizer factories read ``group_matcher``: its groups are ``layer_id``'s layers, in order."""
+    from timm.models import group_parameters
+
+    visual = CLIP("ViT-T-8-test", None).visual
+    groups = group_parameters(visual, visual.group_matcher())
+    by_timm = {name: group for group, names in groups.items() for name in names}
+    assert by_timm == {name: visual.layer_id(name) for name, _ in visual.named_parameters()}
+    assert max(by_timm.values()) == len(visual.blocks) + 1

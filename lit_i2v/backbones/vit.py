@@ -209,13 +209,22 @@ class VisionTransformer(nn.Module):
         """Parameters that AdamW should not decay (besides norms and biases, which the task excludes by shape)."""
         return {"cls_token", "pos_embed"}
 
-    def group_matcher(self, name: str) -> int:
-        """Layer id of a parameter for layer-wise lr decay: 0 embeddings, i+1 for block i, L+1 the final norm/head."""
+    def layer_id(self, name: str) -> int:
+        """Layer of a parameter for layer-wise lr decay: 0 embeddings, i+1 for block i, L+1 the final norm/head."""
         if name.startswith(("cls_token", "pos_embed", "patch_embed", "post_embed", "norm_pre")):
             return 0
         if name.startswith("blocks."):
             return int(name.split(".")[1]) + 1
         return len(self.blocks) + 1
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter-group matcher (``timm.models.group_parameters``, ``timm.optim`` layer decay): the same
+        layers as ``layer_id``, so timm's optimizer factories group this tower as lit_i2v does (``coarse`` changes
+        nothing: one block is already one group)."""
+        return {
+            "stem": r"^cls_token|^pos_embed|^patch_embed|^post_embed|^norm_pre",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm\.|^head\.", (len(self.blocks),))],  # norm/head: L+1
+        }
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable

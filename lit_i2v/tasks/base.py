@@ -108,7 +108,7 @@ class VideoTask(L.LightningModule):
 
     def _layer_id(self, name: str) -> int:
         if name.startswith("backbone.visual."):
-            return self.backbone.visual.group_matcher(name.removeprefix("backbone.visual."))
+            return self.backbone.visual.layer_id(name.removeprefix("backbone.visual."))
         return len(self.backbone.visual.blocks) + 1  # text tower, strategy modules and heads: full lr
 
     def _no_decay(self) -> set[str]:
