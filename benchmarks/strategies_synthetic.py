@@ -34,30 +34,30 @@ RUNS = {  # name: (strategy, temporal module, extra overrides)
     ),
     "full fine-tuning (mean pool)": ("lit_i2v.strategies.FullFinetune", "lit_i2v.heads.MeanPool", []),
     "partial: last block": (
-        "lit_i2v.strategies.PartialFinetune", "lit_i2v.heads.MeanPool", ["--model.init_args.strategy.last_blocks=1"],
+        "lit_i2v.strategies.PartialFinetune", "lit_i2v.heads.MeanPool", ["--model.init_args.transfer.last_blocks=1"],
     ),
     "BitFit": (
-        "lit_i2v.strategies.PartialFinetune", "lit_i2v.heads.MeanPool", ["--model.init_args.strategy.biases=true"],
+        "lit_i2v.strategies.PartialFinetune", "lit_i2v.heads.MeanPool", ["--model.init_args.transfer.biases=true"],
     ),
     "ST-Adapter 2 per block": (
         "lit_i2v.strategies.STAdapter", "lit_i2v.heads.MeanPool",
-        ["--model.init_args.strategy.channels=48", "--model.init_args.strategy.positions=[pre_attn,pre_mlp]"],
+        ["--model.init_args.transfer.channels=48", "--model.init_args.transfer.positions=[pre_attn,pre_mlp]"],
     ),
     "AIM (SSv2 layout)": (
         "lit_i2v.strategies.AIM", "lit_i2v.heads.MeanPool",
-        ["--model.init_args.strategy.scale=1.0", "--model.init_args.strategy.temporal_in=true",
-         "--model.init_args.strategy.max_frames=8"],
+        ["--model.init_args.transfer.scale=1.0", "--model.init_args.transfer.temporal_in=true",
+         "--model.init_args.transfer.max_frames=8"],
     ),
-    "ZeroI2V": ("lit_i2v.strategies.ZeroI2V", "lit_i2v.heads.MeanPool", ["--model.init_args.strategy.scale=1.0"]),
+    "ZeroI2V": ("lit_i2v.strategies.ZeroI2V", "lit_i2v.heads.MeanPool", ["--model.init_args.transfer.scale=1.0"]),
     "LoRA r8 (all linears)": (
         "lit_i2v.strategies.LoRA", "lit_i2v.heads.MeanPool",
-        ["--model.init_args.strategy.targets=[attn.qkv,attn.proj,mlp.fc1,mlp.fc2]"],
+        ["--model.init_args.transfer.targets=[attn.qkv,attn.proj,mlp.fc1,mlp.fc2]"],
     ),
     "AdaptFormer": (
-        "lit_i2v.strategies.AdaptFormer", "lit_i2v.heads.MeanPool", ["--model.init_args.strategy.hidden=16"],
+        "lit_i2v.strategies.AdaptFormer", "lit_i2v.heads.MeanPool", ["--model.init_args.transfer.hidden=16"],
     ),
     "VPT deep (8 prompts)": (
-        "lit_i2v.strategies.VPT", "lit_i2v.heads.MeanPool", ["--model.init_args.strategy.deep=true"],
+        "lit_i2v.strategies.VPT", "lit_i2v.heads.MeanPool", ["--model.init_args.transfer.deep=true"],
     ),
     "X-CLIP (messages, 1-layer MIT, video prompts)": (
         "lit_i2v.strategies.XCLIP", "lit_i2v.heads.TemporalTransformer",
@@ -71,18 +71,18 @@ RUNS = {  # name: (strategy, temporal module, extra overrides)
     ),
     "ViFi-CLIP (both towers, prompts re-encoded)": (
         "lit_i2v.strategies.FullFinetune", "lit_i2v.heads.MeanPool",
-        ["--model.init_args.strategy.towers=[visual,text]", "--model.init_args.head=lit_i2v.heads.PromptEncoderHead",
+        ["--model.init_args.transfer.towers=[visual,text]", "--model.init_args.head=lit_i2v.heads.PromptEncoderHead",
          CLASS_NAMES],
     ),
     "DiST (8 dense + 4 sparse frames)": (
         "lit_i2v.strategies.DiST", "lit_i2v.heads.MeanPool",
-        ["--model.init_args.strategy.temporal_dim=24", "--model.init_args.strategy.integration_dim=64",
-         "--model.init_args.strategy.max_frames=8", "--model.init_args.head=lit_i2v.heads.TextClassifierHead",
+        ["--model.init_args.transfer.temporal_dim=24", "--model.init_args.transfer.integration_dim=64",
+         "--model.init_args.transfer.max_frames=8", "--model.init_args.head=lit_i2v.heads.TextClassifierHead",
          "--model.init_args.head.trainable=false", CLASS_NAMES],
     ),
     "EVL side network (4 layers)": (
         "lit_i2v.strategies.EVL", "lit_i2v.heads.MeanPool",
-        ["--model.init_args.strategy.heads=3", "--model.init_args.strategy.max_frames=8"],
+        ["--model.init_args.transfer.heads=3", "--model.init_args.transfer.max_frames=8"],
     ),
 }  # fmt: skip
 
@@ -102,7 +102,7 @@ def run(name: str, strategy: str, temporal: str, extra: list[str], epochs: int, 
     args = [
         sys.executable, "-m", "lit_i2v", "fit", "--config", str(ROOT / "configs" / "quickstart.yaml"),
         "--model.init_args.backbone.init_args.pretrained=synthetic",
-        f"--model.init_args.strategy={strategy}", f"--model.init_args.temporal={temporal}", *extra,
+        f"--model.init_args.transfer={strategy}", f"--model.init_args.temporal={temporal}", *extra,
         f"--trainer.max_epochs={epochs}", f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}", "--trainer.enable_progress_bar=false",
         f"--data.init_args.root={ROOT / 'data' / 'synthetic-motion'}",

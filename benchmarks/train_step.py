@@ -157,7 +157,7 @@ def one(config: str, batch: int, steps: int, device: str = "cpu", precision: str
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {
         "config": os.path.relpath(config, ROOT),
-        "strategy": type(model.strategy).__name__,
+        "strategy": type(model.transfer).__name__,
         "trainable_params": sum(p.numel() for p in trainable),
         "step_gflops": round(flops, 1),
         "step_s": round(seconds, 2),

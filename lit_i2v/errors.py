@@ -101,6 +101,9 @@ def _accepted_options(class_path: str) -> list[str]:
     return [p for p in parameters if p not in ("self", "args", "kwargs")]
 
 
+RENAMED = {"strategy": "transfer"}  # task options renamed since a release: old name -> new (2026-12: trainer.strategy)
+
+
 def _unknown_option(message: str) -> str | None:
     unknown = list(
         re.finditer(r"class_path '([\w.]+)':\s*\n\s*(?:Option|Key) '([\w.]+)' is not (?:accepted|expected)", message)
@@ -109,6 +112,10 @@ def _unknown_option(message: str) -> str | None:
         return None
     class_path, option = unknown[-1].groups()
     accepted = _accepted_options(class_path)
+    first = option.split(".")[0]
+    if RENAMED.get(first) in accepted:
+        new = RENAMED[first]
+        return f"{class_path.rpartition('.')[2]}: option {first!r} is now {new!r} (model.init_args.{new})"
     close = difflib.get_close_matches(option, accepted, n=1)
     where = re.findall(r"NestedArg\(key='([\w.]+)'", message)
     parser_key = re.match(r'\s*Parser key "([\w.]+)"', message)
@@ -124,7 +131,7 @@ def _unknown_option(message: str) -> str | None:
 
 
 def _key_path(message: str) -> str:
-    """``model.init_args.strategy`` from the nested ``Parser key "..."`` lines of a jsonargparse message."""
+    """``model.init_args.transfer`` from the nested ``Parser key "..."`` lines of a jsonargparse message."""
     keys = re.findall(r'Parser key "([\w.]+)"', message)
     return ".init_args.".join(keys)
 

@@ -36,7 +36,7 @@ def model_facts(model: L.LightningModule, frames: int | None) -> dict:
     backbone = getattr(model, "backbone", None)
     if backbone is not None:
         facts.update(backbone=backbone.arch, weights=backbone.pretrained_cfg.get("source"))
-        facts["strategy"] = type(model.strategy).__name__
+        facts["strategy"] = type(model.transfer).__name__
         if frames:
             try:
                 facts["gflops_per_view"] = round(fake_gflops(model, frames, backbone.visual.image_size), 3)

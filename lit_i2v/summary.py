@@ -76,13 +76,13 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
         "model": type(model).__name__,
         "backbone": model.backbone.arch,
         "weights": model.backbone.pretrained_cfg["source"],
-        "strategy": type(model.strategy).__name__,
+        "strategy": type(model.transfer).__name__,
         "total_params": sum(p.numel() for _, p in params),
         "trainable_params": sum(p.numel() for _, p in params if p.requires_grad),
         "image_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.visual.")),
         "text_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.text.")),
         "extra_params": backbone_params - plain_backbone_params(model.backbone.arch),
-        "strategy_params": sum(p.numel() for p in model.strategy.parameters()),  # a side network's own
+        "strategy_params": sum(p.numel() for p in model.transfer.parameters()),  # a side network's own
         "frames": frames,
         "input_size": size,
         "views": clips * crops,

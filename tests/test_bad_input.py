@@ -273,13 +273,17 @@ def test_check_data_lists_every_label_outside_the_models_classes(lists, synth_ro
         ("--trainer.strategy=dpp", "trainer.strategy: 'dpp' is not a registered strategy name - did you mean 'ddp'?"),
         ("--trainer.accelerator=cpo", "trainer.accelerator: .*accelerator='cpo'"),
         (
-            "--model.init_args.strategy=lit_i2v.strategies.STAdaptr",
-            "model.init_args.strategy: class_path 'lit_i2v.strategies.STAdaptr': lit_i2v.strategies has no class "
+            "--model.init_args.transfer=lit_i2v.strategies.STAdaptr",
+            "model.init_args.transfer: class_path 'lit_i2v.strategies.STAdaptr': lit_i2v.strategies has no class "
             "'STAdaptr' - did you mean lit_i2v.strategies.STAdapter",
         ),
         (
-            "--model.init_args.strategy=lit_i2v.strategy.STAdapter",
+            "--model.init_args.transfer=lit_i2v.strategy.STAdapter",
             "lit_i2v has no module 'strategy' - did you mean lit_i2v.strategies",
+        ),
+        (  # the name it had until 2026-12, beside trainer.strategy
+            "--model.init_args.strategy=lit_i2v.strategies.AIM",
+            r"ActionRecognition: option 'strategy' is now 'transfer' \(model.init_args.transfer\)$",
         ),
     ],
 )

@@ -204,7 +204,7 @@ def test_trainable_only_checkpoints_through_lightning(tmp_path, synth_root):
     """A parameter-efficient run saves only what trains, and Lightning restores it onto the pretrained weights."""
     import torch
 
-    strategy = ["--model.init_args.strategy=lit_i2v.strategies.STAdapter", "--model.init_args.strategy.channels=8",
+    strategy = ["--model.init_args.transfer=lit_i2v.strategies.STAdapter", "--model.init_args.transfer.channels=8",
                 "--model.init_args.runtime.trainable_only_checkpoints=true"]  # fmt: skip
     run = tmp_path / "peft"
     assert main(["fit", *tiny_overrides(synth_root, run), *strategy]) == 0
@@ -399,10 +399,10 @@ def test_the_progress_bar_shows_counts_as_whole_numbers_and_no_version_number():
 
 def test_a_misspelt_config_key_is_one_line_with_the_fix(capsys):
     config = str(ROOT / "configs" / "quickstart.yaml")
-    assert main(["fit", "--config", config, "--model.init_args.strategy.init_args.chanels=8"]) == 2
+    assert main(["fit", "--config", config, "--model.init_args.transfer.init_args.chanels=8"]) == 2
     err = capsys.readouterr().err
     assert "STAdapter (lit_i2v.strategies.STAdapter) has no option 'chanels' - did you mean 'channels'?" in err
-    assert "--model.init_args.strategy.init_args.chanels" in err and "usage:" not in err
+    assert "--model.init_args.transfer.init_args.chanels" in err and "usage:" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -423,7 +423,7 @@ def test_switching_a_class_drops_the_old_class_arguments(caplog, tmp_path):
     adamw = yaml_file(
         "adamw.yaml", optimizer + "        class_path: AdamW\n        init_args: {lr: 0.3, weight_decay: 0.2}\n"
     )
-    parts = "model:\n  init_args:\n    strategy:\n{}      init_args:\n        strategies:\n          - {}\n"
+    parts = "model:\n  init_args:\n    transfer:\n{}      init_args:\n        strategies:\n          - {}\n"
     parts += "          - {{class_path: LoRA}}\n"
     compose = yaml_file(
         "compose.yaml",
@@ -455,7 +455,7 @@ def test_switching_a_class_drops_the_old_class_arguments(caplog, tmp_path):
         same = optimizer_of("--config", adamw, "--model.init_args.optim.optimizer=torch.optim.AdamW")
     assert same[:3] == ("AdamW", 0.3, 0.2)
     assert "switched" not in caplog.text
-    switched = optimizer_of("--model.init_args.strategy.init_args.blocks=[0]", "--model.init_args.strategy=AdaptFormer")
-    assert type(switched[3].strategy).__name__ == "AdaptFormer" and switched[3].strategy.blocks is None
-    part = optimizer_of("--config", compose, "--config", adaptformer)[3].strategy.parts[0]
+    switched = optimizer_of("--model.init_args.transfer.init_args.blocks=[0]", "--model.init_args.transfer=AdaptFormer")
+    assert type(switched[3].transfer).__name__ == "AdaptFormer" and switched[3].transfer.blocks is None
+    part = optimizer_of("--config", compose, "--config", adaptformer)[3].transfer.parts[0]
     assert type(part).__name__ == "AdaptFormer" and part.blocks is None  # a list item switched keeps nothing either

@@ -57,7 +57,7 @@ def test_synthetic_questions_need_time_for_motion(qa_root):
 
 def test_multiple_choice_scores_candidates_by_cosine():
     torch.manual_seed(0)
-    task = VideoQuestionAnswering(CLIP("ViT-T-8-test"), mode="mc", strategy=Frozen()).eval()
+    task = VideoQuestionAnswering(CLIP("ViT-T-8-test"), mode="mc", transfer=Frozen()).eval()
     video = torch.randn(2, 4, 3, 32, 32)
     candidates = [["a cat", "a dog", "a man"], ["red", "blue", "green"]]
     with torch.no_grad():
@@ -77,7 +77,7 @@ def qa_overrides(qa_root, run_dir, config="synthetic.yaml") -> list[str]:
         "--config", str(ROOT / "configs" / "qa" / config),
         "--model.init_args.backbone.init_args.arch=ViT-T-8-test",
         "--model.init_args.backbone.init_args.pretrained=null",
-        "--model.init_args.strategy.init_args.channels=8",
+        "--model.init_args.transfer.init_args.channels=8",
         f"--data.init_args.root={qa_root}", "--data.init_args.synthetic.video_size=32", "--data.init_args.batch_size=8",
         "--data.init_args.num_workers=0", "--data.init_args.sampler.init_args.num_frames=4",
         "--trainer.max_epochs=1", f"--trainer.default_root_dir={run_dir}",

@@ -113,7 +113,7 @@ def test_training_lowers_the_contrastive_loss(caption_root):
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # as Lightning hands it to the task
     assert len(batch["caption"]) == 8 and isinstance(batch["caption"][0], str)
     torch.manual_seed(0)
-    task = TextVideoRetrieval(CLIP("ViT-T-8-test"), strategy=FullFinetune(towers=["visual", "text"]))
+    task = TextVideoRetrieval(CLIP("ViT-T-8-test"), transfer=FullFinetune(towers=["visual", "text"]))
     losses = train_on(task, batch)
     assert losses[-1] < 0.5 * math.log(8) < losses[0]  # from chance level to pairing these 8 clips and captions
 
@@ -195,7 +195,7 @@ def test_xpool_retrieval_trains_and_scores_per_caption(caption_root):
     dm.setup("fit")
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # as Lightning hands it to the task
     torch.manual_seed(0)
-    task = TextVideoRetrieval(CLIP("ViT-T-8-test"), strategy=FullFinetune(towers=["visual", "text"]),
+    task = TextVideoRetrieval(CLIP("ViT-T-8-test"), transfer=FullFinetune(towers=["visual", "text"]),
                               temporal=XPool(dropout=0.0))  # fmt: skip
     videos = task.encode_videos(task.normalize(batch["video"]))
     assert videos.shape == (8, 4, 32)  # frames are kept: each caption pools them its own way

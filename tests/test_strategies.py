@@ -19,8 +19,8 @@ from lit_i2v.strategies import (
     LoRA,
     PartialFinetune,
     STAdapter,
-    Strategy,
     TimmImageModel,
+    TransferStrategy,
     VitaCLIP,
     WithExtraModel,
     ZeroI2V,
@@ -43,13 +43,17 @@ MESSAGE = (W * W + W) + 2 * W + (3 * W * W + 3 * W) + (W * W + W)  # X-CLIP per 
 TOWER = sum(p.numel() for n, p in CLIP("ViT-T-8-test").visual.named_parameters() if not n.startswith("head."))
 
 
-def exported_strategies() -> dict[str, type[Strategy]]:
+def exported_strategies() -> dict[str, type[TransferStrategy]]:
     """Every strategy ``lit_i2v.strategies`` exports: each runs through every invariant below, configured by its own
     ``tiny()``, with no entry in this file (timm's ``list_models()`` way)."""
     import lit_i2v.strategies as package
 
     found = {name: getattr(package, name) for name in package.__all__}
-    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, Strategy) and c is not Strategy}
+    return {
+        n: c
+        for n, c in found.items()
+        if isinstance(c, type) and issubclass(c, TransferStrategy) and c is not TransferStrategy
+    }
 
 
 # Every exported strategy at its tiny configuration, plus variants that the papers use (more seams, other scales).
@@ -108,7 +112,7 @@ def task(name: str) -> ActionRecognition:
     torch.manual_seed(1)
     strategy = STRATEGIES[name]()
     head = LinearHead(project=strategy.needs_projection)  # DiST's features lie in CLIP's joint space only
-    return ActionRecognition(backbone(), num_classes=5, strategy=strategy, head=head)
+    return ActionRecognition(backbone(), num_classes=5, transfer=strategy, head=head)
 
 
 def clips(t: int = 4, b: int = 2) -> torch.Tensor:
@@ -138,7 +142,7 @@ def test_pretrained_names_unchanged_and_new_ones_prefixed(name, plain_state):
         assert key in state, f"{name} renamed {key}"
         assert torch.equal(state[key], value)
     added = set(state) - set(plain_state)
-    assert all(model.strategy.owns(k) for k in added), f"{name} added unprefixed {sorted(added)[:4]}"
+    assert all(model.transfer.owns(k) for k in added), f"{name} added unprefixed {sorted(added)[:4]}"
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -146,13 +150,13 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
     model = task(name)
     for key, param in model.backbone.named_parameters():
         off_path = key.startswith("visual.head.")  # the linear head reads tower features, not CLIP's projection
-        assert param.requires_grad == (model.strategy.trainable(key) and not off_path), key
+        assert param.requires_grad == (model.transfer.trainable(key) and not off_path), key
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
     if COUNTS.get(name) is not None:
         assert trainable == COUNTS[name]
-    frozen_extra = getattr(model.strategy, "extra", None)  # a frozen extra model is the strategy's but does not train
+    frozen_extra = getattr(model.transfer, "extra", None)  # a frozen extra model is the strategy's but does not train
     frozen = sum(p.numel() for p in frozen_extra.parameters()) if frozen_extra and not frozen_extra.trainable else 0
-    own = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.strategy.parameters())
+    own = sum(p.numel() for p in model.head.parameters()) + sum(p.numel() for p in model.transfer.parameters())
     own -= frozen
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + own
 
@@ -160,7 +164,7 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
 @pytest.mark.parametrize("name", [n for n, make in STRATEGIES.items() if make().identity_at_init])
 def test_zero_initialised_methods_start_as_the_pretrained_model(name):
     model = task(name)
-    reference = ActionRecognition(backbone(), num_classes=5, strategy=model.strategy.reference_at_init())
+    reference = ActionRecognition(backbone(), num_classes=5, transfer=model.transfer.reference_at_init())
     model.head.load_state_dict(reference.head.state_dict())
     with torch.no_grad():
         assert torch.allclose(model.eval()(clips()), reference.eval()(clips()), atol=1e-5)
@@ -185,12 +189,12 @@ def test_tokens_come_with_the_same_features(name):
     model = task(name).eval()
     project = model.head.needs_projection
     with torch.no_grad():
-        features = model.strategy.encode(model.backbone, clips(), project=project, tokens=True)
-        plain = model.strategy(model.backbone, clips(), project=project)
+        features = model.transfer.encode(model.backbone, clips(), project=project, tokens=True)
+        plain = model.transfer(model.backbone, clips(), project=project)
     assert torch.allclose(features.frames, plain, atol=1e-6)
     b, t, n, d = features.tokens.shape
     assert (b, n, d) == (2, GRID * GRID, W) and 1 <= t <= 4
-    assert model.strategy.encode(model.backbone, clips(), project=project).tokens is None
+    assert model.transfer.encode(model.backbone, clips(), project=project).tokens is None
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -237,24 +241,24 @@ def test_merge_gives_a_plain_backbone_with_equal_outputs(name, tmp_path, plain_s
     perturb(model)
     with torch.no_grad():
         before = model(clips())
-    plain_flops = count_gflops(ActionRecognition(backbone(), num_classes=5, strategy=Frozen()), 4, 32)
-    model.strategy.merge(model.backbone)
+    plain_flops = count_gflops(ActionRecognition(backbone(), num_classes=5, transfer=Frozen()), 4, 32)
+    model.transfer.merge(model.backbone)
     with torch.no_grad():
         assert torch.allclose(model(clips()), before, atol=1e-5)
     assert model.backbone.state_dict().keys() == plain_state.keys()  # zero extra parameters
     assert count_gflops(model, 4, 32) == pytest.approx(plain_flops)  # and zero extra FLOPs
     # The merged backbone exports as an ordinary CLIP checkpoint.
     torch.save(model.backbone.state_dict(), tmp_path / "merged.pt")
-    strategy = model.strategy.reference_at_init()  # the architecture the merged weights load into
-    reloaded = ActionRecognition(create_clip("ViT-T-8-test", str(tmp_path / "merged.pt")), 5, strategy=strategy)
+    strategy = model.transfer.reference_at_init()  # the architecture the merged weights load into
+    reloaded = ActionRecognition(create_clip("ViT-T-8-test", str(tmp_path / "merged.pt")), 5, transfer=strategy)
     reloaded.head.load_state_dict(model.head.state_dict())
     with torch.no_grad():
         assert torch.allclose(reloaded.eval()(clips()), before, atol=1e-5)
 
 
 def test_lora_targets_that_match_nothing_raise():
-    with pytest.raises(ValueError, match=r"strategy.targets \['attn.q_proj'\] match no linear layer"):
-        ActionRecognition(backbone(), 5, strategy=LoRA(targets=["attn.q_proj"]))
+    with pytest.raises(ValueError, match=r"transfer.targets \['attn.q_proj'\] match no linear layer"):
+        ActionRecognition(backbone(), 5, transfer=LoRA(targets=["attn.q_proj"]))
 
 
 def test_st_adapter_leaves_the_class_token_and_mixes_time():
@@ -281,7 +285,7 @@ def test_zeroi2v_head_shift_takes_neighbouring_frames():
 
 def test_paper_parameter_counts_for_vit_b16():
     """AIM ViT-B/16 with a 400-class head trains 11M parameters (paper, Table 1)."""
-    model = ActionRecognition(CLIP("ViT-B-16"), 400, strategy=AIM(max_frames=8))
+    model = ActionRecognition(CLIP("ViT-B-16"), 400, transfer=AIM(max_frames=8))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert round(trainable / 1e6) == 11
 
@@ -289,14 +293,14 @@ def test_paper_parameter_counts_for_vit_b16():
 def test_evl_keeps_no_backbone_graph_and_reads_the_last_blocks():
     model = task("evl").train()
     perturb(model)
-    outs, qs, ks = model.strategy.frozen_features(model.backbone, clips())
+    outs, qs, ks = model.transfer.frozen_features(model.backbone, clips())
     assert len(outs) == 2 and outs[0].shape == (2, 4, 17, W) and qs[0].shape == (2, 4, HEADS, 17, W // HEADS)
     assert all(not t.requires_grad and t.grad_fn is None for t in outs + qs + ks)  # nothing kept for backward
     with torch.no_grad():
         final, inter = model.backbone.visual.forward_intermediates(clips().flatten(0, 1), indices=2, num_frames=4)
     assert torch.allclose(outs[-1].flatten(0, 1), inter[-1], atol=1e-6)
-    with pytest.raises(ValueError, match="strategy.num_layers is 5 but the image tower has 2 blocks"):
-        ActionRecognition(backbone(), 5, strategy=EVL(num_layers=5))
+    with pytest.raises(ValueError, match="transfer.num_layers is 5 but the image tower has 2 blocks"):
+        ActionRecognition(backbone(), 5, transfer=EVL(num_layers=5))
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -312,8 +316,8 @@ def test_xclip_messages_carry_information_across_frames():
     for name, crosses in (("frozen", False), ("xclip", True)):
         model = task(name).eval()
         with torch.no_grad():
-            before = model.strategy(model.backbone, clips())  # (B, T, D)
-            after = model.strategy(model.backbone, changed)
+            before = model.transfer(model.backbone, clips())  # (B, T, D)
+            after = model.transfer(model.backbone, changed)
         delta = (after - before).abs().sum(-1)  # (B, T)
         assert delta[0, 3] > 0 and delta[1].sum() == 0  # the changed frame moves; the other clip never does
         assert (delta[0, :3].sum() > 0) == crosses, name
@@ -325,19 +329,19 @@ def test_dist_reads_every_block_on_sparse_frames_and_dense_frames_beside():
     model = task("dist").train()
     perturb(model)
     video = clips(t=8)
-    outs = model.strategy.frozen_features(model.backbone, video[:, ::2])
+    outs = model.transfer.frozen_features(model.backbone, video[:, ::2])
     assert len(outs) == DEPTH and outs[0].shape == (2, 4, 17, W)  # every block, T/alpha = 4 frames
     assert all(not o.requires_grad for o in outs)
-    out = model.strategy(model.backbone, video, project=True)
+    out = model.transfer(model.backbone, video, project=True)
     assert out.shape == (2, 1, 32)  # one embedding in the joint space
     changed = video.clone()
     changed[:, 1] += 1.0  # a frame the image tower never sees: only the dense temporal path reads it
     with torch.no_grad():
-        assert not torch.allclose(model.strategy(model.backbone, changed, project=True), out)
+        assert not torch.allclose(model.transfer(model.backbone, changed, project=True), out)
     with pytest.raises(ValueError, match="7 frames are not a multiple of strategy.alpha=2"):
-        model.strategy(model.backbone, clips(t=7), project=True)
+        model.transfer(model.backbone, clips(t=7), project=True)
     with pytest.raises(ValueError, match="DiST outputs CLIP's joint space"):
-        ActionRecognition(backbone(), 5, strategy=DiST(integration_dim=16))(clips(t=4))
+        ActionRecognition(backbone(), 5, transfer=DiST(integration_dim=16))(clips(t=4))
 
 
 def test_vita_prompts_join_every_block_and_leave_again():
@@ -346,15 +350,15 @@ def test_vita_prompts_join_every_block_and_leave_again():
     with torch.no_grad():
         tokens = model.backbone.visual.forward_features(clips().flatten(0, 1), num_frames=4)
         assert tokens.shape == (8, 1 + GRID * GRID, W)  # global, local and summary tokens all removed again
-        before = model.strategy(model.backbone, clips())
+        before = model.transfer(model.backbone, clips())
         changed = clips()
         changed[0, 3] += 1.0
-        delta = (model.strategy(model.backbone, changed) - before).abs().sum(-1)
+        delta = (model.transfer(model.backbone, changed) - before).abs().sum(-1)
     assert delta[0, :3].sum() > 0 and delta[1].sum() == 0  # local prompts and the summary mix frames of a clip
     global_only = VitaCLIP(num_global=3, local_prompts=False, summary_token=False, max_frames=32)
-    frames = ActionRecognition(backbone(), 5, strategy=global_only).eval()
+    frames = ActionRecognition(backbone(), 5, transfer=global_only).eval()
     with torch.no_grad():
-        delta = (frames.strategy(frames.backbone, changed) - frames.strategy(frames.backbone, clips())).abs()
+        delta = (frames.transfer(frames.backbone, changed) - frames.transfer(frames.backbone, clips())).abs()
     assert delta.sum(-1)[0, :3].sum() == 0  # global prompts alone are per frame
 
 
@@ -375,19 +379,19 @@ def test_extra_model_joins_from_its_own_checkpoint_and_trains_when_asked(tmp_pat
         "vit_tiny_patch16_224", checkpoint=str(tmp_path / "extra.safetensors"), model_args=dict(args, img_size=48)
     )
     assert larger.image_size == 48 and larger.model.pos_embed.shape == (1, 37, 48)
-    model = ActionRecognition(backbone(), 5, strategy=WithExtraModel(loaded)).train()
-    assert not any(p.requires_grad for p in model.strategy.extra.parameters())
-    assert {n for n in model.trainable_names() if n.startswith("strategy.")} == {
-        "strategy.fuse.weight", "strategy.fuse.bias"
+    model = ActionRecognition(backbone(), 5, transfer=WithExtraModel(loaded)).train()
+    assert not any(p.requires_grad for p in model.transfer.extra.parameters())
+    assert {n for n in model.trainable_names() if n.startswith("transfer.")} == {
+        "transfer.fuse.weight", "transfer.fuse.bias"
     }  # fmt: skip
     with torch.no_grad():
-        model.strategy.fuse.weight.normal_()
-        a = model.strategy(model.backbone, clips())
-        b = model.strategy(model.backbone, clips() * 1.5)  # the extra tower sees different frames
+        model.transfer.fuse.weight.normal_()
+        a = model.transfer(model.backbone, clips())
+        b = model.transfer(model.backbone, clips() * 1.5)  # the extra tower sees different frames
     assert not torch.allclose(a, b)
-    trained = ActionRecognition(backbone(), 5, strategy=WithExtraModel(tiny_timm(trainable=True))).train()
+    trained = ActionRecognition(backbone(), 5, transfer=WithExtraModel(tiny_timm(trainable=True))).train()
     trained(clips()).logsumexp(-1).sum().backward()
-    assert trained.strategy.extra.model.blocks[0].attn.qkv.weight.grad is not None
+    assert trained.transfer.extra.model.blocks[0].attn.qkv.weight.grad is not None
     torch.save({"cls_token": torch.zeros(1, 1, 48)}, tmp_path / "bad.pt")  # most weights missing
     with pytest.raises(ValueError, match="bad.pt does not fit timm model vit_tiny_patch16_224"):
         TimmImageModel("vit_tiny_patch16_224", checkpoint=str(tmp_path / "bad.pt"), model_args=args)
@@ -395,7 +399,7 @@ def test_extra_model_joins_from_its_own_checkpoint_and_trains_when_asked(tmp_pat
 
 def test_a_strategy_in_the_joint_space_refuses_a_head_on_tower_features():
     with pytest.raises(ValueError, match="model.init_args.head: DiST outputs CLIP's joint space"):
-        ActionRecognition(backbone(), 5, strategy=DiST.tiny(), head=LinearHead())
+        ActionRecognition(backbone(), 5, transfer=DiST.tiny(), head=LinearHead())
 
 
 def test_compose_refuses_side_networks_and_repeated_methods():
@@ -446,5 +450,5 @@ def test_temporal_transformer_can_start_from_the_text_tower():
 def test_paper_parameter_counts_for_vit_l14():
     """AIM ViT-L/14 with a 400-class head trains 38M parameters (paper, Table 1); counted on the meta device."""
     with torch.device("meta"):
-        model = ActionRecognition(CLIP("ViT-L-14"), 400, strategy=AIM(max_frames=8))
+        model = ActionRecognition(CLIP("ViT-L-14"), 400, transfer=AIM(max_frames=8))
     assert round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6) == 38

@@ -29,7 +29,7 @@ from lit_i2v.tasks.optim import warmup_cosine
 def make_task(strategy=None, head=None, temporal=None, **kwargs) -> ActionRecognition:
     torch.manual_seed(0)
     return ActionRecognition(
-        CLIP("ViT-T-8-test"), num_classes=8, strategy=strategy, head=head, temporal=temporal, **kwargs
+        CLIP("ViT-T-8-test"), num_classes=8, transfer=strategy, head=head, temporal=temporal, **kwargs
     )
 
 
@@ -98,7 +98,7 @@ def test_frozen_trains_only_the_head_and_keeps_no_graph():
     assert task.trainable_names() == ["head.fc.weight", "head.fc.bias"]
     video = task.normalize(clip_batch()["video"])
     task.train()
-    frames = task.strategy(task.backbone, video)
+    frames = task.transfer(task.backbone, video)
     assert not frames.requires_grad  # the backbone ran without autograd
     task(video).sum().backward()
     assert all(p.grad is None for p in task.backbone.parameters())
@@ -115,7 +115,7 @@ def test_full_finetune_trains_the_image_tower_only_by_default():
     both = make_task(FullFinetune(towers=["visual", "text"]))
     assert "backbone.text.blocks.0.attn.qkv.weight" in both.trainable_names()
     assert "backbone.logit_scale" in both.trainable_names()
-    with pytest.raises(ValueError, match="strategy.towers: unknown"):
+    with pytest.raises(ValueError, match="transfer.towers: unknown"):
         FullFinetune(towers=["audio"])
 
 
@@ -151,15 +151,15 @@ def test_new_modules_can_learn_faster_than_pretrained_ones(weight_files, tmp_pat
         (CLIP("ViT-T-8-test"), False),
     ]:
         optim = Optimization(lambda p: torch.optim.AdamW(p, lr=1.0), new_lr_scale=10.0)
-        task = ActionRecognition(backbone, 8, strategy=strategy if loaded else XCLIP(), optim=optim)
+        task = ActionRecognition(backbone, 8, transfer=strategy if loaded else XCLIP(), optim=optim)
         by_name = {n: g["lr"] for g in task.build_optimizer().param_groups for n in g["names"]}
         assert by_name["head.fc.weight"] == pytest.approx(10.0)
         if loaded:
-            assert by_name["strategy.extra.model.blocks.0.attn.qkv.weight"] == pytest.approx(
+            assert by_name["transfer.extra.model.blocks.0.attn.qkv.weight"] == pytest.approx(
                 1.0
             )  # pretrained there too
             assert by_name["backbone.visual.blocks.0.attn.qkv.lora_A"] == pytest.approx(10.0)
-            assert by_name["strategy.fuse.weight"] == pytest.approx(10.0)
+            assert by_name["transfer.fuse.weight"] == pytest.approx(10.0)
             wrapped = "backbone.visual.blocks.0._fsdp_wrapped_module._checkpoint_wrapped_module.attn.qkv.weight"
             assert not task.is_new(wrapped)  # as FSDP and activation checkpointing name it when the optimizer is made
         else:  # nothing was loaded: a randomly initialised tower is as new as the head
@@ -267,7 +267,7 @@ def test_training_lowers_the_loss(tmp_path):
     task = ActionRecognition(
         CLIP("ViT-T-8-test"),
         num_classes=8,
-        strategy=FullFinetune(),
+        transfer=FullFinetune(),
         head=LinearHead(dropout=0.0),
         temporal=TemporalTransformer(layers=1, heads=2),
         optim=Optimization(lambda p: torch.optim.AdamW(p, lr=2e-3)),
@@ -494,3 +494,19 @@ def test_throughput_callback_tells_data_wait_from_compute(slow, tmp_path):
         assert logged["perf/data_wait"] > 0.8
     else:
         assert logged["perf/data_wait"] < 0.2
+
+
+def test_a_checkpoint_whose_strategy_modules_were_saved_as_strategy_loads_into_transfer():
+    """Until 2026-12 the task held its transfer strategy as ``strategy``: a side network's keys began so."""
+    from lit_i2v.strategies import EVL
+
+    torch.manual_seed(0)
+    saved = ActionRecognition(CLIP("ViT-T-8-test"), 8, transfer=EVL.tiny())
+    old = {k.replace("transfer.", "strategy.", 1) if k.startswith("transfer.") else k: v
+           for k, v in saved.state_dict().items()}  # fmt: skip
+    assert any(k.startswith("strategy.") for k in old)
+    fresh = ActionRecognition(CLIP("ViT-T-8-test"), 8, transfer=EVL.tiny())
+    checkpoint = {"state_dict": old}
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])  # strict: every key found
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in saved.state_dict().items())

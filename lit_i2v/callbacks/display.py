@@ -53,7 +53,7 @@ class StartupSummary(L.Callback):
         if backbone is not None:
             source = backbone.pretrained_cfg.get("source") or "random init"
             lines.append(f"  backbone    {getattr(backbone, 'arch', type(backbone).__name__)} (weights: {source})")
-        strategy = getattr(module, "strategy", None)
+        strategy = getattr(module, "transfer", None)
         if strategy is not None:
             lines.append(f"  strategy    {type(strategy).__name__}({strategy.extra_repr()})")
         lines += self._counted if self._counted is not None else self._parameters(module)

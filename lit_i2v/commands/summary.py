@@ -38,9 +38,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     with torch.device(args.device):
         cli = _SummaryCLI(args=config_args(args, overrides), run=False, only=("model",))
         if args.merged:
-            if not cli.model.strategy.mergeable:
-                raise ValueError(f"--merged: {type(cli.model.strategy).__name__} cannot be merged into the weights")
-            cli.model.strategy.merge(cli.model.backbone)
+            if not cli.model.transfer.mergeable:
+                raise ValueError(f"--merged: {type(cli.model.transfer).__name__} cannot be merged into the weights")
+            cli.model.transfer.merge(cli.model.backbone)
         result = summarize(cli.model, cli.config.get("data"))
     print(json.dumps(result) if args.json else format_summary(result))
     return 0

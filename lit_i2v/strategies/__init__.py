@@ -1,7 +1,7 @@
 """Transfer strategies of the survey, one file per method (paper cited at the top of each)."""
 
 from lit_i2v.strategies.aim import AIM
-from lit_i2v.strategies.base import Strategy, VideoFeatures, freeze
+from lit_i2v.strategies.base import TransferStrategy, VideoFeatures, freeze
 from lit_i2v.strategies.bottleneck import AdaptFormer
 from lit_i2v.strategies.compose import Compose
 from lit_i2v.strategies.dist import DiST
@@ -29,7 +29,7 @@ __all__ = [
     "LoRA",
     "PartialFinetune",
     "STAdapter",
-    "Strategy",
+    "TransferStrategy",
     "TimmImageModel",
     "VPT",
     "VideoFeatures",
@@ -39,3 +39,12 @@ __all__ = [
     "ZeroI2V",
     "freeze",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Strategy":  # its name until 2026-12, beside Lightning's own ``Strategy`` (``trainer.strategy``)
+        import warnings
+
+        warnings.warn("lit_i2v.strategies.Strategy is now TransferStrategy", DeprecationWarning, stacklevel=2)
+        return TransferStrategy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import Block
-from lit_i2v.strategies.base import Strategy, select_blocks
+from lit_i2v.strategies.base import TransferStrategy, select_blocks
 from lit_i2v.strategies.bottleneck import Bottleneck
 from lit_i2v.strategies.temporal_embedding import TemporalEmbedding
 
@@ -68,7 +68,7 @@ class AIMBlock(nn.Module):
         return f"scale={self.scale}"
 
 
-class AIM(Strategy):
+class AIM(TransferStrategy):
     """Args:
     ratio: adapter bottleneck over D (0.25).
     scale: weight s of the joint adapter (0.5 K400, 1.0 SSv2).

@@ -43,7 +43,7 @@ class VideoFeatures:
     tokens: Tensor | None = None
 
 
-class Strategy(nn.Module):
+class TransferStrategy(nn.Module):
     """Base class: the backbone unchanged; what trains is what the strategy adds (``owns``).
 
     ``prefix`` names the parameters a strategy adds (``visual.blocks.0.pre_mlp.st_adapter.down.weight``).
@@ -65,14 +65,14 @@ class Strategy(nn.Module):
     needs_projection = False
 
     @classmethod
-    def tiny(cls) -> Strategy:
+    def tiny(cls) -> TransferStrategy:
         """This strategy configured for the tiny test towers."""
         return cls()
 
-    def reference_at_init(self) -> Strategy:
+    def reference_at_init(self) -> TransferStrategy:
         """The strategy whose model this one equals at step 0 when ``identity_at_init``: the frozen pretrained tower
         (ZeroI2V: its merged architecture, whose head shift has no parameters to start at zero)."""
-        return Strategy()
+        return TransferStrategy()
 
     def apply(self, backbone: CLIP) -> None:
         """Modify ``backbone`` in place. Called once, before the trainable set is decided."""
@@ -127,11 +127,11 @@ def select_blocks(visual: nn.Module, indices: list[int] | None) -> list[nn.Modul
         return list(visual.blocks)
     bad = [i for i in indices if not -depth <= i < depth]
     if bad:
-        raise ValueError(f"strategy.blocks: {bad} out of range for a {depth}-block image tower")
+        raise ValueError(f"transfer.blocks: {bad} out of range for a {depth}-block image tower")
     return [visual.blocks[i] for i in indices]
 
 
-def freeze(backbone: CLIP, strategy: Strategy) -> None:
+def freeze(backbone: CLIP, strategy: TransferStrategy) -> None:
     """Set ``requires_grad`` of every backbone parameter from the strategy's predicate."""
     for name, param in backbone.named_parameters():
         param.requires_grad_(strategy.trainable(name))

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import Mlp
-from lit_i2v.strategies.base import Strategy, select_blocks
+from lit_i2v.strategies.base import TransferStrategy, select_blocks
 
 
 class Bottleneck(nn.Module):
@@ -69,7 +69,7 @@ class ParallelAdapterMlp(Mlp):
         return self.fc2(self.act(self.fc1(x))) + getattr(self, self.adapter_name)(x)
 
 
-class AdaptFormer(Strategy):
+class AdaptFormer(TransferStrategy):
     """Args: hidden (bottleneck width, 64), scale (0.1), blocks (indices, None: all), dropout."""
 
     prefix = "adaptformer"

@@ -14,10 +14,10 @@ from __future__ import annotations
 from torch import nn
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
-class Compose(Strategy):
+class Compose(TransferStrategy):
     """Args: strategies: the parts, applied in this order."""
 
     @classmethod
@@ -35,23 +35,25 @@ class Compose(Strategy):
     def needs_projection(self) -> bool:
         return any(part.needs_projection for part in self.parts)
 
-    def reference_at_init(self) -> Strategy:
-        changed = [ref for ref in (part.reference_at_init() for part in self.parts) if type(ref) is not Strategy]
-        return Compose(changed) if changed else Strategy()
+    def reference_at_init(self) -> TransferStrategy:
+        changed = [
+            ref for ref in (part.reference_at_init() for part in self.parts) if type(ref) is not TransferStrategy
+        ]
+        return Compose(changed) if changed else TransferStrategy()
 
-    def __init__(self, strategies: list[Strategy]) -> None:
+    def __init__(self, strategies: list[TransferStrategy]) -> None:
         super().__init__()
         if not strategies:
-            raise ValueError("strategy.strategies: give at least one strategy")
-        own_forward = [type(s).__name__ for s in strategies if type(s).forward is not Strategy.forward]
+            raise ValueError("transfer.strategies: give at least one strategy")
+        own_forward = [type(s).__name__ for s in strategies if type(s).forward is not TransferStrategy.forward]
         if own_forward:
             raise ValueError(
-                f"strategy.strategies: {own_forward} compute their own features (side networks) and cannot be "
+                f"transfer.strategies: {own_forward} compute their own features (side networks) and cannot be "
                 "composed with others; use them alone"
             )
         prefixes = [s.prefix for s in strategies if s.prefix]
         if len(prefixes) != len(set(prefixes)):
-            raise ValueError(f"strategy.strategies: two parts share a prefix ({prefixes}); compose different methods")
+            raise ValueError(f"transfer.strategies: two parts share a prefix ({prefixes}); compose different methods")
         self.parts = nn.ModuleList(strategies)
 
     def apply(self, backbone: CLIP) -> None:
@@ -64,7 +66,7 @@ class Compose(Strategy):
                 if path in before and before[path] is not module:
                     if path in replaced:
                         raise ValueError(
-                            f"strategy.strategies: {name} replaces {path}, which {replaced[path]} replaced before it; "
+                            f"transfer.strategies: {name} replaces {path}, which {replaced[path]} replaced before it; "
                             "these two methods modify the same module and cannot be composed"
                         )
                     replaced[path] = name

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import LayerNormFp32, QuickGELU
-from lit_i2v.strategies.base import Strategy, VideoFeatures
+from lit_i2v.strategies.base import TransferStrategy, VideoFeatures
 
 
 def _mlp(width: int, hidden: int) -> nn.Sequential:
@@ -107,7 +107,7 @@ class PoolingLayer(nn.Module):
         return video_q, frame_q
 
 
-class DiST(Strategy):
+class DiST(TransferStrategy):
     """Args:
     alpha: the image tower sees every ``alpha``-th frame (8+16f: 16 input frames, alpha 2).
     temporal_dim: width of the dense temporal encoder (96).

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import LayerNormFp32, QuickGELU
-from lit_i2v.strategies.base import Strategy, VideoFeatures
+from lit_i2v.strategies.base import TransferStrategy, VideoFeatures
 
 
 class CrossFrameCue(nn.Module):
@@ -80,7 +80,7 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class EVL(Strategy):
+class EVL(TransferStrategy):
     """Args:
     num_layers: decoder layers = backbone blocks read, the last ones (4).
     heads: decoder attention heads (12 for B/16).
@@ -116,7 +116,7 @@ class EVL(Strategy):
         visual = backbone.visual
         width, depth = visual.width, len(visual.blocks)
         if self.num_layers > depth:
-            raise ValueError(f"strategy.num_layers is {self.num_layers} but the image tower has {depth} blocks")
+            raise ValueError(f"transfer.num_layers is {self.num_layers} but the image tower has {depth} blocks")
         n = self.num_layers
         self.query = nn.Parameter(torch.empty(1, 1, width).normal_(std=0.02))
         self.decoder = nn.ModuleList(DecoderLayer(width, self.heads, dropout=self.mlp_dropout) for _ in range(n))

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.weights import load_state, read_checkpoint
-from lit_i2v.strategies.base import Strategy, VideoFeatures
+from lit_i2v.strategies.base import TransferStrategy, VideoFeatures
 from lit_i2v.strategies.frozen import Frozen
 
 
@@ -99,7 +99,7 @@ class TimmImageModel(ExtraModel):
         return f"name={self.name!r}, checkpoint={self.checkpoint!r}, trainable={self.trainable}"
 
 
-class WithExtraModel(Strategy):
+class WithExtraModel(TransferStrategy):
     """Args:
     extra: the extra model.
     strategy: the backbone's own strategy (default ``Frozen``); it must output tower features per frame (side
@@ -122,10 +122,10 @@ class WithExtraModel(Strategy):
     def needs_projection(self) -> bool:
         return self.inner.needs_projection
 
-    def reference_at_init(self) -> Strategy:
+    def reference_at_init(self) -> TransferStrategy:
         return self.inner.reference_at_init()
 
-    def __init__(self, extra: ExtraModel, strategy: Strategy | None = None) -> None:
+    def __init__(self, extra: ExtraModel, strategy: TransferStrategy | None = None) -> None:
         super().__init__()
         self.inner = strategy or Frozen()
         self.extra = extra

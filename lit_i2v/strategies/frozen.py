@@ -8,10 +8,10 @@ no training at all. The backbone runs without autograd.
 
 from __future__ import annotations
 
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
-class Frozen(Strategy):
+class Frozen(TransferStrategy):
     """No backbone parameter trains; only the task's temporal module and head do."""
 
     def trainable(self, name: str) -> bool:

@@ -12,10 +12,10 @@ prompts every step.
 
 from __future__ import annotations
 
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
-class FullFinetune(Strategy):
+class FullFinetune(TransferStrategy):
     """Args: towers: which towers train (``visual``, ``text``); ``logit_scale`` trains with the text tower."""
 
     def __init__(self, towers: list[str] | None = None) -> None:
@@ -23,7 +23,7 @@ class FullFinetune(Strategy):
         self.towers = towers or ["visual"]
         unknown = set(self.towers) - {"visual", "text"}
         if unknown:
-            raise ValueError(f"strategy.towers: unknown tower(s) {sorted(unknown)}; choose from visual, text")
+            raise ValueError(f"transfer.towers: unknown tower(s) {sorted(unknown)}; choose from visual, text")
 
     def trainable(self, name: str) -> bool:
         tower = "text" if name == "logit_scale" else name.split(".")[0]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
 class LoRALinear(nn.Linear):
@@ -53,7 +53,7 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, rank={self.rank}, scaling={self.scaling:g}"
 
 
-class LoRA(Strategy):
+class LoRA(TransferStrategy):
     """Args:
     targets: suffixes of the linear layers to adapt within each block (``attn.qkv``, ``attn.proj``, ``mlp.fc1``,
         ``mlp.fc2``).
@@ -96,7 +96,7 @@ class LoRA(Strategy):
         if not replaced:
             linears = [n for n, m in backbone.visual.named_modules() if isinstance(m, nn.Linear)][:6]
             raise ValueError(
-                f"strategy.targets {self.targets} match no linear layer in {self.towers}; "
+                f"transfer.targets {self.targets} match no linear layer in {self.towers}; "
                 f"layers are named like {linears}"
             )
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
-class PartialFinetune(Strategy):
+class PartialFinetune(TransferStrategy):
     """Args:
     last_blocks: train the last k image-tower blocks and everything after them (final norm, projection).
     norms: train every LayerNorm of the image tower.
@@ -27,14 +27,14 @@ class PartialFinetune(Strategy):
     def __init__(self, last_blocks: int = 0, norms: bool = False, biases: bool = False) -> None:
         super().__init__()
         if not (last_blocks or norms or biases):
-            raise ValueError("strategy: choose at least one of last_blocks > 0, norms: true, biases: true")
+            raise ValueError("transfer: choose at least one of last_blocks > 0, norms: true, biases: true")
         self.last_blocks, self.norms, self.biases = last_blocks, norms, biases
         self.depth = 0
 
     def apply(self, backbone: CLIP) -> None:
         self.depth = len(backbone.visual.blocks)
         if self.last_blocks > self.depth:
-            raise ValueError(f"strategy.last_blocks is {self.last_blocks} but the image tower has {self.depth} blocks")
+            raise ValueError(f"transfer.last_blocks is {self.last_blocks} but the image tower has {self.depth} blocks")
 
     def trainable(self, name: str) -> bool:
         if not name.startswith("visual."):

@@ -20,7 +20,7 @@ import math
 from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.strategies.base import Strategy, select_blocks
+from lit_i2v.strategies.base import TransferStrategy, select_blocks
 
 
 class STAdapterModule(nn.Module):
@@ -52,7 +52,7 @@ class STAdapterModule(nn.Module):
         return x + nn.functional.pad(delta, (0, 0, prefix, 0))  # the prefix tokens get no update
 
 
-class STAdapter(Strategy):
+class STAdapter(TransferStrategy):
     """Args:
     channels: bottleneck width Ca (384 in the paper).
     positions: seams that get an adapter: ``[pre_mlp]`` (K400, 12x384) or ``[pre_attn, pre_mlp]`` (SSv2, 24x384).
@@ -78,7 +78,7 @@ class STAdapter(Strategy):
         self.positions = positions or ["pre_mlp"]
         unknown = set(self.positions) - {"pre_attn", "pre_mlp"}
         if unknown:
-            raise ValueError(f"strategy.positions: unknown seam(s) {sorted(unknown)}; choose pre_attn, pre_mlp")
+            raise ValueError(f"transfer.positions: unknown seam(s) {sorted(unknown)}; choose pre_attn, pre_mlp")
 
     def apply(self, backbone: CLIP) -> None:
         for block in select_blocks(backbone.visual, self.blocks):

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import LayerNormFp32
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
 class VitaTokens(nn.Module):
@@ -102,7 +102,7 @@ class FrameEmbedding(nn.Module):
         return (x + self.embedding[:, :num_frames].to(x.dtype)).reshape(bt, length, width)
 
 
-class VitaCLIP(Strategy):
+class VitaCLIP(TransferStrategy):
     """Args:
     num_global: global prompts per block (8).
     local_prompts: frame-conditioned local prompts.

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.strategies.base import Strategy
+from lit_i2v.strategies.base import TransferStrategy
 
 
 class PromptTokens(nn.Module):
@@ -36,7 +36,7 @@ class PromptTokens(nn.Module):
         return torch.cat([x[:, : self.first], prompts, rest], dim=1)
 
 
-class VPT(Strategy):
+class VPT(TransferStrategy):
     """Args: num_prompts (P), deep (fresh prompts before every block), dropout on prompts."""
 
     prefix = "vpt"

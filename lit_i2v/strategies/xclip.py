@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import LayerNormFp32
-from lit_i2v.strategies.base import Strategy, select_blocks
+from lit_i2v.strategies.base import TransferStrategy, select_blocks
 
 
 class CrossFrameMessage(nn.Module):
@@ -55,7 +55,7 @@ class DropMessage(nn.Module):
         return x[:, :-1]
 
 
-class XCLIP(Strategy):
+class XCLIP(TransferStrategy):
     """Args:
     blocks: blocks that get message tokens (None: all, as the paper).
     train_tower: fine-tune the image tower with the messages (the paper); False trains the messages only.

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.backbones.vit import Attention, Mlp
-from lit_i2v.strategies.base import Strategy, select_blocks
+from lit_i2v.strategies.base import TransferStrategy, select_blocks
 from lit_i2v.strategies.bottleneck import Bottleneck
 from lit_i2v.strategies.temporal_embedding import TemporalEmbedding
 
@@ -95,7 +95,7 @@ def fold_after(linear: nn.Linear, adapter: Bottleneck) -> None:
     linear.weight.copy_(m @ linear.weight)
 
 
-class ZeroI2V(Strategy):
+class ZeroI2V(TransferStrategy):
     """Args:
     scale: adapter scale s (0.5 K400, 1.0 SSv2).
     ratio: adapter bottleneck over D (0.25).
@@ -129,7 +129,7 @@ class ZeroI2V(Strategy):
         self.mlp_out, self.temporal_embedding, self.max_frames = mlp_out, temporal_embedding, max_frames
         self.blocks, self.merged = blocks, merged
 
-    def reference_at_init(self) -> Strategy:
+    def reference_at_init(self) -> TransferStrategy:
         # The head shift changes attention from step 0 (it has no parameters to zero); the adapters start as the
         # identity, so at init the model equals the shift alone: the merged architecture.
         return ZeroI2V(shift_heads=self.shift_heads, blocks=self.blocks, merged=True)
@@ -145,7 +145,7 @@ class ZeroI2V(Strategy):
             visual.post_embed["zeroi2v_temporal"] = TemporalEmbedding(self.max_frames, visual.width)
         for block in select_blocks(visual, self.blocks):
             if max(self.shift_heads) >= block.attn.num_heads:
-                raise ValueError(f"strategy.shift_heads {self.shift_heads}: the tower has {block.attn.num_heads} heads")
+                raise ValueError(f"transfer.shift_heads {self.shift_heads}: the tower has {block.attn.num_heads} heads")
             w = visual.width
             block.attn = ShiftedHeadAttention(block.attn, self.shift_heads, self._adapter(w), self._adapter(w))
             block.mlp = AdaptedMlp(block.mlp, self._adapter(w), self._adapter(w) if self.mlp_out else None)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.errors import ConfigError
-from lit_i2v.strategies import FullFinetune, Strategy, freeze
+from lit_i2v.strategies import FullFinetune, TransferStrategy, freeze
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 
@@ -27,21 +27,21 @@ class VideoTask(L.LightningModule):
 
     Args:
         backbone: the image-language model (``lit_i2v.backbones.CLIP``).
-        strategy: the transfer strategy (``lit_i2v.strategies.*``); None means full fine-tuning of all towers.
+        transfer: the transfer strategy (``lit_i2v.strategies.*``); None means full fine-tuning of all towers.
         optim: how the trainable parameters are optimised (``lit_i2v.tasks.Optimization``: optimizer, layer decay,
             warm-up, schedule floor, new-module lr scale).
         runtime: how the task runs (``lit_i2v.tasks.Runtime``: compile, trainable-only checkpoints).
     """
 
     def __init__(
-        self, backbone: CLIP, strategy: Strategy | None = None, optim: Optimization | None = None,
+        self, backbone: CLIP, transfer: TransferStrategy | None = None, optim: Optimization | None = None,
         runtime: Runtime | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.backbone = backbone
-        self.strategy = strategy or FullFinetune(towers=["visual", "text"])
-        self.strategy.apply(backbone)
-        freeze(backbone, self.strategy)
+        self.transfer = transfer or FullFinetune(towers=["visual", "text"])
+        self.transfer.apply(backbone)
+        freeze(backbone, self.transfer)
         self.optim, self.runtime = optim or Optimization(), runtime or Runtime()
         compile = self.runtime.compile
         self.compile_backend = "inductor" if compile is True else (compile or None)
@@ -102,6 +102,9 @@ class VideoTask(L.LightningModule):
             checkpoint["trainable_only"] = True
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("state_dict") or {}
+        for key in [k for k in state if k.startswith("strategy.")]:  # written before the argument was ``transfer``
+            state[f"transfer.{key.removeprefix('strategy.')}"] = state.pop(key)
         if checkpoint.get("trainable_only"):
             self.load_trainable_state_dict(checkpoint["state_dict"])  # checks the names, then loads
             self.strict_loading = False

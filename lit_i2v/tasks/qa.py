@@ -22,14 +22,14 @@ from torchmetrics import SumMetric
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.heads import MeanPool, Temporal
-from lit_i2v.strategies import Strategy
+from lit_i2v.strategies import TransferStrategy
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 
 
 class VideoQuestionAnswering(VideoTask):
     """Args:
-    backbone, strategy, optim, runtime: as ``ActionRecognition``.
+    backbone, transfer, optim, runtime: as ``ActionRecognition``.
     mode: ``open`` (answer vocabulary) or ``mc`` (multiple choice).
     num_answers: size of the answer vocabulary (``open``).
     temporal: pools projected frame embeddings over time (default ``MeanPool``).
@@ -45,7 +45,7 @@ class VideoQuestionAnswering(VideoTask):
         backbone: CLIP,
         mode: Literal["open", "mc"] = "open",
         num_answers: int = 0,
-        strategy: Strategy | None = None,
+        transfer: TransferStrategy | None = None,
         temporal: Temporal | None = None,
         hidden: int = 512,
         dropout: float = 0.1,
@@ -53,8 +53,8 @@ class VideoQuestionAnswering(VideoTask):
         optim: Optimization | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(backbone, strategy, optim=optim, runtime=runtime)
-        self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
+        super().__init__(backbone, transfer, optim=optim, runtime=runtime)
+        self.save_hyperparameters(ignore=["backbone", "transfer", "temporal"])
         if mode == "open" and num_answers < 1:
             raise ValueError("model.num_answers: open-ended QA needs the size of the answer vocabulary")
         self.mode = mode
@@ -75,7 +75,7 @@ class VideoQuestionAnswering(VideoTask):
 
     def video_embedding(self, video: Tensor) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → L2-normalised ``(B, E)``."""
-        return F.normalize(self.temporal(self.strategy(self.backbone, video, project=True)).float(), dim=-1)
+        return F.normalize(self.temporal(self.transfer(self.backbone, video, project=True)).float(), dim=-1)
 
     def text_embedding(self, texts: list[str]) -> Tensor:
         tokens = self.backbone.tokenize(texts).to(self.device)

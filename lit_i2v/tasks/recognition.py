@@ -22,7 +22,7 @@ from lit_i2v.backbones import CLIP
 from lit_i2v.errors import ConfigError
 from lit_i2v.heads import Head, LinearHead, MeanPool, Temporal
 from lit_i2v.metrics import mean_class_accuracy
-from lit_i2v.strategies import Strategy
+from lit_i2v.strategies import TransferStrategy
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 from lit_i2v.tasks.distillation import Distillation
@@ -35,7 +35,7 @@ class ActionRecognition(VideoTask):
     Args:
         backbone: the image-language model.
         num_classes: number of classes K.
-        strategy: transfer strategy (default: full fine-tuning).
+        transfer: the transfer strategy (``lit_i2v.strategies.*``; default: full fine-tuning).
         head: classification head (default: ``LinearHead``).
         temporal: module pooling per-frame features over time (default: ``MeanPool``).
         class_names: class names in index order, needed by text heads; in a config, an SSv2 labels JSON or a text
@@ -57,7 +57,7 @@ class ActionRecognition(VideoTask):
         self,
         backbone: CLIP,
         num_classes: int,
-        strategy: Strategy | None = None,
+        transfer: TransferStrategy | None = None,
         head: Head | None = None,
         temporal: Temporal | None = None,
         class_names: list[str] | str | None = None,
@@ -70,10 +70,10 @@ class ActionRecognition(VideoTask):
         distillation: Distillation | None = None,
         report_samples: int = 4,
     ) -> None:
-        super().__init__(backbone, strategy, optim=optim, runtime=runtime)
+        super().__init__(backbone, transfer, optim=optim, runtime=runtime)
         if num_classes < 1:
             raise ConfigError(f"model.init_args.num_classes: must be at least 1, got {num_classes}")
-        self.save_hyperparameters(ignore=["backbone", "strategy", "head", "temporal", "distillation"])
+        self.save_hyperparameters(ignore=["backbone", "transfer", "head", "temporal", "distillation"])
         self.num_classes = num_classes
         self.temporal = temporal or MeanPool()
         self.head = head or LinearHead()
@@ -88,9 +88,9 @@ class ActionRecognition(VideoTask):
             )
         self.class_names = class_names if isinstance(class_names, list) else None
         self.head.build(backbone, num_classes, self.class_names)
-        if self.strategy.needs_projection and not self.head.needs_projection:
+        if self.transfer.needs_projection and not self.head.needs_projection:
             raise ConfigError(
-                f"model.init_args.head: {type(self.strategy).__name__} outputs CLIP's joint space; use a head on "
+                f"model.init_args.head: {type(self.transfer).__name__} outputs CLIP's joint space; use a head on "
                 "projected features (TextClassifierHead, or LinearHead with project: true)"
             )
         width = backbone.embed_dim if self.head.needs_projection else backbone.visual.width
@@ -127,7 +127,7 @@ class ActionRecognition(VideoTask):
     def pooled(self, video: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalised clips ``(B, T, 3, H, W)`` → the video feature ``(B, C)``, and the last block's patch tokens
         ``(B, T, N, D)`` when the head reads them (None otherwise)."""
-        features = self.strategy.encode(
+        features = self.transfer.encode(
             self.backbone, video, project=self.head.needs_projection, tokens=self.head.needs_tokens
         )  # frames (B, T, C), tokens (B, T, N, D) or None
         return self.temporal(features.frames), features.tokens

@@ -28,7 +28,7 @@ from lit_i2v.backbones import CLIP
 from lit_i2v.heads import MeanPool, Temporal
 from lit_i2v.metrics import chunked_similarity, dual_softmax, retrieval_metrics
 from lit_i2v.metrics.retrieval import V2T
-from lit_i2v.strategies import Strategy
+from lit_i2v.strategies import TransferStrategy
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 
@@ -49,7 +49,7 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
 class TextVideoRetrieval(VideoTask):
     """Args:
-    backbone, strategy, optim, runtime: as ``ActionRecognition``.
+    backbone, transfer, optim, runtime: as ``ActionRecognition``.
     temporal: pools projected frame embeddings over time (default ``MeanPool``: CLIP4Clip's meanP; ``XPool``:
         text-conditioned).
     dual_softmax: re-rank the evaluation similarities with a dual softmax (inference only).
@@ -65,7 +65,7 @@ class TextVideoRetrieval(VideoTask):
     def __init__(
         self,
         backbone: CLIP,
-        strategy: Strategy | None = None,
+        transfer: TransferStrategy | None = None,
         temporal: Temporal | None = None,
         optim: Optimization | None = None,
         runtime: Runtime | None = None,
@@ -73,8 +73,8 @@ class TextVideoRetrieval(VideoTask):
         text_batch_size: int = 256,
         v2t: V2T = "group",
     ) -> None:
-        super().__init__(backbone, strategy, optim=optim, runtime=runtime)
-        self.save_hyperparameters(ignore=["backbone", "strategy", "temporal"])
+        super().__init__(backbone, transfer, optim=optim, runtime=runtime)
+        self.save_hyperparameters(ignore=["backbone", "transfer", "temporal"])
         self.temporal = temporal or MeanPool()
         self.temporal.build(backbone.embed_dim, backbone)
         self.conditioned = getattr(self.temporal, "text_conditioned", False)
@@ -87,7 +87,7 @@ class TextVideoRetrieval(VideoTask):
     def encode_videos(self, video: Tensor) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → L2-normalised video embeddings ``(B, E)``; with a text-conditioned
         pooling, the frame embeddings ``(B, T, E)`` it pools per caption."""
-        frames = self.strategy(self.backbone, video, project=True).float()  # (B, T, E)
+        frames = self.transfer(self.backbone, video, project=True).float()  # (B, T, E)
         return frames if self.conditioned else F.normalize(self.temporal(frames).float(), dim=-1)
 
     def encode_texts(self, texts: list[str]) -> Tensor:
