@@ -14,7 +14,9 @@ import collections
 
 import torch
 
-from lit_i2v.data.grounding import SyntheticGrounding, collate_moments
+from lit_i2v.data.grounding import GroundingDataModule, collate_moments
+from lit_i2v.data.synthetic import SyntheticMoments
+from lit_i2v.extract import prepare_features
 from lit_i2v.metrics.grounding import query_scores
 from lit_i2v.tasks.grounding import TemporalGrounding
 
@@ -23,10 +25,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", default="runs/grounding-synthetic/checkpoints/last.ckpt")
     args = p.parse_args()
-    dm = SyntheticGrounding()
+    model = TemporalGrounding.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
+    dm = GroundingDataModule(synthetic=SyntheticMoments(), root="data/synthetic-grounding")
+    prepare_features(model, dm)  # the recipe's run has made them already; extracted here if not
     dm.setup("test")
     dataset = dm.datasets["test"]
-    model = TemporalGrounding.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
     by_video = collections.defaultdict(list)
     for i, moment in enumerate(dataset.moments):
         by_video[moment.video_id].append(i)

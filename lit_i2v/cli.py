@@ -138,17 +138,13 @@ class LitI2VCLI(LightningCLI):
             raise CheckpointError(f"--ckpt_path=last: {folder} holds no last.ckpt to {self.subcommand}")
         config.ckpt_path = path or "last"  # fit without one starts afresh (a first launch of a requeued job)
 
-    def before_fit(self) -> None:
-        self._resolve_last()
+    def _before_run(self) -> None:
+        from lit_i2v.extract import prepare_features
 
-    def before_validate(self) -> None:
         self._resolve_last()
+        prepare_features(self.model, self.datamodule)  # a synthetic grounding set's features, on first use
 
-    def before_test(self) -> None:
-        self._resolve_last()
-
-    def before_predict(self) -> None:
-        self._resolve_last()
+    before_fit = before_validate = before_test = before_predict = _before_run
 
     def instantiate_classes(self) -> None:
         if self.only is None:

@@ -101,7 +101,9 @@ def _accepted_options(class_path: str) -> list[str]:
     return [p for p in parameters if p not in ("self", "args", "kwargs")]
 
 
-RENAMED = {"strategy": "transfer"}  # task options renamed since a release: old name -> new (2026-12: trainer.strategy)
+# options moved since a release: old name -> (an option the new home's class has, the new key). 2026-12: the task's
+# strategy beside trainer.strategy; the grounding extractor, a model, out of the data
+MOVED = {"strategy": ("transfer", "model.init_args.transfer"), "extractor": ("features", "model.init_args.extractor")}
 
 
 def _unknown_option(message: str) -> str | None:
@@ -113,9 +115,8 @@ def _unknown_option(message: str) -> str | None:
     class_path, option = unknown[-1].groups()
     accepted = _accepted_options(class_path)
     first = option.split(".")[0]
-    if RENAMED.get(first) in accepted:
-        new = RENAMED[first]
-        return f"{class_path.rpartition('.')[2]}: option {first!r} is now {new!r} (model.init_args.{new})"
+    if first in MOVED and MOVED[first][0] in accepted:
+        return f"{class_path.rpartition('.')[2]}: option {first!r} is now {MOVED[first][1]}"
     close = difflib.get_close_matches(option, accepted, n=1)
     where = re.findall(r"NestedArg\(key='([\w.]+)'", message)
     parser_key = re.match(r'\s*Parser key "([\w.]+)"', message)

@@ -283,7 +283,7 @@ def test_check_data_lists_every_label_outside_the_models_classes(lists, synth_ro
         ),
         (  # the name it had until 2026-12, beside trainer.strategy
             "--model.init_args.strategy=lit_i2v.strategies.AIM",
-            r"ActionRecognition: option 'strategy' is now 'transfer' \(model.init_args.transfer\)$",
+            "ActionRecognition: option 'strategy' is now model.init_args.transfer$",
         ),
     ],
 )

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_i2v.backbones import FeatureExtractor
 from lit_i2v.cli import main
 from lit_i2v.data.annotations import AnnotationError
-from lit_i2v.data.grounding import FeatureExtractor, FeatureStore, GroundingDataModule, extract_features, read_moments
-from lit_i2v.data.synthetic import EventSpec, render_events, write_grounding, write_video
+from lit_i2v.data.grounding import FeatureStore, GroundingDataModule, read_moments
+from lit_i2v.data.synthetic import EventSpec, SyntheticMoments, render_events, write_grounding, write_video
+from lit_i2v.errors import ConfigError
+from lit_i2v.extract import extract_features, extract_for
 from lit_i2v.heads.span import SpanHead, decode_spans, segment_targets
 from lit_i2v.metrics.grounding import average_precision, query_scores, temporal_iou
 
@@ -99,8 +102,9 @@ def test_extraction_embeds_segments_and_queries_resumably_and_reports_broken_vid
         videos[f"v{i}"] = str(tmp_path / f"v{i}.mp4")
     (tmp_path / "broken.mp4").write_bytes(b"nope")
     videos["broken"] = str(tmp_path / "broken.mp4")
-    extractor = FeatureExtractor("ViT-T-8-test", None, rate=2.0, batch_size=4, videos_per_shard=2)
-    index = extract_features(videos, ["a red circle", "a blue square", "a red circle"], tmp_path / "f", extractor)
+    extractor = FeatureExtractor("ViT-T-8-test", None, rate=2.0, batch_size=4)
+    queries = ["a red circle", "a blue square", "a red circle"]
+    index = extract_features(videos, queries, tmp_path / "f", extractor, videos_per_shard=2)
     assert index["videos"] == 3 and index["dim"] == 32 and index["shards"] == ["video-000000", "video-000001"]
     assert index["failed"][0].startswith("broken: ")
     store = FeatureStore(tmp_path / "f")
@@ -120,7 +124,7 @@ def test_extraction_embeds_segments_and_queries_resumably_and_reports_broken_vid
     assert torch.allclose(store.text("a blue square").float(), model.encode_text(model.tokenize(["a blue square"]))[0],
                           atol=2e-3)  # fmt: skip
     stamp = (tmp_path / "f" / "video-000000.safetensors").stat().st_mtime_ns
-    extract_features(videos, ["a red circle"], tmp_path / "f", extractor)
+    extract_features(videos, ["a red circle"], tmp_path / "f", extractor, videos_per_shard=2)
     assert (tmp_path / "f" / "video-000000.safetensors").stat().st_mtime_ns == stamp  # finished shards are kept
 
 
@@ -169,16 +173,15 @@ def grounding_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("grounding")
     write_grounding(root, (16, 7, 7), EventSpec(size=32, frames=24, fps=8), seed=3)
     dm = GroundingDataModule(str(root / "features"), str(root / "charades_sta_train.txt"),
-                             str(root / "charades_sta_val.txt"), root=str(root / "videos"),
-                             extractor=FeatureExtractor("ViT-T-8-test", None, rate=4.0))  # fmt: skip
-    dm.extract()
+                             str(root / "charades_sta_val.txt"), root=str(root / "videos"))  # fmt: skip
+    extract_for(dm, FeatureExtractor("ViT-T-8-test", None, rate=4.0))
     return root
 
 
 def grounding_overrides(root: Path, run: Path) -> list[str]:
     return [
         "--config", str(ROOT / "configs" / "grounding" / "synthetic.yaml"),
-        "--data=lit_i2v.data.GroundingDataModule", f"--data.features={root / 'features'}",
+        "--data.synthetic=null", f"--data.features={root / 'features'}",
         f"--data.train={root / 'charades_sta_train.txt'}", f"--data.val={root / 'charades_sta_val.txt'}",
         f"--data.root={root / 'videos'}",
         "--data.batch_size=8", "--data.num_workers=0",
@@ -229,7 +232,30 @@ def test_extract_command_on_the_recipe(grounding_root, tmp_path, capsys):
     out = tmp_path / "features"
     args = [a for a in grounding_overrides(grounding_root, tmp_path / "run") if not a.startswith("--trainer")]
     args = [a if not a.startswith("--data.features=") else f"--data.features={out}" for a in args]
-    args += ["--data.extractor.arch=ViT-T-8-test", "--data.extractor.pretrained=null"]
+    args += ["--model.init_args.extractor.arch=ViT-T-8-test", "--model.init_args.extractor.pretrained=null"]
     assert main(["extract", *args, "--split", "val"]) == 0
     assert "7 videos and their queries embedded into" in capsys.readouterr().out
     assert json.loads((out / "index.json").read_text())["videos"] == 7
+
+
+def test_the_synthetic_recipe_writes_its_set_and_extracts_with_the_tasks_extractor(tmp_path):
+    """``data.synthetic`` writes the set on first use; the CLI extracts its features with
+    ``model.init_args.extractor`` before the run (the data module builds no model), once."""
+    run, root = tmp_path / "run", tmp_path / "set"
+    args = [
+        "--config", str(ROOT / "configs" / "grounding" / "synthetic.yaml"), f"--data.root={root}",
+        "--data.synthetic.num_train=6", "--data.synthetic.num_val=3", "--data.synthetic.num_test=3",
+        "--data.batch_size=4", "--model.init_args.extractor.arch=ViT-T-8-test",
+        "--model.init_args.extractor.pretrained=null", "--model.init_args.hidden=32", "--trainer.max_epochs=1",
+        f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
+        "--trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    assert main(["fit", *args]) == 0
+    index = json.loads((root / "features" / "index.json").read_text())
+    assert (index["arch"], index["rate"], index["dim"], index["videos"]) == ("ViT-T-8-test", 4.0, 32, 12)
+    stamp = (root / "features" / "index.json").stat().st_mtime_ns
+    assert main(["validate", *args]) == 0
+    assert (root / "features" / "index.json").stat().st_mtime_ns == stamp  # extracted once
+    assert last_value(metrics(run), "val/queries") == 6
+    with pytest.raises(ConfigError, match="data.synthetic writes and reads its own annotation files, but data.train"):
+        GroundingDataModule(train=str(root / "charades_sta_train.txt"), synthetic=SyntheticMoments())

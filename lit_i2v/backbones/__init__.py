@@ -1,6 +1,7 @@
 """Image-language backbones: CLIP towers, tokenizer, weight formats and the name registry."""
 
 from lit_i2v.backbones.clip import CLIP, create_clip
+from lit_i2v.backbones.extractor import FeatureExtractor
 from lit_i2v.backbones.registry import ARCHS, PRETRAINED, list_pretrained
 from lit_i2v.backbones.tokenizer import Tokenizer
 from lit_i2v.backbones.weights import WeightsError, read_checkpoint
@@ -8,6 +9,7 @@ from lit_i2v.backbones.weights import WeightsError, read_checkpoint
 __all__ = [
     "ARCHS",
     "CLIP",
+    "FeatureExtractor",
     "PRETRAINED",
     "Tokenizer",
     "WeightsError",

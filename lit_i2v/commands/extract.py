@@ -1,5 +1,5 @@
-"""Embed every video (frozen CLIP, data.extractor.rate frames a second) and query of a grounding config's splits into
-data.features (resumable)."""
+"""Embed every video (the task's frozen CLIP, model.init_args.extractor.rate frames a second) and query of a grounding
+config's splits into data.features (resumable)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    dm = LitI2VCLI(args=config_args(args, overrides), run=False, only=("data",)).datamodule
-    if not hasattr(dm, "extract"):
-        raise ValueError(f"extract: {type(dm).__name__} has no features to extract (use a GroundingDataModule)")
-    index = dm.extract(args.split, args.device)
+    from lit_i2v.extract import extract_for
+
+    cli = LitI2VCLI(args=config_args(args, overrides), run=False, only=("model", "data"))
+    dm, extractor = cli.datamodule, getattr(cli.model, "extractor", None)
+    if extractor is None or not hasattr(dm, "features"):
+        raise ValueError(
+            f"extract: {type(cli.model).__name__} and {type(dm).__name__} train on pixels; features are extracted for "
+            "tasks that train on them (TemporalGrounding with a GroundingDataModule)"
+        )
+    dm.prepare_data()  # a synthetic set is written first
+    index = extract_for(dm, extractor, args.split, args.device)
     print(f"{index['videos']} videos and their queries embedded into {dm.features} ({index['arch']}, "
           f"{index['rate']} frames/s, {index['dim']}-d); {len(index['failed'])} failed")  # fmt: skip
     for failure in index["failed"]:

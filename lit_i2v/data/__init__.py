@@ -8,10 +8,10 @@ from lit_i2v.data.captions import CaptionDataModule, read_captions
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.decode import DecodeError, open_video
-from lit_i2v.data.grounding import FeatureExtractor, GroundingDataModule, SyntheticGrounding, read_moments
+from lit_i2v.data.grounding import GroundingDataModule, read_moments
 from lit_i2v.data.qa import QADataModule, read_qa
 from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
-from lit_i2v.data.synthetic import Synthetic
+from lit_i2v.data.synthetic import Synthetic, SyntheticMoments
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 __all__ = [
@@ -19,12 +19,11 @@ __all__ = [
     "DecodeError",
     "DenseSampler",
     "EvalTransform",
-    "FeatureExtractor",
     "GroundingDataModule",
     "QADataModule",
     "FrameSampler",
-    "SyntheticGrounding",
     "Synthetic",
+    "SyntheticMoments",
     "TrainTransform",
     "UniformSampler",
     "UnpaddedDistributedSampler",

@@ -1,8 +1,9 @@
 """Temporal grounding data: moment annotations, per-frame CLIP features extracted once, and their DataModule.
 
 Grounding trains on features, not pixels (post-network tuning): ``python -m lit_i2v extract --config X.yaml`` runs
-the frozen CLIP image tower over every video at ``rate`` frames per second and the text tower over every query,
-and writes them under ``data.features``; the grounding model then trains in minutes from those files.
+the task's frozen CLIP (``model.init_args.extractor``) over every video at its ``rate`` frames per second and over
+every query, and writes them under ``data.features`` (``lit_i2v.extract``); the grounding model then trains in
+minutes from those files. This module reads them; it builds no model.
 
 Annotation formats (``format``):
 
@@ -10,7 +11,7 @@ Annotation formats (``format``):
 - ``qvhighlights``: QVHighlights' JSON lines, ``{"qid", "query", "vid", "duration", "relevant_windows": [[s, e],
   ...]}`` (several windows per query).
 
-Feature folder (written by :func:`extract_features`, resumable shard by shard)::
+Feature folder (written by ``lit_i2v.extract.extract_features``, resumable shard by shard)::
 
     index.json                 arch, weights, rate, dim; the video shards; per split the annotation file it covers
     video-000000.safetensors   per video id: (N, E) float16 image embeddings of N equal segments' centre frames
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,9 +38,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.dataset import UnpaddedDistributedSampler
-from lit_i2v.data.decode import Backend, open_video
+from lit_i2v.data.decode import Backend
 from lit_i2v.data.loader import SplitLoaders
-from lit_i2v.data.transforms import EvalTransform
+from lit_i2v.data.synthetic import SYNTHETIC_GROUNDING_ROOT, SyntheticMoments
+from lit_i2v.errors import ConfigError
 
 log = logging.getLogger("lit_i2v.data")
 GroundingFormat = Literal["auto", "charades_sta", "qvhighlights"]
@@ -87,140 +88,6 @@ def read_moments(path: str | Path, format: GroundingFormat = "auto") -> list[Mom
     if not moments:
         raise AnnotationError(f"{path}: no moments")
     return moments
-
-
-# ---------------------------------------------------------------------------------------------------- extraction
-
-
-class FeatureExtractor:
-    """What ``extract`` runs: a CLIP's towers, frozen, at ``rate`` frames per second.
-
-    Args:
-        arch: CLIP architecture (``lit_i2v.backbones.CLIP``).
-        pretrained: its weights (tag, file or hub name).
-        rate: frames embedded per second of video (Charades-STA recipes: 2-4; QVHighlights: 0.5, one per 2 s).
-        batch_size: frames per forward pass.
-        backend: video decoder.
-        videos_per_shard: videos per feature file.
-    """
-
-    def __init__(
-        self,
-        arch: str = "ViT-B-16",
-        pretrained: str | None = "openai",
-        rate: float = 2.0,
-        batch_size: int = 64,
-        backend: Backend = "auto",
-        videos_per_shard: int = 256,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"data.extractor.rate must be positive, got {rate}")
-        self.arch, self.pretrained, self.rate = arch, pretrained, rate
-        self.batch_size, self.backend, self.videos_per_shard = batch_size, backend, videos_per_shard
-        self._model = None
-
-    @property
-    def model(self):
-        if self._model is None:
-            from lit_i2v.backbones import CLIP
-
-            self._model = CLIP(self.arch, self.pretrained).eval().requires_grad_(False)
-        return self._model
-
-    def describe(self) -> dict:
-        return {"arch": self.arch, "pretrained": self.pretrained, "rate": self.rate}
-
-    @torch.no_grad()
-    def video(self, path: str, device: torch.device) -> tuple[Tensor, float]:
-        """``(N, E)`` float16 embeddings of the centre frames of N equal segments, and the duration in seconds."""
-        reader = open_video(path, self.backend)
-        duration = reader.num_frames / reader.fps
-        n = max(1, round(duration * self.rate))
-        indices = [min(int((k + 0.5) * reader.num_frames / n), reader.num_frames - 1) for k in range(n)]
-        size = self.model.pretrained_cfg["image_size"]
-        transform = EvalTransform(size=size)
-        cfg = self.model.pretrained_cfg
-        mean = torch.tensor(cfg["mean"], device=device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1) * 255
-        out = []
-        for start in range(0, n, self.batch_size):
-            frames = reader.get_frames(indices[start : start + self.batch_size])
-            images = transform(frames)[0].to(device).contiguous()  # (b, 3, S, S) uint8, planar
-            out.append(self.model.encode_image((images.float() - mean) / std).half().cpu())
-        return torch.cat(out), duration
-
-    @torch.no_grad()
-    def texts(self, queries: list[str], device: torch.device) -> Tensor:
-        out = []
-        for start in range(0, len(queries), self.batch_size):
-            tokens = self.model.tokenize(queries[start : start + self.batch_size]).to(device)
-            out.append(self.model.encode_text(tokens).half().cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.model.embed_dim, dtype=torch.float16)
-
-
-def _atomic_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
-def _atomic_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(path)
-
-
-def extract_features(
-    videos: dict[str, str],
-    queries: list[str],
-    out: str | Path,
-    extractor: FeatureExtractor,
-    device: str | torch.device = "cpu",
-    splits: dict[str, str] | None = None,
-) -> dict:
-    """Embed ``videos`` (id → path) and ``queries`` under ``out``; returns the index. A finished video shard is kept
-    (resumable); a video that cannot be decoded is reported in the index and left out. ``splits`` (split →
-    annotation file) is recorded so that a DataModule can tell which annotations the features cover."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    extractor.model.to(device)
-    ids = sorted(videos)
-    shards, failed = [], []
-    per = extractor.videos_per_shard
-    for n, start in enumerate(range(0, len(ids), per)):
-        name = f"video-{n:06d}"
-        shards.append(name)
-        if (out / f"{name}.safetensors").is_file() and (out / f"{name}.json").is_file():
-            continue
-        tensors, meta = {}, {}
-        for vid in ids[start : start + per]:
-            try:
-                features, duration = extractor.video(videos[vid], device)
-            except Exception as err:  # reported in the index, never fatal
-                log.warning("not extracted: %s: %s", videos[vid], err)
-                meta[vid] = {"failed": str(err)}
-                continue
-            tensors[vid] = features
-            meta[vid] = {"duration": duration, "num": len(features)}
-        _atomic_tensors(out / f"{name}.safetensors", tensors)
-        _atomic_json(out / f"{name}.json", meta)  # last: the shard counts as finished only with it
-        log.info("extracted %s (%d videos)", name, len(tensors))
-    for name in shards:
-        failed += [f"{vid}: {m['failed']}" for vid, m in json.loads((out / f"{name}.json").read_text()).items()
-                   if "failed" in m]  # fmt: skip
-    unique = sorted(set(queries))
-    previous = json.loads((out / "text.json").read_text()) if (out / "text.json").is_file() else None
-    if previous != unique or not (out / "text.safetensors").is_file():
-        _atomic_tensors(out / "text.safetensors", {"text": extractor.texts(unique, device)})
-        _atomic_json(out / "text.json", unique)
-    dim = extractor.model.embed_dim
-    index = {"format": "lit_i2v-features", "version": 1, **extractor.describe(), "dim": dim,
-             "shards": shards, "videos": len(ids) - len(failed), "failed": failed, "splits": splits or {}}  # fmt: skip
-    _atomic_json(out / "index.json", index)
-    return index
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -303,47 +170,72 @@ class GroundingDataModule(SplitLoaders, L.LightningDataModule):
     """Moments and their extracted features, for ``TemporalGrounding``.
 
     Args:
-        features: feature folder written by ``python -m lit_i2v extract``.
+        features: feature folder written by ``python -m lit_i2v extract`` (with ``synthetic``: ``<root>/features``).
         train: annotation file of the training split.
         val: annotation file of the validation split.
         test: annotation file of the test split (defaults to ``val``).
         root: folder of the videos (for ``extract``).
         format: ``auto``, ``charades_sta`` or ``qvhighlights``.
         video_ext: extension of a video id's file under ``root``.
-        extractor: the frozen CLIP and frame rate that ``extract`` uses.
+        backend: video decoder ``extract`` uses.
         batch_size: queries per device and step.
         eval_batch_size: queries per device in evaluation (defaults to ``batch_size``).
         num_workers: DataLoader workers.
+        synthetic: write the synthetic grounding set under ``root`` (default ``data/synthetic-grounding``) on first
+            use and read it (its files and format are the set's own); the CLI extracts its features with the
+            task's extractor before the run.
     """
 
     def __init__(
         self,
-        features: str,
+        features: str | None = None,
         train: str | None = None,
         val: str | None = None,
         test: str | None = None,
         root: str = "",
         format: GroundingFormat = "auto",
         video_ext: str = ".mp4",
-        extractor: FeatureExtractor | None = None,
+        backend: Backend = "auto",
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
+        synthetic: SyntheticMoments | None = None,
     ) -> None:
         super().__init__()
+        self.synthetic = synthetic
+        if synthetic is not None:
+            given = [k for k, v in (("train", train), ("val", val), ("test", test)) if v]
+            if given:
+                raise ConfigError(
+                    f"data.synthetic writes and reads its own annotation files, but data.{given[0]} is set too: "
+                    "drop it, or set data.synthetic: null to read your own"
+                )
+            self.dataset_root = Path(root or SYNTHETIC_GROUNDING_ROOT)
+            train, val, test = (str(self.dataset_root / f"charades_sta_{s}.txt") for s in ("train", "val", "test"))
+            root, format = str(self.dataset_root / "videos"), "charades_sta"
+            features = features or str(self.dataset_root / "features")
+        if not features:
+            raise ConfigError("data.features: set the feature folder that `python -m lit_i2v extract` writes")
         self.features = features
         self.files = {"train": train, "val": val, "test": test or val}
-        self.root, self.format, self.video_ext = root, format, video_ext
-        self.extractor = extractor or FeatureExtractor()
+        self.root, self.format, self.video_ext, self.backend = root, format, video_ext, backend
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers = num_workers
         self.datasets: dict[str, MomentDataset] = {}
-        if not self.generates_data:
+        if synthetic is None:
             for key, path in self.files.items():
                 if path and not Path(path).is_file():
                     raise FileNotFoundError(f"data.{key}: {path} does not exist; see docs/datasets.md (grounding)")
 
-    generates_data = False  # the synthetic set writes its files in prepare_data
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            self.synthetic.write(self.dataset_root)
+
+    def splits(self) -> list[str]:
+        """The splits set, each once (the test file is often val's)."""
+        return [
+            s for s in ("train", "val", "test") if self.files[s] and (s != "test" or self.files[s] != self.files["val"])
+        ]
 
     def moments(self, split: str) -> list[Moment]:
         path = self.files[split]
@@ -352,18 +244,17 @@ class GroundingDataModule(SplitLoaders, L.LightningDataModule):
         return read_moments(path, self.format)
 
     def videos(self, splits: list[str]) -> dict[str, str]:
-        """Video id → file of every video the splits' moments name."""
+        """Video id → file of every video the splits' moments name (what ``extract`` embeds)."""
         return {m.video_id: str(Path(self.root) / f"{m.video_id}{self.video_ext}") for s in splits
                 for m in self.moments(s)}  # fmt: skip
 
-    def extract(self, splits: list[str] | None = None, device: str = "cpu") -> dict:
-        """Write the features of the splits' videos and queries under ``features``."""
-        splits = splits or [s for s in ("train", "val", "test") if self.files[s]]
-        queries = [m.query for s in splits for m in self.moments(s)]
-        return extract_features(self.videos(splits), queries, self.features, self.extractor, device,
-                                {s: str(self.files[s]) for s in splits})  # fmt: skip
+    def queries(self, splits: list[str]) -> list[str]:
+        """Every query of the splits (what ``extract`` embeds)."""
+        return [m.query for s in splits for m in self.moments(s)]
 
     def setup(self, stage: str | None = None) -> None:
+        if self.synthetic is not None:
+            self.prepare_data()  # idempotent; for use without a Trainer
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
         store = None
         for split in wanted.get(stage or "", ["train", "val", "test"]):
@@ -394,52 +285,3 @@ class GroundingDataModule(SplitLoaders, L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size if training else self.eval_batch_size,
                           shuffle=training, sampler=sampler, drop_last=training, num_workers=self.num_workers,
                           collate_fn=collate_moments, persistent_workers=training and self.num_workers > 0)  # fmt: skip
-
-
-class SyntheticGrounding(GroundingDataModule):
-    """The synthetic grounding set (``synthetic.write_grounding``: two objects a video, each moving in its own
-    window; Charades-STA format), written and its features extracted with the tiny synthetic CLIP on first use.
-
-    Args:
-        root: dataset folder; features go to ``<root>/features``.
-        counts: videos in train, val and test.
-        extractor: defaults to ``ViT-S-8-tiny`` with the ``synthetic`` weights at 4 frames per second.
-        batch_size, eval_batch_size, num_workers: as ``GroundingDataModule``.
-    """
-
-    generates_data = True
-
-    def __init__(
-        self,
-        root: str = "data/synthetic-grounding",
-        counts: tuple[int, int, int] = (240, 80, 80),
-        extractor: FeatureExtractor | None = None,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-    ) -> None:
-        base = Path(root)
-        super().__init__(
-            features=str(base / "features"),
-            train=str(base / "charades_sta_train.txt"),
-            val=str(base / "charades_sta_val.txt"),
-            test=str(base / "charades_sta_test.txt"),
-            root=str(base / "videos"),
-            format="charades_sta",
-            extractor=extractor or FeatureExtractor("ViT-S-8-tiny", "synthetic", rate=4.0),
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-        )
-        self.dataset_root, self.counts = base, tuple(counts)
-
-    def prepare_data(self) -> None:
-        from lit_i2v.data.synthetic import write_grounding
-
-        write_grounding(self.dataset_root, self.counts)
-        if not (Path(self.features) / "index.json").is_file():
-            self.extract()
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare_data()  # idempotent; for use without a Trainer
-        super().setup(stage)

@@ -129,6 +129,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 12, codec: str 
 
 
 SYNTHETIC_ROOT = "data/synthetic-motion"  # where a data module with ``synthetic`` and no ``root`` writes the set
+SYNTHETIC_GROUNDING_ROOT = "data/synthetic-grounding"  # the same for a grounding data module
 
 
 @dataclass
@@ -155,6 +156,27 @@ class Synthetic:
     def write(self, root: str | Path) -> Path:
         counts = (self.num_train, self.num_val, self.num_test)
         return synthesize(root, *counts, spec=SynthSpec(size=self.video_size, frames=self.video_frames), seed=self.seed)
+
+
+@dataclass
+class SyntheticMoments:
+    """A grounding DataModule's ``synthetic`` argument: write the synthetic grounding set (``write_grounding``: two
+    objects a video, each moving in its own window; Charades-STA format) under its ``root`` on first use.
+
+    Args:
+        num_train: training videos (two queries each).
+        num_val: validation videos.
+        num_test: test videos.
+        seed: generation seed.
+    """
+
+    num_train: int = 240
+    num_val: int = 80
+    num_test: int = 80
+    seed: int = 0
+
+    def write(self, root: str | Path) -> Path:
+        return write_grounding(root, (self.num_train, self.num_val, self.num_test), seed=self.seed)
 
 
 def synthesize(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 
+from lit_i2v.backbones import FeatureExtractor
 from lit_i2v.heads.span import SpanHead, decode_spans, segment_targets
 from lit_i2v.metrics.grounding import IOU_THRESHOLDS, query_scores
 from lit_i2v.tasks.args import Optimization
@@ -27,7 +28,9 @@ METRICS = [*(f"R1@{t}" for t in IOU_THRESHOLDS), "IoU", "mAP", "mAP@0.5", "mAP@0
 
 class TemporalGrounding(L.LightningModule):
     """Args:
-    feature_dim: width of the extracted features (the CLIP's embedding width: 512 for ViT-B/16, 768 for L/14).
+    extractor: the frozen CLIP and frame rate the features come from (``lit_i2v.backbones.FeatureExtractor``;
+        ``python -m lit_i2v extract`` runs it; the model never calls it while training).
+    feature_dim: width of the features (default: the extractor's embedding width, 512 for ViT-B/16, 768 for L/14).
     hidden, layers, heads, dropout, max_segments: the ``SpanHead``.
     top_k: ranked predictions kept per query (for mAP).
     nms_iou: IoU above which a lower-ranked span is suppressed.
@@ -39,7 +42,8 @@ class TemporalGrounding(L.LightningModule):
 
     def __init__(
         self,
-        feature_dim: int = 512,
+        extractor: FeatureExtractor | None = None,
+        feature_dim: int | None = None,
         hidden: int = 256,
         layers: int = 2,
         heads: int = 4,
@@ -51,7 +55,8 @@ class TemporalGrounding(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.feature_dim = feature_dim
+        self.extractor = extractor or FeatureExtractor()
+        self.feature_dim = feature_dim = feature_dim or self.extractor.embed_dim
         self.head = SpanHead(feature_dim, hidden, layers, heads, dropout, max_segments)
         self.top_k, self.nms_iou = top_k, nms_iou
         self.optim = optim or Optimization()
