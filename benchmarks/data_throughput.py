@@ -217,7 +217,7 @@ def loader_pass(
     only cut the crops out and the batch arrives packed, to be resized on the device (the default); else the workers
     resize; ``decode_on_device`` (shards): the workers only read the JPEGs, which the device would decode. The pass
     function counts the clips it loaded and its workers' page faults (``stats``)."""
-    from lit_i2v.data import TrainTransform, UniformSampler, VideoDataModule
+    from lit_i2v.data import Labels, TrainTransform, UniformSampler, VideoDataModule
 
     transform = TrainTransform(size=size, device_resize=device_resize)
     common = dict(sampler=UniformSampler(frames), train_transform=transform, batch_size=BATCH, num_workers=workers)
@@ -226,7 +226,7 @@ def loader_pass(
     else:
         listing = root / "train.txt"
         listing.write_text("".join(f"{p.relative_to(root)} 0\n" for p in paths))
-        dm = VideoDataModule(train=str(listing), root=str(root), format="list", **common)
+        dm = VideoDataModule(train=str(listing), root=str(root), annotations=Labels(format="list"), **common)
     dm.setup("fit")
     loader = dm.train_dataloader()
     if not keep_memory:

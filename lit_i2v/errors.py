@@ -103,7 +103,12 @@ def _accepted_options(class_path: str) -> list[str]:
 
 # options moved since a release: old name -> (an option the new home's class has, the new key). 2026-12: the task's
 # strategy beside trainer.strategy; the grounding extractor, a model, out of the data
-MOVED = {"strategy": ("transfer", "model.init_args.transfer"), "extractor": ("features", "model.init_args.extractor")}
+MOVED = {
+    "strategy": ("transfer", "model.init_args.transfer"),
+    "extractor": ("features", "model.init_args.extractor"),
+    **{key: ("annotations", f"data.annotations.init_args.{key} (annotations: lit_i2v.data.Labels)")
+       for key in ("labels", "format", "video_ext", "path_template")},
+}  # fmt: skip
 
 
 def _unknown_option(message: str) -> str | None:
@@ -137,6 +142,18 @@ def _key_path(message: str) -> str:
     return ".init_args.".join(keys)
 
 
+# classes replaced since a release: old class path -> what to write instead (2026-12: one DataModule for every task
+# that reads videos, what the files hold being its ``annotations``)
+MOVED_CLASSES = {
+    "lit_i2v.data.CaptionDataModule": "lit_i2v.data.VideoDataModule with annotations: {class_path: "
+    "lit_i2v.data.Captions, init_args: {format, eval_format, captions, video_ext}}",
+    "lit_i2v.data.QADataModule": "lit_i2v.data.VideoDataModule with annotations: {class_path: "
+    "lit_i2v.data.Questions, init_args: {format, answers, video_prefix, video_ext}}",
+    "lit_i2v.data.SyntheticGrounding": "lit_i2v.data.GroundingDataModule with synthetic: {} (and the extractor under "
+    "model.init_args.extractor)",
+}
+
+
 def _unknown_class(message: str) -> str | None:
     found = re.search(
         r"class_path '([\w.]+)':\s*\n\s*(?:module '([\w.]+)' has no attribute '(\w+)'|No module named '([\w.]+)')",
@@ -153,6 +170,8 @@ def _unknown_class(message: str) -> str | None:
         parent = importlib.import_module(module)
     except Exception:
         return f"{prefix}class_path {class_path!r}: there is no module {module!r}"
+    if f"{module}.{name}" in MOVED_CLASSES:
+        return f"{prefix}class_path {class_path!r} is now {MOVED_CLASSES[f'{module}.{name}']}"
     classes = sorted(n for n, v in vars(parent).items() if inspect.isclass(v) and not n.startswith("_"))
     modules = sorted(m.name for m in pkgutil.iter_modules(getattr(parent, "__path__", [])))
     what, names = ("module", modules) if name[:1].islower() and modules else ("class", classes)

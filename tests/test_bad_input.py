@@ -86,7 +86,7 @@ def test_mmaction2_lists_are_read_or_refused_by_name(tmp_path):
     with pytest.raises(AnnotationError, match="list.txt:1: .* multi-label"):
         read_annotations(ann, fmt="list")
     ann.write_text("imgs 2 5 127\n")  # rawframes with a start offset: auto cannot tell it from a multi-label list
-    with pytest.raises(AnnotationError, match="list.txt:1: .* data.format=rawframes_offset"):
+    with pytest.raises(AnnotationError, match="list.txt:1: .* data.annotations.format=rawframes_offset"):
         read_annotations(ann)
     (record,) = read_annotations(ann, "/f", fmt="rawframes_offset")
     assert (record.path, record.num_frames, record.label, record.first_frame) == ("/f/imgs", 5, 127, 3)
@@ -214,7 +214,7 @@ def test_a_wrong_root_is_one_line_before_the_model_is_built(lists, synth_root, t
 def test_a_machine_with_the_evaluation_videos_only_can_still_evaluate(lists, synth_root, tmp_path, caplog):
     """Only the validation videos are here: building the module warns about the training split; validating works,
     fitting stops naming data.root. A QA training split with no answer in the vocabulary is named too."""
-    from lit_i2v.data import QADataModule
+    from lit_i2v.data import Questions
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -230,8 +230,11 @@ def test_a_machine_with_the_evaluation_videos_only_can_still_evaluate(lists, syn
         data.setup("fit")
     (tmp_path / "answers.txt").write_text("yes\nno\n")
     (tmp_path / "qa.json").write_text(json.dumps([{"video_id": "1", "question": "what?", "answer": "maybe"}]))
-    with pytest.raises(AnnotationError, match=r"qa.json: none of its 1 answers is in data.answers \(.*answers.txt\)"):
-        QADataModule(train=str(tmp_path / "qa.json"), answers=str(tmp_path / "answers.txt"), root=str(videos))
+    with pytest.raises(
+        AnnotationError, match=r"qa.json: none of its 1 answers is in data.annotations.answers \(.*answers.txt\)"
+    ):
+        answers = Questions(answers=str(tmp_path / "answers.txt"))
+        VideoDataModule(train=str(tmp_path / "qa.json"), annotations=answers, root=str(videos))
 
 
 def test_too_few_videos_for_one_batch_is_an_error_naming_the_split(lists, synth_root, tmp_path, capsys):
@@ -285,6 +288,14 @@ def test_check_data_lists_every_label_outside_the_models_classes(lists, synth_ro
             "--model.init_args.strategy=lit_i2v.strategies.AIM",
             "ActionRecognition: option 'strategy' is now model.init_args.transfer$",
         ),
+        (  # the data options that moved into annotations, and the task DataModules that annotations replaced
+            "--data.labels=labels.json",
+            r"VideoDataModule: option 'labels' is now data.annotations.init_args.labels \(annotations: lit_i2v.data.L",
+        ),
+        (
+            "--data=lit_i2v.data.CaptionDataModule",
+            "is now lit_i2v.data.VideoDataModule with annotations: {class_path: ",
+        ),
     ],
 )
 def test_config_mistakes_are_one_line_naming_the_key(lists, synth_root, tmp_path, capsys, override, expected):
@@ -310,7 +321,7 @@ def test_an_annotation_error_shows_its_file_not_its_cause(lists, synth_root, tmp
     items[3]["template"] = "Jumping over [something]"
     bad = tmp_path / "train.json"
     bad.write_text(json.dumps(items))
-    labels = f"--data.labels={synth_root / 'labels.json'}"
+    labels = f"--data.annotations.labels={synth_root / 'labels.json'}"
     args = run_args(synth_root, lists, tmp_path / "run", f"--data.train={bad}", labels)
     assert main(["fit", *args]) == 2
     line = one_error_line(capsys)

@@ -139,7 +139,7 @@ def test_check_data_names_bad_files(tmp_path, synth_root, capsys):
         "--data=lit_i2v.data.VideoDataModule",
         "--data.synthetic=null",
         f"--data.train={tmp_path / 'train.txt'}",
-        "--data.format=list",
+        "--data.annotations.format=list",
     ]
     assert main(args) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -224,8 +224,8 @@ def test_ddp_evaluation_counts_each_video_once(tmp_path, synth_root):
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *tiny_overrides(synth_root, run),
             "--data=lit_i2v.data.VideoDataModule", "--data.synthetic=null", f"--data.test={tmp_path / 'test7.json'}",
-            f"--data.root={synth_root / 'videos'}", f"--data.labels={synth_root / 'labels.json'}",
-            "--data.format=ssv2", "--data.eval_batch_size=2", "--data.num_workers=0",
+            f"--data.root={synth_root / 'videos'}", f"--data.annotations.labels={synth_root / 'labels.json'}",
+            "--data.annotations.format=ssv2", "--data.eval_batch_size=2", "--data.num_workers=0",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
             "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
     args = [

@@ -16,6 +16,7 @@ from lit_i2v.data import (
     DecodeError,
     DenseSampler,
     EvalTransform,
+    Labels,
     TrainTransform,
     UniformSampler,
     UnpaddedDistributedSampler,
@@ -156,7 +157,7 @@ def test_batches_stay_channels_last_in_and_out_of_workers(synth_root):
     from lit_i2v.data.dataset import collate_clips
 
     dm = VideoDataModule(train=str(synth_root / "train.json"), val=str(synth_root / "validation.json"),
-                         root=str(synth_root / "videos"), labels=str(synth_root / "labels.json"),
+                         root=str(synth_root / "videos"), annotations=Labels(str(synth_root / "labels.json")),
                          sampler=UniformSampler(4, test_clips=2), train_transform=TrainTransform(size=32),
                          eval_transform=EvalTransform(size=32, crops=3), batch_size=3, num_workers=1)  # fmt: skip
     dm.setup("fit")
@@ -365,7 +366,7 @@ def test_datamodule_batches(synth_root):
         train=str(synth_root / "train.json"),
         val=str(synth_root / "validation.json"),
         root=str(synth_root / "videos"),
-        labels=str(synth_root / "labels.json"),
+        annotations=Labels(str(synth_root / "labels.json")),
         sampler=UniformSampler(4, test_clips=2),
         train_transform=TrainTransform(size=32),
         eval_transform=EvalTransform(size=32, crops=3),
@@ -401,7 +402,7 @@ def test_a_clips_augmentation_depends_on_seed_epoch_and_index_only(tmp_path):
 
     def epoch_clips(workers: int, epoch: int = 0, seed: int = 0) -> dict[int, torch.Tensor]:
         dm = VideoDataModule(
-            train=str(tmp_path / "train.txt"), format="list", sampler=UniformSampler(4), seed=seed,
+            train=str(tmp_path / "train.txt"), annotations=Labels(format="list"), sampler=UniformSampler(4), seed=seed,
             train_transform=TrainTransform(size=32, scale=(0.2, 1.0)), batch_size=1, num_workers=workers,
         )  # fmt: skip
         dm.setup("fit")
@@ -424,8 +425,9 @@ def test_a_resumed_loader_yields_the_rest_of_the_epoch(tmp_path, synth_root):
     """Told that 3 batches of epoch 1 were trained on, the loader yields exactly the remaining batches of that epoch,
     with the clips an uninterrupted pass gives (files here; shards in test_shards.py)."""
     dm = VideoDataModule(
-        train=str(synth_root / "train.json"), root=str(synth_root / "videos"), labels=str(synth_root / "labels.json"),
-        format="ssv2", sampler=UniformSampler(4), train_transform=TrainTransform(size=32), batch_size=4, num_workers=2,
+        train=str(synth_root / "train.json"), root=str(synth_root / "videos"),
+        annotations=Labels(str(synth_root / "labels.json"), "ssv2"), sampler=UniformSampler(4),
+        train_transform=TrainTransform(size=32), batch_size=4, num_workers=2,
     )  # fmt: skip
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -462,7 +464,7 @@ def test_preprocess_reencodes_with_short_keyframe_interval_and_resumes(tmp_path,
     (tmp_path / "train.txt").write_text("a/one.mp4 0\nb/two.mp4 1\n")
     args = ["preprocess", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--data=lit_i2v.data.VideoDataModule",
             "--data.synthetic=null", f"--data.train={tmp_path / 'train.txt'}", f"--data.root={root}",
-            "--data.format=list", "--out", str(tmp_path / "out"), "--short-side", "32", "--gop", "4",
+            "--data.annotations.format=list", "--out", str(tmp_path / "out"), "--short-side", "32", "--gop", "4",
             "--workers", "1"]  # fmt: skip
     assert main(args) == 1  # one failure, reported
     out = capsys.readouterr().out

@@ -38,7 +38,7 @@ def test_qa_formats(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([{"video_id": 1, "candidates": ["a"], "answer": 3}]))
     with pytest.raises(AnnotationError, match="answer 3 is not one of 1 options"):
         read_qa(tmp_path / "bad.json", "/v", "mc")
-    with pytest.raises(AnnotationError, match="needs data.answers"):
+    with pytest.raises(AnnotationError, match="needs data.annotations.answers"):
         read_qa(tmp_path / "qa.json", "/v", "qa")
 
 
@@ -103,8 +103,8 @@ def test_ddp_evaluation_counts_each_question_once(qa_root, tmp_path):
     (tmp_path / "q7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *qa_overrides(qa_root, run),
-            "--data=lit_i2v.data.QADataModule", "--data.synthetic=null", f"--data.test={tmp_path / 'q7.json'}",
-            f"--data.root={qa_root / 'videos'}", f"--data.answers={qa_root / 'answers.json'}",
+            "--data.synthetic=null", f"--data.test={tmp_path / 'q7.json'}",
+            f"--data.root={qa_root / 'videos'}", f"--data.annotations.answers={qa_root / 'answers.json'}",
             "--data.eval_batch_size=2", "--data.num_workers=0",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
             "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip

@@ -12,7 +12,7 @@ import torch
 
 from lit_i2v.backbones import CLIP
 from lit_i2v.cli import main
-from lit_i2v.data import CaptionDataModule, EvalTransform, TrainTransform, UniformSampler, read_captions
+from lit_i2v.data import Captions, EvalTransform, TrainTransform, UniformSampler, VideoDataModule, read_captions
 from lit_i2v.data.annotations import AnnotationError
 from lit_i2v.data.synthetic import write_captions
 from lit_i2v.strategies import FullFinetune
@@ -86,11 +86,12 @@ def test_synthetic_captions_describe_object_and_motion(caption_root):
     assert ssv2[first["video_id"]]["placeholders"][0] in first["captions"][1]
 
 
-def datamodule(caption_root, **kwargs) -> CaptionDataModule:
-    return CaptionDataModule(
+def datamodule(caption_root, **kwargs) -> VideoDataModule:
+    return VideoDataModule(
         train=str(caption_root / "captions_train.json"), val=str(caption_root / "captions_validation.json"),
-        root=str(caption_root / "videos"), sampler=UniformSampler(4), train_transform=TrainTransform(size=32),
-        eval_transform=EvalTransform(size=32), batch_size=8, num_workers=0, **kwargs,
+        root=str(caption_root / "videos"), annotations=Captions(), sampler=UniformSampler(4),
+        train_transform=TrainTransform(size=32), eval_transform=EvalTransform(size=32), batch_size=8, num_workers=0,
+        **kwargs,
     )  # fmt: skip
 
 
@@ -152,7 +153,7 @@ def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path, temporal
     (tmp_path / "test7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *retrieval_overrides(caption_root, run),
-            "--data=lit_i2v.data.CaptionDataModule", "--data.synthetic=null", f"--data.test={tmp_path / 'test7.json'}",
+            "--data.synthetic=null", f"--data.test={tmp_path / 'test7.json'}",
             f"--data.root={caption_root / 'videos'}", "--data.eval_batch_size=2", "--data.num_workers=0",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
             "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
@@ -207,3 +208,29 @@ def test_xpool_retrieval_trains_and_scores_per_caption(caption_root):
     losses = train_on(task, batch)
     assert losses[-1] < 0.5 * math.log(8) < losses[0]
     assert task.temporal.q.weight.grad is not None and not torch.equal(task.temporal.q.weight, torch.eye(32))
+
+
+def test_evaluation_reads_every_caption_from_the_batches_not_the_datamodule(caption_root, tmp_path):
+    """Evaluation samples carry their video's captions, so the task scores a plain DataLoader's batches: the same
+    metrics as with the DataModule attached, over every caption of the split."""
+    import lightning as L
+
+    dm = datamodule(caption_root)
+    dm.setup("validate")
+    sample = dm.datasets["val"][0]
+    assert isinstance(sample["captions"], list) and len(sample["captions"]) == 2 and "caption" not in sample
+
+    def validate(**data) -> dict:
+        torch.manual_seed(0)
+        task = TextVideoRetrieval(CLIP("ViT-T-8-test"), transfer=FullFinetune(towers=["visual", "text"]))
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                            default_root_dir=tmp_path, enable_model_summary=False)  # fmt: skip
+        return trainer.validate(task, **data, verbose=False)[0]
+
+    loader = dm.val_dataloader()  # batches moved by hand: no DataModule hook runs for a bare loader
+    batches = [dm.on_after_batch_transfer(batch, 0) for batch in loader]
+    alone = validate(dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    attached = validate(datamodule=dm)
+    videos = len(dm.datasets["val"])
+    assert alone["val/videos"] == videos and alone["val/captions"] == 2 * videos
+    assert alone == pytest.approx(attached)

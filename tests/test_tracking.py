@@ -28,7 +28,7 @@ def test_a_fit_writes_its_manifest_and_evaluation_reports(tmp_path, synth_root):
     missing.write_text(json.dumps(items))
     args = [*tiny_overrides(synth_root, run), "--data.synthetic=null", f"--data.train={missing}",
             f"--data.val={synth_root / 'validation.json'}", f"--data.root={synth_root / 'videos'}",
-            f"--data.labels={synth_root / 'labels.json'}", "--data.format=ssv2",
+            f"--data.annotations.labels={synth_root / 'labels.json'}", "--data.annotations.format=ssv2",
             "--data.train_transform=lit_i2v.data.TrainTransform", "--data.train_transform.size=32",
             "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32"]  # fmt: skip
     args = [a for a in args if not a.startswith(("--data.init_args.root", "--data.init_args.synthetic."))]

@@ -3,24 +3,26 @@
 Imports no model code: sizes are given as values, and normalisation happens on the model's device.
 """
 
-from lit_i2v.data.annotations import VideoRecord, read_annotations, read_class_names
-from lit_i2v.data.captions import CaptionDataModule, read_captions
+from lit_i2v.data.annotations import Annotations, Labels, VideoRecord, read_annotations, read_class_names
+from lit_i2v.data.captions import Captions, read_captions
 from lit_i2v.data.datamodule import VideoDataModule
 from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.decode import DecodeError, open_video
 from lit_i2v.data.grounding import GroundingDataModule, read_moments
-from lit_i2v.data.qa import QADataModule, read_qa
+from lit_i2v.data.qa import Questions, read_qa
 from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
 from lit_i2v.data.synthetic import Synthetic, SyntheticMoments
 from lit_i2v.data.transforms import EvalTransform, TrainTransform
 
 __all__ = [
-    "CaptionDataModule",
+    "Annotations",
+    "Captions",
     "DecodeError",
     "DenseSampler",
     "EvalTransform",
     "GroundingDataModule",
-    "QADataModule",
+    "Labels",
+    "Questions",
     "FrameSampler",
     "Synthetic",
     "SyntheticMoments",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,8 +89,8 @@ def detect_format(path: str | Path) -> Format:
     if len(fields) > 3:
         raise AnnotationError(
             f"{path}:{number}: {line.strip()!r} has {len(fields)} fields: mmaction2's frame list with offsets "
-            "(<dir> <offset> <num_frames> <label>: set data.format=rawframes_offset) or a multi-label list (not "
-            "supported); format auto cannot tell which"
+            "(<dir> <offset> <num_frames> <label>: set data.annotations.format=rawframes_offset) or a multi-label "
+            "list (not supported); format auto cannot tell which"
         )
     return "list"
 
@@ -238,3 +239,77 @@ def check_labels(records: list[VideoRecord], num_classes: int, what: str = "") -
                 f"{where}: label {record.label} is outside the {num_classes} classes (0 to {num_classes - 1}) "
                 "of model.init_args.num_classes"
             )
+
+
+# ---------------------------------------------------------------------------------------------------- kinds
+
+
+class Annotations:
+    """What a split's annotation file holds, for ``VideoDataModule(annotations=...)``: one class per kind of task
+    data (``Labels`` for recognition, ``Captions`` for retrieval, ``Questions`` for QA), each with its own options,
+    so that the DataModule has one signature whatever the task. Subclasses define:
+
+    - ``read(path, root, split)``: the split's records, and per record a dict of what its samples carry besides
+      the clip and label (None when nothing);
+    - ``sample(extra, training, rng)``: the entries a sample adds to the batch from that dict (a caption drawn at
+      random in training; every caption in evaluation), Python lists staying lists in the batch;
+    - ``files()``: the files it reads besides the splits', by config key, checked when the module is built;
+    - ``class_names()``; ``synthetic(root)``: itself set up for the synthetic set under ``root`` and that set's
+      split files; ``write_synthetic(synthetic, root)``.
+    """
+
+    def read(self, path: str, root: str, split: str) -> tuple[list[VideoRecord], list[dict] | None]:
+        raise NotImplementedError
+
+    def sample(self, extra: dict, training: bool, rng: random.Random) -> dict:
+        return extra
+
+    def files(self) -> dict[str, str | None]:
+        return {}
+
+    def class_names(self) -> list[str] | None:
+        return None
+
+    def synthetic(self, root: Path) -> tuple[Annotations, dict[str, str]]:
+        raise NotImplementedError(f"{type(self).__name__} has no synthetic set")
+
+    def write_synthetic(self, synthetic, root: Path) -> None:
+        synthetic.write(root)
+
+
+def synthetic_splits(root: Path, stem: str, suffix: str = ".json") -> dict[str, str]:
+    """The synthetic set's three split files, ``<stem><split name><suffix>`` under ``root``."""
+    return {s: str(root / f"{stem}{name}{suffix}") for s, name in (("train", "train"), ("val", "validation"),
+                                                                   ("test", "test"))}  # fmt: skip
+
+
+class Labels(Annotations):
+    """Class labels, for recognition.
+
+    Args:
+        labels: class names file: SSv2 labels JSON, or a text file with one class name per line.
+        format: annotation format, ``auto`` to detect it from the file (see this module's docstring).
+        video_ext: extension of SSv2-style ids on disk (``.webm`` for the original SSv2).
+        path_template: where a Kinetics CSV row's video lies under ``root``.
+    """
+
+    def __init__(
+        self,
+        labels: str | None = None,
+        format: Format = "auto",
+        video_ext: str = ".mp4",
+        path_template: str = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+    ) -> None:
+        self.labels, self.format, self.video_ext, self.path_template = labels, format, video_ext, path_template
+
+    def read(self, path: str, root: str, split: str) -> tuple[list[VideoRecord], None]:
+        return read_annotations(path, root, self.format, self.labels, self.video_ext, self.path_template), None
+
+    def files(self) -> dict[str, str | None]:
+        return {"annotations.labels": self.labels}
+
+    def class_names(self) -> list[str] | None:
+        return read_class_names(self.labels) if self.labels else None
+
+    def synthetic(self, root: Path) -> tuple[Labels, dict[str, str]]:
+        return Labels(str(root / "labels.json"), "ssv2"), synthetic_splits(root, "")

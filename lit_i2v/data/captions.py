@@ -1,4 +1,4 @@
-"""Videos with captions, for text-video retrieval: annotation formats, the dataset and the DataModule.
+"""Videos with captions, for text-video retrieval: the annotation formats, read by ``Captions``.
 
 Formats (``format``):
 
@@ -10,7 +10,7 @@ Formats (``format``):
 - ``jsfusion``: the 1k-A test split, ``MSRVTT_JSFUSION_test.csv`` (``key,vid_key,video_id,sentence``): one caption
   per video.
 - ``msvd``: MSVD as CLIP4Clip and X-Pool read it: the split file lists one video id a line (``train_list.txt``,
-  ``test_list.txt``) and the captions (about 40 a video) come from ``data.captions``: CLIP4Clip's
+  ``test_list.txt``) and the captions (about 40 a video) come from ``data.annotations.captions``: CLIP4Clip's
   ``raw-captions.pkl`` (video id → token lists) or X-Pool's ``captions_msvd.json`` (video id → sentences).
 - ``didemo``: DiDeMo's ``train_data.json``/``test_data.json`` (a list of ``{"video", "description", ...}``) for
   paragraph-to-video retrieval: a video's descriptions are joined in order into one caption (CLIP4Clip's setting).
@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from pathlib import Path
 from typing import Literal
 
-from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
-from lit_i2v.data.datamodule import VideoDataModule
-from lit_i2v.data.dataset import VideoClipDataset
+from lit_i2v.data.annotations import AnnotationError, Annotations, VideoRecord, read_json, read_text, synthetic_splits
 from lit_i2v.data.synthetic import write_captions
-from lit_i2v.errors import ConfigError
 
 CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "activitynet"]
 
@@ -68,7 +66,7 @@ def read_captions(
                 paths[str(item["video_id"])] = item["path"]
     elif format == "msrvtt":
         if not captions:
-            raise AnnotationError(f"{path}: format msrvtt needs data.captions (MSRVTT_data.json)")
+            raise AnnotationError(f"{path}: format msrvtt needs data.annotations.captions (MSRVTT_data.json)")
         sentences: dict[str, list[str]] = {}
         for s in read_json(Path(captions))["sentences"]:
             sentences.setdefault(s["video_id"], []).append(s["caption"])
@@ -86,7 +84,9 @@ def read_captions(
                 by_video.setdefault(row["video_id"], []).append(row["sentence"])
     elif format == "msvd":
         if not captions:
-            raise AnnotationError(f"{path}: format msvd needs data.captions (raw-captions.pkl or captions_msvd.json)")
+            raise AnnotationError(
+                f"{path}: format msvd needs data.annotations.captions (raw-captions.pkl or captions_msvd.json)"
+            )
         sentences = _msvd_captions(Path(captions))
         for line, vid in enumerate(read_text(path).splitlines(), start=1):
             vid = vid.strip()
@@ -115,79 +115,43 @@ def read_captions(
     return records, list(by_video.values())
 
 
-class CaptionClipDataset(VideoClipDataset):
-    """``VideoClipDataset`` whose training samples carry one of the video's captions (``caption``)."""
-
-    def __init__(self, records: list[VideoRecord], captions: list[list[str]], *args, **kwargs) -> None:
-        super().__init__(records, *args, **kwargs)
-        self.captions = captions
-
-    def __getitem__(self, index: int) -> dict:
-        sample = super().__getitem__(index)
-        if self.training:  # the video may have been replaced by another (a corrupt file): caption what was decoded
-            sample["caption"] = self.rng(index, "caption").choice(self.captions[sample["index"]])
-        return sample
-
-
-class CaptionDataModule(VideoDataModule):
-    """Videos and captions for retrieval.
+class Captions(Annotations):
+    """Captions, for text-video retrieval: training samples carry one of their video's captions (``caption``, a
+    different one each epoch), evaluation samples all of them (``captions``, a list per video), so the task scores
+    every caption of the split without asking the DataModule.
 
     Args:
-        train, val, test: split files in ``format``.
-        root: folder the video paths are relative to.
         format: ``captions``, ``msrvtt``, ``jsfusion``, ``msvd``, ``didemo`` or ``activitynet`` (see the module
-            docstring); ``eval_format`` overrides it for the val and test splits (MSR-VTT: ``msrvtt`` for training,
+            docstring).
+        eval_format: the format of the val and test splits, when it differs (MSR-VTT: ``msrvtt`` for training,
             ``jsfusion`` for the 1k-A test).
         captions: the caption file of the ``msrvtt`` (``MSRVTT_data.json``) and ``msvd`` formats.
-        Others: as ``VideoDataModule``.
+        video_ext: extension of a video id's file under ``root``.
     """
 
     def __init__(
         self,
-        train: str | None = None,
-        val: str | None = None,
-        test: str | None = None,
-        root: str = "",
         format: CaptionFormat = "captions",
         eval_format: CaptionFormat | None = None,
         captions: str | None = None,
         video_ext: str = ".mp4",
-        **kwargs,
     ) -> None:
-        synthetic = kwargs.get("synthetic") is not None  # its captions are in lit_i2v's format
-        if synthetic and captions:
-            raise ConfigError("data.captions: the synthetic set has its own; drop it or set data.synthetic: null")
-        self.caption_format = "captions" if synthetic else format
-        self.eval_format = "captions" if synthetic else eval_format or format
-        self.caption_file = captions
-        self.caption_lists: dict[str, list[list[str]]] = {}  # filled as the splits are read (in super().__init__)
-        super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, **kwargs)
+        self.format, self.eval_format = format, eval_format or format
+        self.captions, self.video_ext = captions, video_ext
 
-    def synthetic_layout(self, root: Path) -> dict:
-        splits = {"train": "train", "val": "validation", "test": "test"}
-        return {s: str(root / f"captions_{name}.json") for s, name in splits.items()}
+    def read(self, path: str, root: str, split: str) -> tuple[list[VideoRecord], list[dict]]:
+        fmt = self.format if split == "train" else self.eval_format
+        records, captions = read_captions(path, root, fmt, self.captions, self.video_ext)
+        return records, [{"captions": c} for c in captions]
 
-    def write_synthetic(self) -> None:
-        write_captions(self.synthetic.write(self.dataset_root))
+    def sample(self, extra: dict, training: bool, rng: random.Random) -> dict:
+        return {"caption": rng.choice(extra["captions"])} if training else extra
 
-    def check_files(self) -> None:
-        super().check_files()
-        if self.caption_file and not Path(self.caption_file).exists():
-            raise FileNotFoundError(f"data.captions: {self.caption_file} does not exist; {self.prepare_hint}")
+    def files(self) -> dict[str, str | None]:
+        return {"annotations.captions": self.captions}
 
-    def class_names(self) -> list[str] | None:
-        return None
+    def synthetic(self, root: Path) -> tuple[Captions, dict[str, str]]:
+        return Captions("captions", video_ext=self.video_ext), synthetic_splits(root, "captions_")
 
-    def captions(self, split: str) -> list[list[str]]:
-        """Every caption of every video of ``split``, aligned with its records."""
-        self.records(split)
-        return self.caption_lists[split]
-
-    def read_records(self, split: str) -> list[VideoRecord]:
-        fmt = self.caption_format if split == "train" else self.eval_format
-        records, captions = read_captions(self.files[split], self.root, fmt, self.caption_file, self.video_ext)
-        self.caption_lists[split] = captions
-        return records
-
-    def build_dataset(self, split: str) -> CaptionClipDataset:
-        return CaptionClipDataset(self.records(split), self.captions(split), **self.clip_args(split))
+    def write_synthetic(self, synthetic, root: Path) -> None:
+        write_captions(synthetic.write(root))

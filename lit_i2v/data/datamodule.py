@@ -1,4 +1,6 @@
-"""The LightningDataModule for video classification data in any supported annotation format.
+"""The LightningDataModule of every task that reads videos: what the annotation files mean is its ``annotations``
+argument (``Labels`` for recognition, ``Captions`` for retrieval, ``Questions`` for QA), so one signature serves them
+all and a task is switched by that one entry.
 
 What can be checked without decoding is checked when the module is built, before any model weights are loaded:
 the annotation files exist and parse (every error names the file and line), every label lies within
@@ -15,16 +17,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
-from lit_i2v.data.annotations import (
-    AnnotationError,
-    Format,
-    VideoRecord,
-    check_labels,
-    read_annotations,
-    read_class_names,
-)
+from lit_i2v.data.annotations import AnnotationError, Annotations, Labels, VideoRecord, check_labels
 from lit_i2v.data.dataset import (
     ResumableSampler,
     UnpaddedDistributedSampler,
@@ -53,10 +49,8 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         val: annotation file of the validation split.
         test: annotation file of the test split (defaults to ``val``).
         root: folder that relative video paths in the annotation files start from.
-        labels: class names file: SSv2 labels JSON, or a text file with one class name per line.
-        format: annotation format, ``auto`` to detect it from the file (see ``annotations.py``).
-        video_ext: extension of SSv2-style ids on disk (``.webm`` for the original SSv2).
-        path_template: where a Kinetics CSV row's video lies under ``root``.
+        annotations: what the files hold and how they are read: ``Labels`` (default; class labels in mmaction2,
+            SSv2 or Kinetics formats), ``Captions`` or ``Questions``, each with its format options.
         sampler: which frames make a clip, and how many temporal views evaluation takes.
         train_transform: crop/flip/augmentation of training clips.
         eval_transform: resize and spatial crops of evaluation clips.
@@ -77,8 +71,8 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             read, naming the file and line of one that does not (not with ``shards``, which hold no annotation
             files). The CLI sets it from ``model.init_args.num_classes``.
         synthetic: write the synthetic motion set under ``root`` (default ``data/synthetic-motion``) on first use
-            and read it (the module's files, labels and format are the set's own; without transforms given, crops
-            of ``video_size`` and no flip).
+            and read it (its files are the set's own, for the kind of ``annotations``: labels, captions or
+            questions; without transforms given, crops of ``video_size`` and no flip).
     """
 
     def __init__(
@@ -87,10 +81,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         val: str | None = None,
         test: str | None = None,
         root: str = "",
-        labels: str | None = None,
-        format: Format = "auto",
-        video_ext: str = ".mp4",
-        path_template: str = "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+        annotations: Annotations = lazy_instance(Labels),  # noqa: B008 (jsonargparse's way to default to a class)
         sampler: FrameSampler | None = None,
         train_transform: TrainTransform | None = None,
         eval_transform: EvalTransform | None = None,
@@ -110,16 +101,16 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         super().__init__()
         self.synthetic = synthetic
         if synthetic is not None:
-            given = [k for k, v in (("train", train), ("val", val), ("test", test), ("labels", labels)) if v]
+            given = [k for k, v in (("train", train), ("val", val), ("test", test), *annotations.files().items()) if v]
             if given:
                 raise ConfigError(
                     f"data.synthetic writes and reads its own annotation files, but data.{given[0]} is set too: "
                     "drop it, or set data.synthetic: null to read your own"
                 )
             self.dataset_root = Path(root or SYNTHETIC_ROOT)
-            layout = self.synthetic_layout(self.dataset_root)
+            annotations, layout = annotations.synthetic(self.dataset_root)
             train, val, test = layout["train"], layout["val"], layout["test"]
-            labels, format, root = layout.get("labels"), layout.get("format", format), str(self.dataset_root / "videos")
+            root = str(self.dataset_root / "videos")
             size = synthetic.video_size  # no flip: the classes (left/right) depend on direction, as in SSv2
             train_transform = train_transform or TrainTransform(size=size, scale=(0.5, 1.0), hflip=False)
             eval_transform = eval_transform or EvalTransform(size=size)
@@ -129,10 +120,10 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
                 raise ConfigError(f"data.{key}: must be at least {least}, got {value}")
         self.num_classes = num_classes
         self._records: dict[str, list[VideoRecord]] = {}
+        self._extras: dict[str, list[dict] | None] = {}  # per split and record: captions, questions (``annotations``)
         self._absent: dict[str, str] = {}  # annotation files none of whose videos were found: why, for ``setup``
         self.files = {"train": train, "val": val, "test": test or val}
-        self.root, self.labels, self.format = root, labels, format
-        self.video_ext, self.path_template = video_ext, path_template
+        self.root, self.annotations = root, annotations
         self.sampler = sampler or UniformSampler(8)
         self.train_transform = train_transform or TrainTransform()
         self.eval_transform = eval_transform or EvalTransform()
@@ -148,6 +139,10 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         self.decode_on_device = decode_on_device
         self.datasets: dict[str, VideoClipDataset | ShardedClips] = {}
         if shards is not None:
+            if not isinstance(annotations, Labels):
+                raise ConfigError(
+                    f"data.shards hold labelled clips; {type(annotations).__name__} are read from annotation files"
+                )
             self.shard_index = read_index(shards)
             self.files = {split: split if split in self.shard_index["splits"] else None for split in SPLITS}
             self.files["test"] = self.files["test"] or self.files["val"]
@@ -155,23 +150,16 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             self.check_files()
             self.check_videos()
 
-    def synthetic_layout(self, root: Path) -> dict:
-        """Where the synthetic set keeps this module's annotations (SSv2 JSON for recognition); task modules
-        override it with their own files."""
-        splits = {"train": "train", "val": "validation", "test": "test"}
-        return {s: str(root / f"{name}.json") for s, name in splits.items()} | {
-            "labels": str(root / "labels.json"), "format": "ssv2"}  # fmt: skip
-
     def write_synthetic(self) -> None:
-        """Write the synthetic set (videos and the SSv2 files); task modules add their annotations."""
-        self.synthetic.write(self.dataset_root)
+        """Write the synthetic set (videos, and the files of this module's kind of annotations)."""
+        self.annotations.write_synthetic(self.synthetic, self.dataset_root)
 
     def prepare_data(self) -> None:
         if self.synthetic is not None and self.shards is None:  # with shards, the set written by `shard` streams
             self.write_synthetic()
 
     def check_files(self) -> None:
-        for key, path in [*self.files.items(), ("labels", self.labels)]:
+        for key, path in [*self.files.items(), *self.annotations.files().items()]:
             if path and not Path(path).exists():
                 raise FileNotFoundError(f"data.{key}: {path} does not exist; {self.prepare_hint}")
 
@@ -223,24 +211,18 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
     def class_names(self) -> list[str] | None:
         if self.shards is not None:
             return self.shard_index["class_names"]
-        return read_class_names(self.labels) if self.labels else None
+        return self.annotations.class_names()
 
     def records(self, split: str) -> list[VideoRecord]:
         """The videos of ``split`` (read once), their labels checked against ``num_classes`` when it is set."""
         if self.files[split] is None:
             raise ValueError(f"data.{split} is not set, so there is no {split} split")
         if split not in self._records:
-            records = self.read_records(split)
+            records, self._extras[split] = self.annotations.read(self.files[split], self.root, split)
             if self.num_classes is not None:
                 check_labels(records, self.num_classes, f"data.{split} ({self.files[split]})")
             self._records[split] = records
         return self._records[split]
-
-    def read_records(self, split: str) -> list[VideoRecord]:
-        """Parse ``split``'s annotation file; task DataModules (captions, questions) override this and
-        ``build_dataset``."""
-        path = self.files[split]
-        return read_annotations(path, self.root, self.format, self.labels, self.video_ext, self.path_template)
 
     def check_labels(self, num_classes: int) -> None:
         """Check the labels of every split read so far, and of those read later, against ``num_classes`` (the task
@@ -277,11 +259,14 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         return default_seed() if self.seed is None else self.seed
 
     def build_dataset(self, split: str) -> VideoClipDataset | ShardedClips:
-        """The dataset of one split; task DataModules (captions, questions) override this alone."""
+        """The dataset of one split: the shards', or the annotated videos' (samples with their captions or
+        questions)."""
         if self.shards is not None:
             return ShardedClips(self.shards, self.files[split], shuffle_buffer=self.shuffle_buffer,
                                 decode_on_device=self.decode_on_device, **self.clip_args(split))  # fmt: skip
-        return VideoClipDataset(self.records(split), **self.clip_args(split))
+        records = self.records(split)
+        return VideoClipDataset(records, **self.clip_args(split), extras=self._extras[split],
+                                annotate=self.annotations.sample)  # fmt: skip
 
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
@@ -307,7 +292,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0 and training,
-            collate_fn=self.collate_fn(),
+            collate_fn=collate_clips,
             epoch_of=(lambda: trainer.current_epoch) if trainer is not None else None,
             batches_done=(lambda: progress.processed) if training and progress is not None else None,
         )
@@ -318,10 +303,6 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
                 f"{self.batch_size} on each of {world} device(s); lower the batch size or add videos"
             )
         return loader
-
-    def collate_fn(self):
-        """How samples become a batch; QA keeps its questions as lists."""
-        return collate_clips
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """The data's last step, on the device the batch was moved to (Lightning calls it there): a training batch

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler, default_collate, get_worker_info
@@ -73,8 +74,11 @@ class VideoClipDataset(SharedEpoch, Dataset):
         backend: Backend = "auto",
         max_retries: int = 10,
         seed: int | None = None,
+        extras: list[dict] | None = None,
+        annotate: Callable[[dict, bool, random.Random], dict] | None = None,
     ) -> None:
         self.records = records
+        self.extras, self.annotate = extras, annotate  # what a sample carries besides clip and label (captions, ...)
         self.sampler = sampler
         self.transform = transform
         self.training = training
@@ -125,9 +129,8 @@ class VideoClipDataset(SharedEpoch, Dataset):
                 record = self.records[index]
         return self._sample(video, record, index, skipped, valid=True)
 
-    @staticmethod
-    def _sample(video: torch.Tensor, record: VideoRecord, index: int, skipped: int, valid: bool) -> dict:
-        return {
+    def _sample(self, video: torch.Tensor, record: VideoRecord, index: int, skipped: int, valid: bool) -> dict:
+        sample = {
             "video": video,
             "label": record.label,
             "index": index,
@@ -135,6 +138,10 @@ class VideoClipDataset(SharedEpoch, Dataset):
             "valid": valid,
             "skipped": skipped,
         }
+        if self.extras is not None:  # the (possibly replaced) video's own captions or question
+            extra = self.extras[index]
+            sample.update(self.annotate(extra, self.training, self.rng(index, "extra")) if self.annotate else extra)
+        return sample
 
 
 class ResumableSampler(DistributedSampler):
@@ -173,14 +180,17 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
 
 def collate_clips(samples: list[dict]) -> dict:
-    """PyTorch's default collation, but ``video`` is stacked in its channels-last memory order (``stack_clips``): one
+    """PyTorch's default collation (lists, such as a question's candidates, stay one list a sample), but ``video`` is
+    stacked in its channels-last memory order (``stack_clips``): one
     block copy per clip and no transposition (which would cost a worker about as much as the crop); crops to resize
     on the device (``ClipCrop``) are packed into one buffer (``pack_clips``), and so are clips to decode there
     (``JpegCrop``, ``pack_jpegs``). In a worker the pixels (or JPEGs) go into shared memory that the worker reuses
     from batch to batch and the other tensors are sent by value (``handover.py``): until the main process unpickles
     them, they are ``Handover`` and ``Inline`` wrappers."""
     videos = [sample["video"] for sample in samples]
-    batch = default_collate([{k: v for k, v in sample.items() if k != "video"} for sample in samples])
+    lists = [k for k, v in samples[0].items() if isinstance(v, list)]  # candidates, captions: one list a sample
+    batch = default_collate([{k: v for k, v in s.items() if k != "video" and k not in lists} for s in samples])
+    batch.update({key: [s[key] for s in samples] for key in lists})
     pack = pack_clips if isinstance(videos[0], ClipCrop) else pack_jpegs if isinstance(videos[0], JpegCrop) else None
     if get_worker_info() is None:
         batch["video"] = pack(videos) if pack else stack_clips(videos)  # stacked: (B, ..., 3, S, S)

@@ -20,11 +20,8 @@ import io
 from pathlib import Path
 from typing import Literal
 
-from lit_i2v.data.annotations import AnnotationError, VideoRecord, read_json, read_text
-from lit_i2v.data.datamodule import VideoDataModule
-from lit_i2v.data.dataset import VideoClipDataset, collate_clips
-from lit_i2v.data.synthetic import SYNTHETIC_ROOT, write_qa
-from lit_i2v.errors import ConfigError
+from lit_i2v.data.annotations import AnnotationError, Annotations, VideoRecord, read_json, read_text, synthetic_splits
+from lit_i2v.data.synthetic import write_qa
 
 QAFormat = Literal["qa", "mc"]
 
@@ -74,7 +71,7 @@ def read_qa(
                 raise AnnotationError(f"{path}: item {i}: answer {label} is not one of {len(candidates)} options")
         else:
             if not answers:
-                raise AnnotationError(f"{path}: open-ended QA needs data.answers (the answer vocabulary)")
+                raise AnnotationError(f"{path}: open-ended QA needs data.annotations.answers (the answer vocabulary)")
             candidates, label = [], index.get(str(row["answer"]), -1)
         qtype = str(row.get("type", row.get("category_id", "all")))
         records.append(VideoRecord(str(root / f"{video_prefix}{vid}{video_ext}"), label, vid))
@@ -84,92 +81,43 @@ def read_qa(
     return records, extras
 
 
-class QAClipDataset(VideoClipDataset):
-    """``VideoClipDataset`` whose samples carry their question, type and (multiple choice) candidates."""
-
-    def __init__(self, records: list[VideoRecord], extras: list[dict], *args, **kwargs) -> None:
-        super().__init__(records, *args, **kwargs)
-        self.extras = extras
-
-    def __getitem__(self, index: int) -> dict:
-        sample = super().__getitem__(index)
-        sample.update(self.extras[sample["index"]])  # the (possibly replaced) video's own question
-        sample["label"] = self.records[sample["index"]].label
-        return sample
-
-
-def collate_qa(samples: list[dict]) -> dict:
-    """Clip collation (``collate_clips``), with questions, types and candidate lists kept as Python lists."""
-    keep = ("question", "qtype", "candidates")
-    batch = collate_clips([{k: v for k, v in s.items() if k not in keep} for s in samples])
-    for key in keep:
-        batch[key] = [s[key] for s in samples]
-    return batch
-
-
-class QADataModule(VideoDataModule):
-    """Videos with questions.
+class Questions(Annotations):
+    """Questions, for video QA: samples carry ``question``, ``qtype`` and (multiple choice) ``candidates``; the label
+    is the answer's index in the vocabulary, or the right option.
 
     Args:
-        train, val, test, root: split files and the video folder.
         format: ``qa`` (open-ended) or ``mc`` (multiple choice).
         answers: the answer vocabulary file (open-ended).
         video_prefix: put before ``video_id`` in file names (MSRVTT-QA: ``video``).
-        Others: as ``VideoDataModule``.
+        video_ext: extension of a video's file.
     """
 
     def __init__(
-        self,
-        train: str | None = None,
-        val: str | None = None,
-        test: str | None = None,
-        root: str = "",
-        format: QAFormat = "qa",
-        answers: str | None = None,
-        video_prefix: str = "",
-        video_ext: str = ".mp4",
-        **kwargs,
+        self, format: QAFormat = "qa", answers: str | None = None, video_prefix: str = "", video_ext: str = ".mp4"
     ) -> None:
-        synthetic = kwargs.get("synthetic") is not None
-        if synthetic and answers:
-            raise ConfigError("data.answers: the synthetic set has its own; drop it or set data.synthetic: null")
-        self.qa_format, self.video_prefix = format, video_prefix
-        # the synthetic set's vocabulary is its own answers.json (its layout hands it to the base as labels)
-        self.answers_file = (
-            str(Path(root or SYNTHETIC_ROOT) / "answers.json") if synthetic and format == "qa" else answers
-        )
-        self.extras: dict[str, list[dict]] = {}  # questions of each split, filled as the splits are read
-        super().__init__(train=train, val=val, test=test, root=root, video_ext=video_ext, labels=answers, **kwargs)
+        self.format, self.answers, self.video_prefix, self.video_ext = format, answers, video_prefix, video_ext
 
-    def synthetic_layout(self, root: Path) -> dict:
-        splits = {"train": "train", "val": "validation", "test": "test"}
-        files = {s: str(root / f"{self.qa_format}_{name}.json") for s, name in splits.items()}
-        return files | {"labels": str(root / "answers.json") if self.qa_format == "qa" else None}
-
-    def write_synthetic(self) -> None:
-        write_qa(self.synthetic.write(self.dataset_root), seed=self.synthetic.seed)
-
-    def class_names(self) -> list[str] | None:
-        return read_answers(self.answers_file) if self.answers_file else None
-
-    def collate_fn(self):
-        return collate_qa
-
-    def read_records(self, split: str) -> list[VideoRecord]:
-        answers = self.class_names() if self.qa_format == "qa" else None
-        records, extras = read_qa(
-            self.files[split], self.root, self.qa_format, answers, self.video_prefix, self.video_ext
-        )
-        if split == "train" and self.qa_format == "qa":  # answers outside the vocabulary cannot be learnt
+    def read(self, path: str, root: str, split: str) -> tuple[list[VideoRecord], list[dict]]:
+        answers = self.class_names() if self.format == "qa" else None
+        records, extras = read_qa(path, root, self.format, answers, self.video_prefix, self.video_ext)
+        if split == "train" and self.format == "qa":  # answers outside the vocabulary cannot be learnt
             kept = [i for i, r in enumerate(records) if r.label >= 0]
             if not kept:
                 raise AnnotationError(
-                    f"{self.files[split]}: none of its {len(records)} answers is in data.answers ({self.answers_file})"
+                    f"{path}: none of its {len(records)} answers is in data.annotations.answers ({self.answers})"
                 )
             records, extras = [records[i] for i in kept], [extras[i] for i in kept]
-        self.extras[split] = extras
-        return records
+        return records, extras
 
-    def build_dataset(self, split: str) -> QAClipDataset:
-        records = self.records(split)
-        return QAClipDataset(records, self.extras[split], **self.clip_args(split))
+    def files(self) -> dict[str, str | None]:
+        return {"annotations.answers": self.answers}
+
+    def class_names(self) -> list[str] | None:
+        return read_answers(self.answers) if self.answers else None
+
+    def synthetic(self, root: Path) -> tuple[Questions, dict[str, str]]:
+        answers = str(root / "answers.json") if self.format == "qa" else None  # the set's own vocabulary
+        return Questions(self.format, answers, video_ext=self.video_ext), synthetic_splits(root, f"{self.format}_")
+
+    def write_synthetic(self, synthetic, root: Path) -> None:
+        write_qa(synthetic.write(root), seed=synthetic.seed)

@@ -79,7 +79,7 @@ class TextVideoRetrieval(VideoTask):
         self.temporal.build(backbone.embed_dim, backbone)
         self.conditioned = getattr(self.temporal, "text_conditioned", False)
         self.dual_softmax, self.text_batch_size, self.v2t = dual_softmax, text_batch_size, v2t
-        self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": []}
+        self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": [], "text": [], "owner": []}
         self._skipped = 0
 
     # ---- embeddings ----------------------------------------------------------------------------------------------
@@ -139,6 +139,15 @@ class TextVideoRetrieval(VideoTask):
         valid = batch["valid"]
         self._eval["index"].append(batch["index"][valid])
         self._eval["embedding"].append(embedding[valid])
+        # every caption of each decoded video (a video that failed to decode cannot be scored, nor its captions)
+        texts = [c for ok, captions in zip(valid.tolist(), batch["captions"], strict=True) if ok for c in captions]
+        owners = [int(i) for i, ok, captions in zip(batch["index"], valid.tolist(), batch["captions"], strict=True)
+                  if ok for _ in captions]  # fmt: skip
+        with torch.no_grad():
+            step = self.text_batch_size
+            for start in range(0, len(texts), step):
+                self._eval["text"].append(self.encode_texts(texts[start : start + step]))
+        self._eval["owner"].append(torch.tensor(owners, dtype=torch.long))
         self._skipped += int((~valid).sum())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -147,54 +156,53 @@ class TextVideoRetrieval(VideoTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch)
 
-    def _gather_videos(self) -> tuple[Tensor, Tensor]:
-        """Indices and embeddings of the evaluated videos from every rank, sorted by index."""
-        index = torch.cat(self._eval["index"]) if self._eval["index"] else torch.zeros(0, dtype=torch.long)
-        shape = self._eval["embedding"][0].shape[1:] if self._eval["embedding"] else (self.backbone.embed_dim,)
-        emb = torch.cat(self._eval["embedding"]) if self._eval["embedding"] else torch.zeros(0, *shape)
+    def _gather(self, index: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows ``emb`` (N, ...) with their ``index`` (N,) from every rank, in rank order (ranks hold different
+        numbers of rows: padded, gathered, then trimmed)."""
+        shape = emb.shape[1:]
         index, emb = index.to(self.device), emb.flatten(1).to(self.device)  # (N, E) or (N, T * E)
-        width = emb.shape[1]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             counts = self.all_gather(torch.tensor(len(index), device=self.device)).view(-1)
-            most = int(counts.max())
-            pad = most - len(index)  # ranks hold different numbers of videos: pad, gather, then trim
+            most, width = int(counts.max()), emb.shape[1]
+            pad = most - len(index)
             index_all = self.all_gather(F.pad(index, (0, pad), value=-1)).view(-1, most)
             emb_all = self.all_gather(F.pad(emb, (0, 0, 0, pad))).view(-1, most, width)
-            keep = [slice(0, int(c)) for c in counts]
-            index = torch.cat([index_all[r, keep[r]] for r in range(len(counts))])
-            emb = torch.cat([emb_all[r, keep[r]] for r in range(len(counts))])
-        order = index.argsort()
-        return index[order], emb[order].unflatten(1, shape)
+            index = torch.cat([index_all[r, : int(c)] for r, c in enumerate(counts)])
+            emb = torch.cat([emb_all[r, : int(c)] for r, c in enumerate(counts)])
+        return index, emb.unflatten(1, shape)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        index, videos = self._gather_videos()
-        datamodule = self.trainer.datamodule
-        split = {"val": "val", "test": "test"}[stage]
-        captions = datamodule.captions(split)
-        position = {int(i): k for k, i in enumerate(index.tolist())}  # videos that decoded, in order
-        texts, owner = [], []
-        for video_index, video_captions in enumerate(captions):
-            if video_index in position:  # captions of a video that failed to decode cannot be scored
-                texts += video_captions
-                owner += [position[video_index]] * len(video_captions)
+        e = self._eval
+        shape = e["embedding"][0].shape[1:] if e["embedding"] else (self.backbone.embed_dim,)
+        index, videos = self._gather(
+            torch.cat(e["index"]) if e["index"] else torch.zeros(0, dtype=torch.long),
+            torch.cat(e["embedding"]) if e["embedding"] else torch.zeros(0, *shape),
+        )
+        order = index.argsort()  # videos by dataset index, whichever rank evaluated them
+        index, videos = index[order], videos[order]
+        owner, text_emb = self._gather(
+            torch.cat(e["owner"]) if e["owner"] else torch.zeros(0, dtype=torch.long),
+            torch.cat(e["text"]) if e["text"] else torch.zeros(0, self.backbone.embed_dim),
+        )
+        position = torch.full((int(index.max()) + 1 if len(index) else 1,), -1, dtype=torch.long, device=index.device)
+        position[index] = torch.arange(len(index), device=index.device)
+        owner = position[owner]  # each caption's video, as a row of ``videos``
         with torch.no_grad():
-            step = self.text_batch_size
-            text_emb = torch.cat([self.encode_texts(texts[i : i + step]) for i in range(0, len(texts), step)])
             sim = self.similarity(text_emb, videos)
         if self.dual_softmax:
             sim = dual_softmax(sim)
-        metrics = retrieval_metrics(sim, torch.tensor(owner, device=sim.device), v2t=self.v2t)
-        if len(texts) > len(index) and not self.trainer.sanity_checking:
+        metrics = retrieval_metrics(sim, owner.to(sim.device), v2t=self.v2t)
+        if len(owner) > len(index) and not self.trainer.sanity_checking:
             how = V2T_CONVENTIONS[self.v2t]
-            rank_zero_info(f"{stage}: {len(texts)} captions of {len(index)} videos; video->text ranks {how} "
+            rank_zero_info(f"{stage}: {len(owner)} captions of {len(index)} videos; video->text ranks {how} "
                            "(model.init_args.v2t); median ranks as NumPy's median")  # fmt: skip
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", value, sync_dist=False, rank_zero_only=True)
         self.log(f"{stage}/videos", float(len(index)), rank_zero_only=True)
-        self.log(f"{stage}/captions", float(len(texts)), rank_zero_only=True)
+        self.log(f"{stage}/captions", float(len(owner)), rank_zero_only=True)
         skipped = self.all_gather(torch.tensor(self._skipped, device=self.device)).sum()
         self.log(f"{stage}/skipped", skipped.float(), rank_zero_only=True)
-        self._eval = {"index": [], "embedding": []}
+        self._eval = {"index": [], "embedding": [], "text": [], "owner": []}
         self._skipped = 0
 
     def on_validation_epoch_end(self) -> None:
