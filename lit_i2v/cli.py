@@ -202,15 +202,21 @@ def trainer_error(err: ValueError) -> str:
 
 OPTIM_KEYS = ("optimizer", "layer_decay", "warmup_epochs", "min_lr_ratio", "new_lr_scale")
 RUNTIME_KEYS = ("compile", "trainable_only_checkpoints")
+SPAN_KEYS = ("hidden", "layers", "heads", "dropout", "max_segments")
 
 
 def grouped_hyperparameters(hparams: dict) -> dict:
     """A checkpoint's hyperparameters with the keys of the task arguments grouped since (``optimizer``,
-    ``layer_decay`` ... under ``optim``; ``compile``, ``trainable_only_checkpoints`` under ``runtime``)."""
+    ``layer_decay`` ... under ``optim``; ``compile``, ``trainable_only_checkpoints`` under ``runtime``; a grounding
+    model's span head arguments under ``head``)."""
     for group, keys in (("optim", OPTIM_KEYS), ("runtime", RUNTIME_KEYS)):
         moved = {key: hparams.pop(key) for key in keys if key in hparams}
         if moved:
             hparams[group] = {**moved, **(hparams.get(group) or {})}
+    grounding = str(hparams.get("_class_path", "")).endswith(".TemporalGrounding")
+    span = {key: hparams.pop(key) for key in SPAN_KEYS if key in hparams} if grounding else {}  # until 2026-12
+    if span:
+        hparams["head"] = {"class_path": "lit_i2v.heads.SpanHead", "init_args": span}
     return hparams
 
 

@@ -153,7 +153,7 @@ def test_decoding_ranks_spans_and_suppresses_near_duplicates():
 
 def test_span_head_ignores_padding_and_reads_the_query():
     torch.manual_seed(0)
-    head = SpanHead(16, hidden=32, layers=1, heads=2, dropout=0.0).eval()
+    head = SpanHead(hidden=32, layers=1, heads=2, dropout=0.0).build(16).eval()
     video, query = torch.randn(2, 6, 16), torch.randn(2, 16)
     mask = torch.ones(2, 6, dtype=torch.bool)
     mask[1, 4:] = False
@@ -185,7 +185,7 @@ def grounding_overrides(root: Path, run: Path) -> list[str]:
         f"--data.train={root / 'charades_sta_train.txt'}", f"--data.val={root / 'charades_sta_val.txt'}",
         f"--data.root={root / 'videos'}",
         "--data.batch_size=8", "--data.num_workers=0",
-        "--model.init_args.feature_dim=32", "--model.init_args.hidden=32",
+        "--model.init_args.feature_dim=32", "--model.init_args.head.init_args.hidden=32",
         "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1", f"--trainer.default_root_dir={run}",
         f"--trainer.logger.init_args.save_dir={run}", "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
@@ -246,7 +246,8 @@ def test_the_synthetic_recipe_writes_its_set_and_extracts_with_the_tasks_extract
         "--config", str(ROOT / "configs" / "grounding" / "synthetic.yaml"), f"--data.root={root}",
         "--data.synthetic.num_train=6", "--data.synthetic.num_val=3", "--data.synthetic.num_test=3",
         "--data.batch_size=4", "--model.init_args.extractor.arch=ViT-T-8-test",
-        "--model.init_args.extractor.pretrained=null", "--model.init_args.hidden=32", "--trainer.max_epochs=1",
+        "--model.init_args.extractor.pretrained=null", "--model.init_args.head.init_args.hidden=32",
+        "--trainer.max_epochs=1",
         f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
         "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
@@ -259,3 +260,17 @@ def test_the_synthetic_recipe_writes_its_set_and_extracts_with_the_tasks_extract
     assert last_value(metrics(run), "val/queries") == 6
     with pytest.raises(ConfigError, match="data.synthetic writes and reads its own annotation files, but data.train"):
         GroundingDataModule(train=str(root / "charades_sta_train.txt"), synthetic=SyntheticMoments())
+
+
+def test_a_grounding_checkpoint_from_before_the_span_head_argument_tests(grounding_root, tmp_path):
+    """Checkpoints written when TemporalGrounding took ``hidden``, ``layers``... itself: their hyperparameters are
+    moved under ``head`` when Lightning reads them into the config."""
+    run = tmp_path / "fit"
+    args = grounding_overrides(grounding_root, run)
+    assert main(["fit", *args, "--trainer.max_epochs=1"]) == 0
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    hparams = checkpoint["hyper_parameters"]
+    hparams.update(hparams.pop("head")["init_args"])
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    assert main(["test", *args, f"--ckpt_path={old}"]) == 0

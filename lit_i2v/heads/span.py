@@ -17,10 +17,10 @@ from lit_i2v.metrics.grounding import temporal_iou
 
 
 class SpanHead(nn.Module):
-    """Query-conditioned start/end/inside logits over a sequence of segment features.
+    """Query-conditioned start/end/inside logits over a sequence of segment features; built by the task once the
+    feature width is known (``build(feature_dim)``), as the other heads.
 
     Args:
-        feature_dim: width E of the extracted embeddings (video and text alike).
         hidden: width of the encoder.
         layers: transformer encoder layers over the segments.
         heads: attention heads.
@@ -29,30 +29,33 @@ class SpanHead(nn.Module):
     """
 
     def __init__(
-        self,
-        feature_dim: int,
-        hidden: int = 256,
-        layers: int = 2,
-        heads: int = 4,
-        dropout: float = 0.1,
-        max_segments: int = 512,
+        self, hidden: int = 256, layers: int = 2, heads: int = 4, dropout: float = 0.1, max_segments: int = 512
     ) -> None:
         super().__init__()
+        self.hidden, self.layers, self.heads, self.dropout = hidden, layers, heads, dropout
+        self.max_segments = max_segments
+
+    def build(self, feature_dim: int) -> SpanHead:
+        """Create the parameters for features (video and text alike) of width ``feature_dim``."""
+        hidden = self.hidden
         self.norm_v, self.norm_q = nn.LayerNorm(feature_dim), nn.LayerNorm(feature_dim)
-        self.fuse = nn.Sequential(nn.Linear(3 * feature_dim, hidden), nn.GELU(), nn.Dropout(dropout))
-        self.position = nn.Parameter(torch.zeros(max_segments, hidden))
+        self.fuse = nn.Sequential(nn.Linear(3 * feature_dim, hidden), nn.GELU(), nn.Dropout(self.dropout))
+        self.position = nn.Parameter(torch.zeros(self.max_segments, hidden))
         nn.init.trunc_normal_(self.position, std=0.02)
-        layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(hidden, self.heads, 4 * hidden, self.dropout, batch_first=True,
+                                           norm_first=True)  # fmt: skip
+        self.encoder = nn.TransformerEncoder(layer, self.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, 3)
+        return self
 
     def forward(self, video: Tensor, mask: Tensor, query: Tensor) -> Tensor:
         """``video`` (B, N, E), ``mask`` (B, N) True for real segments, ``query`` (B, E) → logits (B, N, 3):
         start, end, inside; padded segments get ``-inf`` start/end logits."""
         n = video.shape[1]
         if n > len(self.position):
-            raise ValueError(f"{n} segments exceed model.max_segments={len(self.position)}: raise it or lower the rate")
+            raise ValueError(f"{n} segments exceed model.init_args.head.max_segments={len(self.position)}: raise it "
+                             "or lower the extractor's rate")  # fmt: skip
         v = self.norm_v(video)
         q = self.norm_q(query)[:, None].expand_as(v)
         x = self.fuse(torch.cat([v, q, v * q], dim=-1)) + self.position[:n]

@@ -31,7 +31,7 @@ class TemporalGrounding(L.LightningModule):
     extractor: the frozen CLIP and frame rate the features come from (``lit_i2v.backbones.FeatureExtractor``;
         ``python -m lit_i2v extract`` runs it; the model never calls it while training).
     feature_dim: width of the features (default: the extractor's embedding width, 512 for ViT-B/16, 768 for L/14).
-    hidden, layers, heads, dropout, max_segments: the ``SpanHead``.
+    head: the span head (``SpanHead``: encoder width, layers, heads, dropout, longest sequence).
     top_k: ranked predictions kept per query (for mAP).
     nms_iou: IoU above which a lower-ranked span is suppressed.
     optim: optimizer, warm-up and schedule floor (``Optimization``; no backbone here, so no layer decay and no
@@ -44,20 +44,16 @@ class TemporalGrounding(L.LightningModule):
         self,
         extractor: FeatureExtractor | None = None,
         feature_dim: int | None = None,
-        hidden: int = 256,
-        layers: int = 2,
-        heads: int = 4,
-        dropout: float = 0.1,
-        max_segments: int = 512,
+        head: SpanHead | None = None,
         top_k: int = 10,
         nms_iou: float = 0.7,
         optim: Optimization | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # the CLI saves head and extractor as their class_path and init_args
         self.extractor = extractor or FeatureExtractor()
         self.feature_dim = feature_dim = feature_dim or self.extractor.embed_dim
-        self.head = SpanHead(feature_dim, hidden, layers, heads, dropout, max_segments)
+        self.head = (head or SpanHead()).build(feature_dim)
         self.top_k, self.nms_iou = top_k, nms_iou
         self.optim = optim or Optimization()
         metrics = {name.replace(".", "_"): SumMetric() for name in [*METRICS, "queries"]}
