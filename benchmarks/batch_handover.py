@@ -7,7 +7,7 @@ PyTorch's ``default_collate`` writes every batch into a new segment: creating it
 pages, is work a copy into memory already mapped does not do; and each small tensor of the batch (labels, indices)
 gets a segment of its own and a file-descriptor hand-over. ``collate_clips`` reuses a worker's segments once the main
 process is done with them, the main process keeps their mappings, and small tensors travel by value
-(``lit_i2v/data/handover.py``).
+(``lit_i2v/data/loading/handover.py``).
 
 On one thread, this command times stacking ``--batch`` uint8 clips of ``(frames, size, size, 3)`` into (1) a tensor
 reused across batches (the bare copy), (2) fresh private memory, (3) a fresh shared-memory segment (what
@@ -45,7 +45,7 @@ class SameClip(Dataset):
         clip = torch.randint(0, 256, shape, dtype=torch.uint8).movedim(-1, -3)  # (T, 3, S, S), memory (T, S, S, 3)
         self.clip = clip if channels_last else clip.contiguous()
         if crops:
-            from lit_i2v.data.transforms import ClipCrop
+            from lit_i2v.data.video.transforms import ClipCrop
 
             self.clip = ClipCrop(list(clip.movedim(-3, -1)), flip=False, size=shape[1])
         self.length = length
@@ -80,7 +80,7 @@ def through_a_worker(
     than once."""
     loader = DataLoader(SameClip(shape, 64 * batch, channels_last, crops), batch_size=batch, num_workers=1,
                         persistent_workers=True, collate_fn=collate)  # fmt: skip
-    from lit_i2v.data.handover import WorkerBuffers
+    from lit_i2v.data.loading.handover import WorkerBuffers
 
     patched = mock.patch.object(WorkerBuffers, "first_send", send_every_time)
     with patched if fd_per_batch else contextlib.nullcontext():  # the worker forks here and keeps what it forked with
@@ -134,7 +134,7 @@ def main() -> None:
         "copy into a fresh shared segment (default_collate's)": per_call_ms(lambda: torch.stack(clips, out=shared())),
         "create and drop the shared segment alone": per_call_ms(shared),
     }
-    from lit_i2v.data.dataset import collate_clips
+    from lit_i2v.data.loading.dataset import collate_clips
 
     workers = {
         "through a worker, default_collate (planar clips)": through_a_worker(default_collate, shape, args.batch, False),

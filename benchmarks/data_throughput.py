@@ -174,7 +174,7 @@ def device_share_ms(paths: list[Path] | None, root: Path, size: int, batches: in
     work that the shipped loader leaves to the device (here the main process)."""
     from lit_i2v.data import TrainTransform, UniformSampler, VideoClipDataset, VideoRecord
     from lit_i2v.data.shards import ShardedClips
-    from lit_i2v.data.transforms import pack_clips
+    from lit_i2v.data.video.transforms import pack_clips
 
     transform, sampler = TrainTransform(size=size), UniformSampler(8)
     if paths is None:

@@ -3,8 +3,8 @@
     python benchmarks/device_resize.py [--device cuda] [--batch 32] [--out benchmarks/out/device_resize]
 
 The shipped loader's workers only cut each training clip's random crop out of its decoded frames; the batch's crops
-travel packed and the data module resizes them to 224 px on the device (``lit_i2v/data/transforms.py``). This command
-builds such batches from 340x256 frames (8 frames a clip, camera-like content) and, on ``--device``:
+travel packed and the data module resizes them to 224 px on the device (``lit_i2v/data/video/transforms.py``). This
+command builds such batches from 340x256 frames (8 frames a clip, camera-like content) and, on ``--device``:
 
 1. checks the device's clips against the worker's (``device_resize: false``, the uint8 kernel on the CPU): the same
    on a CPU, at most one grey level apart where the float kernel runs (a GPU);
@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_i2v.data.dataset import collate_clips
-from lit_i2v.data.images import codec, decode_jpegs, encode_jpeg
-from lit_i2v.data.transforms import JpegCrop, PackedClips, PackedJpegs, TrainTransform, pack_clips, pack_jpegs
+from lit_i2v.data.loading.dataset import collate_clips
+from lit_i2v.data.video.images import codec, decode_jpegs, encode_jpeg
+from lit_i2v.data.video.transforms import JpegCrop, PackedClips, PackedJpegs, TrainTransform, pack_clips, pack_jpegs
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, HEIGHT, WIDTH, SIZE = 8, 256, 340, 224

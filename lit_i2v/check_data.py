@@ -15,10 +15,10 @@ from __future__ import annotations
 from multiprocessing import get_context
 from pathlib import Path
 
-from lit_i2v.data.annotations import VideoRecord
 from lit_i2v.data.datamodule import VideoDataModule
-from lit_i2v.data.decode import DamagedVideoError, open_video
-from lit_i2v.data.sampling import FrameSampler
+from lit_i2v.data.formats.annotations import VideoRecord
+from lit_i2v.data.video.decode import DamagedVideoError, open_video
+from lit_i2v.data.video.sampling import FrameSampler
 
 
 def _check(args: tuple[VideoRecord, FrameSampler, str]) -> tuple[str, dict]:

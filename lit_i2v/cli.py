@@ -223,7 +223,7 @@ def grouped_hyperparameters(hparams: dict) -> dict:
 def _read_class_names(config: Namespace) -> None:
     """A ``model.init_args.class_names`` path that exists becomes the list of names it holds (the task reads no
     files); one that does not is left for the task, which fails naming it if its head needs the names."""
-    from lit_i2v.data.annotations import read_class_names
+    from lit_i2v.data.formats.annotations import read_class_names
 
     model = config.get("model")
     init = model.get("init_args") if model is not None else None

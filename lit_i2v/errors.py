@@ -31,7 +31,7 @@ def _error_types() -> tuple[type[BaseException], ...]:
     """lit_i2v's error types about files (imported late: this module must import nothing heavy)."""
     from lit_i2v.backbones.torchscript import UnreadableArchive
     from lit_i2v.backbones.weights import WeightsError
-    from lit_i2v.data.annotations import AnnotationError
+    from lit_i2v.data.formats.annotations import AnnotationError
     from lit_i2v.data.shards import ShardError
     from lit_i2v.tasks.checkpoint_io import CheckpointError
 

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from lit_i2v.backbones import FeatureExtractor
-from lit_i2v.data.decode import Backend, open_video
-from lit_i2v.data.transforms import EvalTransform
+from lit_i2v.data.video.decode import Backend, open_video
+from lit_i2v.data.video.transforms import EvalTransform
 
 log = logging.getLogger("lit_i2v.extract")
 

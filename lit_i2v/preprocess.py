@@ -39,7 +39,7 @@ def reencode(src: str | Path, dst: str | Path, short_side: int = 320, gop: int =
     import torch
     import torch.nn.functional as F
 
-    from lit_i2v.data.decode import DamagedVideoError, declared_frames, upright
+    from lit_i2v.data.video.decode import DamagedVideoError, declared_frames, upright
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

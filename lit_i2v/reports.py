@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from lit_i2v.data.images import write_png
+from lit_i2v.data.video.images import write_png
 
 
 def log_dir(trainer: L.Trainer) -> Path:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lit_i2v.data.synthetic import SynthSpec, synthesize
-from lit_i2v.data.transforms import PackedClips
+from lit_i2v.data.video.transforms import PackedClips
 
 
 def resized(video: torch.Tensor | PackedClips) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 
 from lit_i2v.cli import main
 from lit_i2v.data import VideoDataModule
-from lit_i2v.data.annotations import AnnotationError, read_annotations
+from lit_i2v.data.formats.annotations import AnnotationError, read_annotations
 from lit_i2v.tasks.checkpoint_io import CheckpointError, check_loadable, remove_orphans, resume_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +121,8 @@ def test_empty_annotation_files_are_errors(tmp_path, synth_root):
 
 
 def test_files_that_are_not_utf8_or_not_the_json_expected_are_named(tmp_path, synth_root):
-    from lit_i2v.data.annotations import read_class_names
-    from lit_i2v.data.captions import read_captions
+    from lit_i2v.data.formats.annotations import read_class_names
+    from lit_i2v.data.formats.captions import read_captions
 
     (tmp_path / "latin.txt").write_bytes(b"ok.mp4 0\ncaf\xe9.mp4 1\n")  # Latin-1, not UTF-8
     with pytest.raises(AnnotationError, match=r"latin.txt:2: not UTF-8 text \(byte 0xe9\)"):
@@ -145,8 +145,8 @@ def test_files_that_are_not_utf8_or_not_the_json_expected_are_named(tmp_path, sy
 
 
 def test_rawframes_with_offsets_read_their_own_frames(tmp_path):
-    from lit_i2v.data import images
-    from lit_i2v.data.decode import open_video
+    from lit_i2v.data.video import images
+    from lit_i2v.data.video.decode import open_video
 
     folder = tmp_path / "long"
     folder.mkdir()

@@ -23,13 +23,13 @@ from lit_i2v.data import (
     VideoClipDataset,
     VideoDataModule,
     VideoRecord,
-    images,
     open_video,
     read_annotations,
 )
-from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.data.formats.annotations import AnnotationError
 from lit_i2v.data.synthetic import CLASSES, SynthSpec, render, write_video
-from lit_i2v.data.transforms import ClipCrop, PackedClips, pack_clips
+from lit_i2v.data.video import images
+from lit_i2v.data.video.transforms import ClipCrop, PackedClips, pack_clips
 
 from .conftest import in_shared_memory, resized
 
@@ -154,7 +154,7 @@ def test_transforms_keep_the_decoders_memory_order_and_its_values():
 
 
 def test_batches_stay_channels_last_in_and_out_of_workers(synth_root):
-    from lit_i2v.data.dataset import collate_clips
+    from lit_i2v.data.loading.dataset import collate_clips
 
     dm = VideoDataModule(train=str(synth_root / "train.json"), val=str(synth_root / "validation.json"),
                          root=str(synth_root / "videos"), annotations=Labels(str(synth_root / "labels.json")),

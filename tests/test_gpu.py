@@ -12,9 +12,9 @@ import torch
 
 from lit_i2v.cli import main
 from lit_i2v.data import TrainTransform
-from lit_i2v.data.images import decode_jpegs, encode_jpeg
 from lit_i2v.data.shards import ShardSpec, write_shards
-from lit_i2v.data.transforms import JpegCrop, pack_clips, pack_jpegs
+from lit_i2v.data.video.images import decode_jpegs, encode_jpeg
+from lit_i2v.data.video.transforms import JpegCrop, pack_clips, pack_jpegs
 
 from .test_cli import last_value, metrics, tiny_overrides
 from .test_shards import ssv2_records

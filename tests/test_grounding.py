@@ -14,7 +14,7 @@ import torch
 
 from lit_i2v.backbones import FeatureExtractor
 from lit_i2v.cli import main
-from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.data.formats.annotations import AnnotationError
 from lit_i2v.data.grounding import FeatureStore, GroundingDataModule, read_moments
 from lit_i2v.data.synthetic import EventSpec, SyntheticMoments, render_events, write_grounding, write_video
 from lit_i2v.errors import ConfigError
@@ -110,8 +110,8 @@ def test_extraction_embeds_segments_and_queries_resumably_and_reports_broken_vid
     store = FeatureStore(tmp_path / "f")
     assert store.video("v1").shape == (6, 32) and store.meta["v1"]["duration"] == pytest.approx(3.0)
     # the features are the tower's embeddings of the segments' centre frames
-    from lit_i2v.data.decode import open_video
-    from lit_i2v.data.transforms import EvalTransform
+    from lit_i2v.data.video.decode import open_video
+    from lit_i2v.data.video.transforms import EvalTransform
 
     model = extractor.model
     frame = open_video(videos["v1"]).get_frames([2])  # segment 0 of 6 over 24 frames: centre frame 2

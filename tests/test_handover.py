@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_i2v.data.dataset import collate_clips
-from lit_i2v.data.handover import MAPPED, Inline, drop_ended_workers, inline_small, worker_buffers
-from lit_i2v.data.transforms import ClipCrop, PackedClips
+from lit_i2v.data.loading.dataset import collate_clips
+from lit_i2v.data.loading.handover import MAPPED, Inline, drop_ended_workers, inline_small, worker_buffers
+from lit_i2v.data.video.transforms import ClipCrop, PackedClips
 
 from .conftest import in_shared_memory
 

@@ -12,7 +12,7 @@ import torch
 from lit_i2v.backbones import CLIP
 from lit_i2v.cli import main
 from lit_i2v.data import read_qa
-from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.data.formats.annotations import AnnotationError
 from lit_i2v.data.synthetic import MOTION_ANSWERS, write_qa
 from lit_i2v.strategies import Frozen
 from lit_i2v.tasks import VideoQuestionAnswering

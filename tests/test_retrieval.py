@@ -13,7 +13,7 @@ import torch
 from lit_i2v.backbones import CLIP
 from lit_i2v.cli import main
 from lit_i2v.data import Captions, EvalTransform, TrainTransform, UniformSampler, VideoDataModule, read_captions
-from lit_i2v.data.annotations import AnnotationError
+from lit_i2v.data.formats.annotations import AnnotationError
 from lit_i2v.data.synthetic import write_captions
 from lit_i2v.strategies import FullFinetune
 from lit_i2v.tasks import TextVideoRetrieval

@@ -15,11 +15,11 @@ import torch
 
 from lit_i2v.cli import main
 from lit_i2v.data import EvalTransform, TrainTransform, UniformSampler, VideoClipDataset, VideoDataModule
-from lit_i2v.data.annotations import read_annotations
-from lit_i2v.data.dataset import collate_clips
-from lit_i2v.data.images import decode_jpegs
+from lit_i2v.data.formats.annotations import read_annotations
+from lit_i2v.data.loading.dataset import collate_clips
 from lit_i2v.data.shards import ShardedClips, ShardError, ShardSpec, stored_frames, write_shards
-from lit_i2v.data.transforms import PackedJpegs
+from lit_i2v.data.video.images import decode_jpegs
+from lit_i2v.data.video.transforms import PackedJpegs
 
 from .conftest import in_shared_memory, resized
 from .test_cli import last_value, metrics, tiny_overrides

@@ -55,7 +55,7 @@ def test_the_data_module_resizes_packed_crops_on_the_device_and_the_task_receive
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
     from lit_i2v.data import VideoDataModule
-    from lit_i2v.data.transforms import PackedClips, pack_clips
+    from lit_i2v.data.video.transforms import PackedClips, pack_clips
 
     task = make_task()
     frames = torch.randint(0, 256, (4, 40, 48, 3), dtype=torch.uint8)

@@ -16,9 +16,9 @@ import torch
 
 from lit_i2v.check_data import check_split, format_report
 from lit_i2v.data import DecodeError, TrainTransform, UniformSampler, VideoClipDataset, VideoRecord, open_video
-from lit_i2v.data.decode import DamagedVideoError
-from lit_i2v.data.images import decode_jpegs
 from lit_i2v.data.shards import ShardSpec, write_shards
+from lit_i2v.data.video.decode import DamagedVideoError
+from lit_i2v.data.video.images import decode_jpegs
 from lit_i2v.preprocess import reencode
 
 

@@ -3,16 +3,16 @@
 Imports no model code: sizes are given as values, and normalisation happens on the model's device.
 """
 
-from lit_i2v.data.annotations import Annotations, Labels, VideoRecord, read_annotations, read_class_names
-from lit_i2v.data.captions import Captions, read_captions
 from lit_i2v.data.datamodule import VideoDataModule
-from lit_i2v.data.dataset import UnpaddedDistributedSampler, VideoClipDataset
-from lit_i2v.data.decode import DecodeError, open_video
+from lit_i2v.data.formats.annotations import Annotations, Labels, VideoRecord, read_annotations, read_class_names
+from lit_i2v.data.formats.captions import Captions, read_captions
+from lit_i2v.data.formats.qa import Questions, read_qa
 from lit_i2v.data.grounding import GroundingDataModule, read_moments
-from lit_i2v.data.qa import Questions, read_qa
-from lit_i2v.data.sampling import DenseSampler, FrameSampler, UniformSampler
+from lit_i2v.data.loading.dataset import UnpaddedDistributedSampler, VideoClipDataset
 from lit_i2v.data.synthetic import Synthetic, SyntheticMoments
-from lit_i2v.data.transforms import EvalTransform, TrainTransform
+from lit_i2v.data.video.decode import DecodeError, open_video
+from lit_i2v.data.video.sampling import DenseSampler, FrameSampler, UniformSampler
+from lit_i2v.data.video.transforms import EvalTransform, TrainTransform
 
 __all__ = [
     "Annotations",

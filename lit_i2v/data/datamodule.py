@@ -20,20 +20,20 @@ import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
-from lit_i2v.data.annotations import AnnotationError, Annotations, Labels, VideoRecord, check_labels
-from lit_i2v.data.dataset import (
+from lit_i2v.data.formats.annotations import AnnotationError, Annotations, Labels, VideoRecord, check_labels
+from lit_i2v.data.loading.dataset import (
     ResumableSampler,
     UnpaddedDistributedSampler,
     VideoClipDataset,
     collate_clips,
     default_seed,
 )
-from lit_i2v.data.decode import Backend
-from lit_i2v.data.loader import EpochLoader, SplitLoaders
-from lit_i2v.data.sampling import FrameSampler, UniformSampler
+from lit_i2v.data.loading.loader import EpochLoader, SplitLoaders
 from lit_i2v.data.shards import ShardedClips, read_index
 from lit_i2v.data.synthetic import SYNTHETIC_ROOT, Synthetic
-from lit_i2v.data.transforms import EvalTransform, PackedClips, PackedJpegs, TrainTransform
+from lit_i2v.data.video.decode import Backend
+from lit_i2v.data.video.sampling import FrameSampler, UniformSampler
+from lit_i2v.data.video.transforms import EvalTransform, PackedClips, PackedJpegs, TrainTransform
 from lit_i2v.errors import ConfigError
 
 SPLITS = ("train", "val", "test")

@@ -36,11 +36,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lit_i2v.data.annotations import AnnotationError
-from lit_i2v.data.dataset import UnpaddedDistributedSampler
-from lit_i2v.data.decode import Backend
-from lit_i2v.data.loader import SplitLoaders
+from lit_i2v.data.formats.annotations import AnnotationError
+from lit_i2v.data.loading.dataset import UnpaddedDistributedSampler
+from lit_i2v.data.loading.loader import SplitLoaders
 from lit_i2v.data.synthetic import SYNTHETIC_GROUNDING_ROOT, SyntheticMoments
+from lit_i2v.data.video.decode import Backend
 from lit_i2v.errors import ConfigError
 
 log = logging.getLogger("lit_i2v.data")

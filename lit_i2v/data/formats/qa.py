@@ -20,7 +20,14 @@ import io
 from pathlib import Path
 from typing import Literal
 
-from lit_i2v.data.annotations import AnnotationError, Annotations, VideoRecord, read_json, read_text, synthetic_splits
+from lit_i2v.data.formats.annotations import (
+    AnnotationError,
+    Annotations,
+    VideoRecord,
+    read_json,
+    read_text,
+    synthetic_splits,
+)
 from lit_i2v.data.synthetic import write_qa
 
 QAFormat = Literal["qa", "mc"]

@@ -1,31 +1,5 @@
-"""Tar shards of a split, written once by ``python -m lit_i2v shard`` and streamed by every rank and worker.
-
-Decoding the original videos gives a few clips/s per CPU core, while one GPU consumes hundreds: a cluster run reads
-shards of **pre-decoded, resized JPEG frames** instead (``mode="frames"``; decoding 8 JPEGs costs a few ms), or of
-the video files themselves (``mode="video"``, after ``preprocess`` for cheap seeking) where disk is short.
-
-Layout of a shard folder::
-
-    index.json              format, mode, class names, and per split: its shards, sample counts, failed videos
-    train-000000.tar        per sample: <key>.json, then <key>.0000.jpg, <key>.0001.jpg, ... (or <key>.mp4)
-    train-000000.idx.json   per sample: its metadata and the byte range of each member's data in the tar
-
-The tars are plain POSIX tars in WebDataset's naming (members grouped by key), so ``tar``, ``webdataset`` and
-object stores read them as they are. The byte ranges let a reader seek to exactly the frames a clip needs and let
-ranks and workers split a split at sample granularity without reading anything twice. Tar rather than litdata:
-no dependency, a format every tool lists and repairs, and append-only writing that a job can resume shard by shard.
-
-Frames mode stores ``frames`` frames per video (0: all), uniformly over the video, at ``short_side`` px; the sampler
-still sees the source's frame count, and each wanted frame maps to the nearest stored one, so uniform (SSv2) and
-dense (Kinetics) samplers run unchanged (exactly, when all frames are stored).
-
-Epoch plan (the same on every rank; :meth:`ShardedClips.plan`): shards are shuffled with (seed, epoch) in training,
-their samples concatenated into one sequence of N, and rank r of W takes a contiguous range: ceil(N/W) samples in
-training, wrapping around to the start like ``DistributedSampler``'s padding (so ranks step equally; nothing is
-duplicated when W divides N), and N/W without padding in evaluation (every sample exactly once over the ranks).
-A rank's range is cut into batch-sized chunks shared out contiguously among its DataLoader workers, so every worker
-yields whole batches and the epoch has a known length. In training a shuffle buffer per worker mixes the stream.
-"""
+"""Reading shards: ``ShardedClips`` streams one split's clips to every rank and worker, seeking to exactly the
+frames a clip needs (the epoch plan is in the package's docstring)."""
 
 from __future__ import annotations
 
@@ -35,207 +9,27 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import random
-import tarfile
-from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from lit_i2v.data.annotations import VideoRecord
-from lit_i2v.data.decode import Backend, DecodeError, open_video
-from lit_i2v.data.images import decode_jpegs, encode_jpeg, jpeg_size
-from lit_i2v.data.loader import SharedEpoch
-from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import EvalTransform, JpegCrop, TrainTransform, stack_clips
+from lit_i2v.data.loading.loader import SharedEpoch
+from lit_i2v.data.shards.index import ShardError, read_index
+from lit_i2v.data.video.decode import Backend, open_video
+from lit_i2v.data.video.images import decode_jpegs, jpeg_size
+from lit_i2v.data.video.sampling import FrameSampler
+from lit_i2v.data.video.transforms import EvalTransform, JpegCrop, TrainTransform, stack_clips
 
 log = logging.getLogger("lit_i2v.data")
-FORMAT = "lit_i2v-shards"
-VERSION = 1
-
-
-class ShardError(RuntimeError):
-    """A shard folder that is missing, incomplete or of another format; the message names the file."""
-
-
-# ---------------------------------------------------------------------------------------------------- writing
-
-
-@dataclass
-class ShardSpec:
-    """How to write shards.
-
-    Args:
-        mode: ``frames`` (pre-decoded JPEG frames) or ``video`` (the video files' bytes).
-        short_side: frames mode: resize so the short side is this many px (never upscales); 0 keeps the size.
-        frames: frames mode: frames stored per video, uniform over it; 0 stores every frame.
-        quality: frames mode: JPEG quality.
-        samples_per_shard: videos per tar.
-    """
-
-    mode: str = "frames"
-    short_side: int = 256
-    frames: int = 0
-    quality: int = 90
-    samples_per_shard: int = 256
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("frames", "video"):
-            raise ValueError(f"shard mode must be 'frames' or 'video', got {self.mode!r}")
-        if self.samples_per_shard < 1 or self.frames < 0 or self.short_side < 0:
-            raise ValueError("samples_per_shard must be positive; frames and short_side must not be negative")
-
-
-def stored_frames(total: int, keep: int) -> list[int]:
-    """Source indices of the ``keep`` frames a shard stores of a ``total``-frame video: every frame when ``keep`` is
-    0 or at least ``total``, else the centres of ``keep`` equal segments."""
-    if keep <= 0 or keep >= total:
-        return list(range(total))
-    return [min(int((i + 0.5) * total / keep), total - 1) for i in range(keep)]
-
-
-def _resize_short(frames: torch.Tensor, short_side: int) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` -> ``(T, 3, h, w)`` with the short side at most ``short_side`` (0: unchanged)."""
-    from torchvision.transforms.v2 import functional as TF
-
-    clip = frames.permute(0, 3, 1, 2).contiguous()
-    if short_side and min(clip.shape[-2:]) > short_side:
-        clip = TF.resize(clip, short_side, antialias=True)
-    return clip
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> list[int]:
-    """Append one member; return ``[offset, size]`` of its data in the tar file."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o644, 0
-    tar.addfile(info, io.BytesIO(data))
-    padded = math.ceil(len(data) / tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-    return [tar.offset - padded, len(data)]
-
-
-def _encode_sample(record: VideoRecord, index: int, spec: ShardSpec, backend: Backend) -> tuple[dict, list]:
-    """Metadata and the (name suffix, bytes) members of one video; raises if it cannot be read or is damaged (its
-    last declared frame does not decode: a file cut short is never stored, whichever frames a clip would take)."""
-    meta = {"label": record.label, "video_id": record.video_id, "index": index}
-    if spec.mode == "video":
-        data = Path(record.path).read_bytes()
-        reader = open_video(record.path, backend, data=data)  # check that it decodes, and count its frames
-        reader.get_frames([reader.num_frames - 1])
-        meta.update(num_frames=reader.num_frames, stored=None)
-        return meta, [(Path(record.path).suffix or ".mp4", data)]
-    reader = open_video(record.path, backend, record.num_frames, first_frame=record.first_frame)
-    keep = stored_frames(reader.num_frames, spec.frames)
-    if keep[-1] != reader.num_frames - 1:  # (otherwise the last chunk below decodes it)
-        reader.get_frames([reader.num_frames - 1])
-    members = []
-    for start in range(0, len(keep), 32):  # bounded memory for long videos
-        clip = _resize_short(reader.get_frames(keep[start : start + 32]), spec.short_side)
-        for j, frame in enumerate(clip, start):
-            members.append((f".{j:04d}.jpg", encode_jpeg(frame, spec.quality).numpy().tobytes()))
-    meta.update(num_frames=reader.num_frames, stored=None if len(keep) == reader.num_frames else keep)
-    return meta, members
-
-
-def _write_shard(job: tuple) -> dict:
-    """Write one tar and its index (under temporary names, renamed when complete); skip a finished one."""
-    out, name, items, spec, backend = job
-    tar_path, idx_path = out / f"{name}.tar", out / f"{name}.idx.json"
-    if tar_path.is_file() and idx_path.is_file():
-        return {"name": name, "samples": len(json.loads(idx_path.read_text())), "failed": [], "skipped": True}
-    torch.set_num_threads(1)
-    tmp = out / f".{name}.{os.getpid()}.tmp"
-    rows, failed = [], []
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for index, record in items:
-            try:
-                meta, members = _encode_sample(record, index, spec, backend)
-            except Exception as err:  # a broken video is reported, never fatal
-                failed.append(str(err) if isinstance(err, DecodeError) else f"{record.path}: {err}")  # (path first)
-                continue
-            key = f"{index:09d}"
-            ranges = [_add(tar, f"{key}.json", json.dumps(meta).encode())]
-            ranges += [_add(tar, key + suffix, data) for suffix, data in members]
-            rows.append({"key": key, **meta, "members": ranges[1:]})
-    tmp.replace(tar_path)
-    tmp_idx = out / f".{name}.idx.{os.getpid()}.tmp"
-    tmp_idx.write_text(json.dumps(rows))
-    tmp_idx.replace(idx_path)  # written last: a shard counts as finished only with its index
-    return {"name": name, "samples": len(rows), "failed": failed, "skipped": False}
-
-
-def write_shards(
-    splits: dict[str, list[VideoRecord]],
-    out: str | Path,
-    spec: ShardSpec | None = None,
-    class_names: list[str] | None = None,
-    workers: int = 2,
-    seed: int = 0,
-    backend: Backend = "auto",
-) -> dict:
-    """Write each split's videos to tar shards under ``out`` and ``index.json`` last; returns the index.
-
-    Training videos are shuffled (with ``seed``) before they are cut into shards, so every shard mixes classes;
-    evaluation splits keep the annotation order. Parallel over shards and resumable: finished shards are kept.
-    """
-    spec = spec or ShardSpec()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    index = {"format": FORMAT, "version": VERSION, "mode": spec.mode, "short_side": spec.short_side,
-             "frames": spec.frames, "class_names": class_names, "splits": {}}  # fmt: skip
-    for split, records in splits.items():
-        order = list(range(len(records)))
-        if split == "train":
-            random.Random(seed).shuffle(order)
-        chunks = [order[i : i + spec.samples_per_shard] for i in range(0, len(order), spec.samples_per_shard)]
-        jobs = [
-            (out, f"{split}-{n:06d}", [(i, records[i]) for i in chunk], spec, backend) for n, chunk in enumerate(chunks)
-        ]
-        if workers > 1 and len(jobs) > 1:
-            with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                results = pool.map(_write_shard, jobs, chunksize=1)
-        else:
-            results = [_write_shard(job) for job in jobs]
-        failed = [f for r in results for f in r["failed"]]
-        for failure in failed:
-            log.warning("not sharded: %s", failure)
-        index["splits"][split] = {
-            "shards": [{"file": f"{r['name']}.tar", "samples": r["samples"]} for r in results],
-            "samples": sum(r["samples"] for r in results),
-            "videos": len(records),
-            "failed": failed,
-        }
-    previous = read_index(out, missing_ok=True)
-    if previous:  # sharding one split at a time keeps the others
-        index["splits"] = {**previous["splits"], **index["splits"]}
-    tmp = out / ".index.json.tmp"
-    tmp.write_text(json.dumps(index, indent=1))
-    tmp.replace(out / "index.json")
-    return index
-
-
-def read_index(root: str | Path, missing_ok: bool = False) -> dict | None:
-    path = Path(root) / "index.json"
-    if not path.is_file():
-        if missing_ok:
-            return None
-        raise ShardError(f"{path}: no shard index; write shards with `python -m lit_i2v shard --config X --out DIR`")
-    index = json.loads(path.read_text())
-    if index.get("format") != FORMAT or index.get("version") != VERSION:
-        raise ShardError(f"{path}: not a {FORMAT} v{VERSION} index (format {index.get('format')!r})")
-    return index
-
-
-# ---------------------------------------------------------------------------------------------------- reading
 
 
 class ShardedClips(SharedEpoch, IterableDataset):
     """Clips streamed from the shards of one split; yields the same sample dicts as ``VideoClipDataset``.
 
     The DataModule sets ``rank``, ``world_size`` and ``batch_size`` before iterating, and ``epoch`` at each epoch
-    (``lit_i2v.data.loader.EpochLoader``), and ``skip_batches`` when a run resumes part-way into an epoch.
+    (``lit_i2v.data.loading.loader.EpochLoader``), and ``skip_batches`` when a run resumes part-way into an epoch.
     ``len()`` is the number of samples this rank yields per epoch. A sample's augmentation is drawn from its own
     generator seeded by (seed, epoch, shard, sample).
 

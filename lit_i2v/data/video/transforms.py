@@ -32,7 +32,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from lit_i2v.data.images import decode_jpegs
+from lit_i2v.data.video.images import decode_jpegs
 
 log = logging.getLogger("lit_i2v.data")
 

@@ -28,12 +28,12 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset, DistributedSampler, default_collate, get_worker_info
 
-from lit_i2v.data.annotations import VideoRecord
-from lit_i2v.data.decode import Backend, open_video
-from lit_i2v.data.handover import Inline, inline_small, worker_buffers
-from lit_i2v.data.loader import SharedEpoch
-from lit_i2v.data.sampling import FrameSampler
-from lit_i2v.data.transforms import (
+from lit_i2v.data.formats.annotations import VideoRecord
+from lit_i2v.data.loading.handover import Inline, inline_small, worker_buffers
+from lit_i2v.data.loading.loader import SharedEpoch
+from lit_i2v.data.video.decode import Backend, open_video
+from lit_i2v.data.video.sampling import FrameSampler
+from lit_i2v.data.video.transforms import (
     ClipCrop,
     EvalTransform,
     JpegCrop,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lit_i2v.data.images import decode_jpegs
+from lit_i2v.data.video.images import decode_jpegs
 
 Backend = Literal["auto", "decord", "pyav"]
 log = logging.getLogger(__name__)
