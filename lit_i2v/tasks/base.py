@@ -51,6 +51,27 @@ class VideoTask(L.LightningModule):
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255, persistent=False)
 
+    # ---- the contract every exported task declares (tests/test_exported_tasks.py runs it on each) -----------------
+
+    @classmethod
+    def tiny(cls) -> VideoTask:
+        """This task on the tiny test towers (``ViT-T-8-test``: 32 px, 32-d embeddings), built in a second."""
+        return cls(CLIP("ViT-T-8-test"))
+
+    def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
+        """A batch with the keys this task reads and random values, as the DataModule delivers it (the batch
+        contract, docs/tasks.md): ``video`` uint8 ``(B, T, 3, S, S)`` in training and ``(B, V, T, 3, S, S)`` in
+        evaluation, ``index``, ``valid``, ``skipped``, ``video_id``; each task adds its own keys."""
+        s = self.backbone.visual.image_size
+        shape = (size, frames, 3, s, s) if training else (size, views, frames, 3, s, s)
+        return {
+            "video": torch.randint(0, 256, shape, dtype=torch.uint8),
+            "index": torch.arange(size),
+            "valid": torch.ones(size, dtype=torch.bool),
+            "skipped": torch.zeros(size, dtype=torch.long),
+            "video_id": [f"v{i}" for i in range(size)],
+        }
+
     def configure_model(self) -> None:
         """Compile the image tower once, in place (``nn.Module.compile``), so checkpoints keep their names."""
         if self.compile_backend and not self._compiled:

@@ -60,6 +60,28 @@ class TemporalGrounding(L.LightningModule):
         self.val_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
         self.test_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
 
+    @classmethod
+    def tiny(cls) -> TemporalGrounding:
+        """On the features of the tiny test CLIP (32-d), with a one-layer span head."""
+        return cls(FeatureExtractor("ViT-T-8-test", None), head=SpanHead(hidden=32, layers=1, heads=2))
+
+    def example_batch(self, size: int = 2, training: bool = True, segments: int = 6) -> dict:
+        """Per query: segment features ``video`` (B, N, E) float with ``mask`` (B, N) True where real, the query
+        embedding ``query`` (B, E), ground-truth ``windows`` (seconds, a list per query), ``duration`` (B,), ``qid``,
+        ``video_id`` and ``index``."""
+        mask = torch.ones(size, segments, dtype=torch.bool)
+        mask[1:, segments // 2 :] = False  # shorter videos are padded
+        return {
+            "video": torch.randn(size, segments, self.feature_dim),
+            "mask": mask,
+            "query": torch.randn(size, self.feature_dim),
+            "windows": [[(1.0, 3.0)] for _ in range(size)],
+            "duration": torch.full((size,), 6.0),
+            "qid": [str(i) for i in range(size)],
+            "video_id": [f"v{i}" for i in range(size)],
+            "index": torch.arange(size),
+        }
+
     def forward(self, video: Tensor, mask: Tensor, query: Tensor) -> Tensor:
         if video.shape[-1] != self.feature_dim:
             raise ValueError(

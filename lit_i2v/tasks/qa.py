@@ -73,6 +73,21 @@ class VideoQuestionAnswering(VideoTask):
         self.val_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
         self.test_metrics = nn.ModuleDict({k: v.clone() for k, v in metrics.items()})
 
+    @classmethod
+    def tiny(cls) -> VideoQuestionAnswering:
+        return cls(CLIP("ViT-T-8-test"), num_answers=4, hidden=16, question_types=["what"])
+
+    def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
+        """Clips, ``question``, ``qtype`` (lists of strings), ``candidates`` (a list of options per question for
+        ``mc``, empty lists for ``open``) and ``label`` (the answer's index, or the right option's)."""
+        options = 4 if self.mode == "open" else 3
+        return super().example_batch(size, training, frames, views) | {
+            "question": [f"what is thing {i} doing?" for i in range(size)],
+            "qtype": ["what"] * size,
+            "candidates": [[f"option {j}" for j in range(options)] if self.mode == "mc" else [] for _ in range(size)],
+            "label": torch.arange(size) % options,
+        }
+
     def video_embedding(self, video: Tensor) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → L2-normalised ``(B, E)``."""
         return F.normalize(self.temporal(self.transfer(self.backbone, video, project=True)).float(), dim=-1)

@@ -119,6 +119,14 @@ class ActionRecognition(VideoTask):
         self.report_samples = report_samples
         self._samples: tuple | None = None
 
+    @classmethod
+    def tiny(cls) -> ActionRecognition:
+        return cls(CLIP("ViT-T-8-test"), num_classes=3)
+
+    def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
+        """Clips and ``label`` (B,) class indices."""
+        return super().example_batch(size, training, frames, views) | {"label": torch.arange(size) % self.num_classes}
+
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and getattr(datamodule, "num_classes", 0) is None:  # built without num_classes

@@ -82,6 +82,17 @@ class TextVideoRetrieval(VideoTask):
         self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": [], "text": [], "owner": []}
         self._skipped = 0
 
+    def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
+        """Clips and, in training, one ``caption`` per video (a list of strings); in evaluation every caption of each
+        video, ``captions`` (a list of lists)."""
+        batch = super().example_batch(size, training, frames, views)
+        words = ["a red circle", "a blue square", "moving left", "moving right"]
+        if training:
+            return batch | {"caption": [words[i % len(words)] for i in range(size)]}
+        return batch | {
+            "captions": [[words[i % len(words)], f"{words[(i + 1) % len(words)]} again"] for i in range(size)]
+        }
+
     # ---- embeddings ----------------------------------------------------------------------------------------------
 
     def encode_videos(self, video: Tensor) -> Tensor:
