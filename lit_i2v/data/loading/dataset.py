@@ -140,7 +140,7 @@ class VideoClipDataset(SharedEpoch, Dataset):
         }
         if self.extras is not None:  # the (possibly replaced) video's own captions or question
             extra = self.extras[index]
-            sample.update(self.annotate(extra, self.training, self.rng(index, "extra")) if self.annotate else extra)
+            sample.update(self.annotate(extra, self.training, self.rng(index, "caption")) if self.annotate else extra)
         return sample
 
 
