@@ -14,19 +14,22 @@ import collections
 
 import torch
 
-from lit_i2v.data.grounding import GroundingDataModule, collate_moments
-from lit_i2v.data.synthetic import SyntheticMoments
+from lit_i2v.cli import LitI2VCLI
+from lit_i2v.data.grounding import collate_moments
 from lit_i2v.extract import prepare_features
 from lit_i2v.metrics.grounding import query_scores
-from lit_i2v.tasks.grounding import TemporalGrounding
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", default="runs/grounding-synthetic/checkpoints/last.ckpt")
+    p.add_argument("--config", default="configs/grounding/synthetic.yaml", help="the recipe the checkpoint trained")
     args = p.parse_args()
-    model = TemporalGrounding.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
-    dm = GroundingDataModule(synthetic=SyntheticMoments(), root="data/synthetic-grounding")
+    cli = LitI2VCLI(args=["--config", args.config], run=False, only=("model", "data"))  # the recipe's model and data
+    model, dm = cli.model, cli.datamodule
+    checkpoint = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
     prepare_features(model, dm)  # the recipe's run has made them already; extracted here if not
     dm.setup("test")
     dataset = dm.datasets["test"]

@@ -213,6 +213,8 @@ def grouped_hyperparameters(hparams: dict) -> dict:
         moved = {key: hparams.pop(key) for key in keys if key in hparams}
         if moved:
             hparams[group] = {**moved, **(hparams.get(group) or {})}
+    if "strategy" in hparams and "transfer" not in hparams:  # the task's strategy until 2026-12
+        hparams["transfer"] = hparams.pop("strategy")
     grounding = str(hparams.get("_class_path", "")).endswith(".TemporalGrounding")
     span = {key: hparams.pop(key) for key in SPAN_KEYS if key in hparams} if grounding else {}  # until 2026-12
     if span:

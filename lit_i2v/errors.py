@@ -103,11 +103,15 @@ def _accepted_options(class_path: str) -> list[str]:
 
 # options moved since a release: old name -> (an option the new home's class has, the new key). 2026-12: the task's
 # strategy beside trainer.strategy; the grounding extractor, a model, out of the data
+_KINDS = {"labels": "Labels", "path_template": "Labels", "captions": "Captions", "eval_format": "Captions",
+          "answers": "Questions", "video_prefix": "Questions", "format": "Labels, Captions or Questions",
+          "video_ext": "Labels, Captions or Questions"}  # fmt: skip
 MOVED = {
     "strategy": ("transfer", "model.init_args.transfer"),
     "extractor": ("features", "model.init_args.extractor"),
-    **{key: ("annotations", f"data.annotations.init_args.{key} (annotations: lit_i2v.data.Labels)")
-       for key in ("labels", "format", "video_ext", "path_template")},
+    **{key: ("annotations", f"data.annotations.init_args.{key} (annotations: {kind})") for key, kind in _KINDS.items()},
+    **{key: ("extractor", f"model.init_args.head.init_args.{key} (head: lit_i2v.heads.SpanHead)")
+       for key in ("hidden", "layers", "heads", "dropout", "max_segments")},
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -115,7 +116,14 @@ def prepare_features(model, datamodule) -> None:
     missing feature folder is then an error naming that command (``FeatureStore``)."""
     if getattr(datamodule, "synthetic", None) is None or not hasattr(datamodule, "features"):
         return
-    if (Path(datamodule.features) / "index.json").is_file() or getattr(model, "extractor", None) is None:
+    index = Path(datamodule.features) / "index.json"
+    if index.is_file() or getattr(model, "extractor", None) is None:
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+    if local_rank != 0:  # torchrun / srun start every process: one per machine writes, the others wait for it
+        log.info("waiting for local rank 0 to write the synthetic grounding set's features (%s)", index)
+        while not index.is_file():
+            time.sleep(2)
         return
     datamodule.prepare_data()
     log.info("extracting the synthetic grounding set's features into %s", datamodule.features)

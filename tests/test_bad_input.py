@@ -290,7 +290,11 @@ def test_check_data_lists_every_label_outside_the_models_classes(lists, synth_ro
         ),
         (  # the data options that moved into annotations, and the task DataModules that annotations replaced
             "--data.labels=labels.json",
-            r"VideoDataModule: option 'labels' is now data.annotations.init_args.labels \(annotations: lit_i2v.data.L",
+            r"VideoDataModule: option 'labels' is now data.annotations.init_args.labels \(annotations: Labels\)$",
+        ),
+        (
+            "--data.answers=a.txt",
+            r"option 'answers' is now data.annotations.init_args.answers \(annotations: Questions\)",
         ),
         (
             "--data=lit_i2v.data.CaptionDataModule",
@@ -425,3 +429,34 @@ def test_restarts_leave_no_orphans_and_no_extra_copies_and_respect_the_umask(tra
     assert (folder / "last.ckpt").stat().st_mode & 0o777 == 0o640  # 0666 less the umask, not mkstemp's 0600
     check_loadable(folder / "last.ckpt")
     assert remove_orphans(folder) == []
+
+
+def test_what_shards_cannot_hold_and_captions_that_are_not_there_are_named(tmp_path, capsys):
+    """Shards hold labelled clips: sharding a retrieval recipe is refused before anything is written. An MSVD video
+    listed with an empty caption list is named (training would draw from nothing)."""
+    import pickle
+
+    from lit_i2v.data.formats.captions import read_captions
+
+    config = str(ROOT / "configs" / "retrieval" / "synthetic.yaml")
+    assert main(["shard", "--config", config, f"--data.root={tmp_path / 'set'}", "--out", str(tmp_path / "s")]) == 2
+    assert "shard: shards hold labelled clips (annotations: Labels); Captions cannot be read from them" in (
+        one_error_line(capsys)
+    )
+    assert not (tmp_path / "set").exists() and not (tmp_path / "s").exists()
+    (tmp_path / "test_list.txt").write_text("vid1\nvid2\n")
+    with open(tmp_path / "raw-captions.pkl", "wb") as f:
+        pickle.dump({"vid1": [["a", "dog"]], "vid2": []}, f)
+    with pytest.raises(AnnotationError, match=r"test_list.txt:2: video 'vid2' has no caption in"):
+        read_captions(tmp_path / "test_list.txt", tmp_path, "msvd", str(tmp_path / "raw-captions.pkl"))
+
+
+def test_labels_are_checked_only_where_they_are_classes(tmp_path):
+    """``num_classes`` bounds recognition labels; captions (label -1) are not classes."""
+    from lit_i2v.data import Captions
+
+    (tmp_path / "v.mp4").write_bytes(b"")
+    (tmp_path / "train.json").write_text(json.dumps([{"video_id": "v", "captions": ["a dog"]}]))
+    data = VideoDataModule(train=str(tmp_path / "train.json"), root=str(tmp_path), annotations=Captions(),
+                           num_classes=5)  # fmt: skip
+    assert data.records("train")[0].label == -1

@@ -21,6 +21,7 @@ from lit_i2v.errors import ConfigError
 from lit_i2v.extract import extract_features, extract_for
 from lit_i2v.heads.span import SpanHead, decode_spans, segment_targets
 from lit_i2v.metrics.grounding import average_precision, query_scores, temporal_iou
+from lit_i2v.tasks import TemporalGrounding
 
 from .test_cli import last_value, metrics
 
@@ -270,7 +271,26 @@ def test_a_grounding_checkpoint_from_before_the_span_head_argument_tests(groundi
     assert main(["fit", *args, "--trainer.max_epochs=1"]) == 0
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     hparams = checkpoint["hyper_parameters"]
-    hparams.update(hparams.pop("head")["init_args"])
+    assert "head" not in hparams  # the config holds it (the recipe, overridden on the command line)
+    hparams.update(hidden=32, layers=2, heads=4, dropout=0.1)  # what an old checkpoint held itself
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     assert main(["test", *args, f"--ckpt_path={old}"]) == 0
+
+
+def test_other_local_ranks_wait_for_the_synthetic_features(tmp_path, monkeypatch):
+    """torchrun and srun start every process before the first run: local rank 0 writes and extracts the synthetic
+    set, the others wait for its index and write nothing."""
+    import threading
+
+    from lit_i2v.extract import prepare_features
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    dm = GroundingDataModule(root=str(tmp_path / "set"), synthetic=SyntheticMoments(num_train=2, num_val=1, num_test=1))
+    model = TemporalGrounding.tiny()
+    features = Path(dm.features)
+    timer = threading.Timer(1.0, lambda: (features.mkdir(parents=True), (features / "index.json").write_text("{}")))
+    timer.start()
+    prepare_features(model, dm)  # returns once rank 0's index is there
+    timer.join()
+    assert not (tmp_path / "set" / "videos").exists()  # rank 1 wrote no video

@@ -145,11 +145,11 @@ def test_fit_scores_every_caption_against_every_video(caption_root, tmp_path):
     assert any(p.name.startswith("best-") for p in (run / "checkpoints").iterdir())  # chosen by val/t2v/R@1
 
 
-@pytest.mark.parametrize("temporal", ["default", "lit_i2v.heads.XPool"])
-def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path, temporal):
+@pytest.mark.parametrize(("temporal", "count"), [("default", 7), ("lit_i2v.heads.XPool", 7)])
+def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path, temporal, count):
     """Two CPU ranks, 7 test videos: the similarity matrix holds all 7 videos and their 14 captions, once each (with
     X-Pool, each video's frame embeddings are gathered)."""
-    items = json.loads((caption_root / "captions_test.json").read_text())[:7]
+    items = json.loads((caption_root / "captions_test.json").read_text())[:count]
     (tmp_path / "test7.json").write_text(json.dumps(items))
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "lit_i2v", "test", *retrieval_overrides(caption_root, run),
@@ -163,7 +163,7 @@ def test_ddp_evaluation_gathers_each_video_once(caption_root, tmp_path, temporal
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = metrics(run)
-    assert last_value(rows, "test/videos") == 7 and last_value(rows, "test/captions") == 14
+    assert last_value(rows, "test/videos") == count and last_value(rows, "test/captions") == 2 * count
 
 
 # ---- X-Pool ------------------------------------------------------------------------------------------------------

@@ -25,9 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    from lit_i2v.data import Labels
     from lit_i2v.data.shards import ShardSpec, write_shards
 
     dm = LitI2VCLI(args=config_args(args, overrides), run=False, only=("data",)).datamodule
+    annotations = getattr(dm, "annotations", None)
+    if not isinstance(annotations, Labels):
+        what = type(annotations).__name__ if annotations is not None else type(dm).__name__
+        raise ValueError(f"shard: shards hold labelled clips (annotations: Labels); {what} cannot be read from them")
     if hasattr(dm, "prepare_data"):
         dm.prepare_data()  # a synthetic set is written on first use
     splits = args.split or [s for s in ("train", "val", "test") if dm.files.get(s)]

@@ -219,7 +219,7 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             raise ValueError(f"data.{split} is not set, so there is no {split} split")
         if split not in self._records:
             records, self._extras[split] = self.annotations.read(self.files[split], self.root, split)
-            if self.num_classes is not None:
+            if self.num_classes is not None and isinstance(self.annotations, Labels):  # captions, answers: -1 is fine
                 check_labels(records, self.num_classes, f"data.{split} ({self.files[split]})")
             self._records[split] = records
         return self._records[split]

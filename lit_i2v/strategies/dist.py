@@ -201,10 +201,10 @@ class DiST(TransferStrategy):
             )
         b, t = video.shape[:2]
         if t % self.alpha:
-            raise ValueError(f"{t} frames are not a multiple of strategy.alpha={self.alpha}")
+            raise ValueError(f"{t} frames are not a multiple of transfer.alpha={self.alpha}")
         ts = t // self.alpha
         if ts > self.max_frames:
-            raise ValueError(f"{ts} sparse frames but strategy.max_frames is {self.max_frames}")
+            raise ValueError(f"{ts} sparse frames but transfer.max_frames is {self.max_frames}")
         outs = self.frozen_features(backbone, video[:, :: self.alpha])  # each (B, T', L, D)
         x_t = self.stem(video.transpose(1, 2))  # (B, Ct, T, h, w)
         grid = x_t.shape[-2:]

@@ -168,7 +168,7 @@ class EVL(TransferStrategy):
         last = outs[-1][:, :, backbone.visual.num_prefix_tokens :] if tokens else None  # (B, T, N, D)
         b, t, length, width = outs[0].shape
         if t > self.max_frames:
-            raise ValueError(f"{t} frames but strategy.max_frames is {self.max_frames}")
+            raise ValueError(f"{t} frames but transfer.max_frames is {self.max_frames}")
         # repeat, not expand: under no_grad an expanded parameter is a view that claims requires_grad with no graph,
         # which autograd hooks (the FLOP counter's module tracker) reject
         x = self.query.repeat(b, 1, 1)  # (B, 1, D)

@@ -50,7 +50,7 @@ class TemporalGrounding(L.LightningModule):
         optim: Optimization | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()  # the CLI saves head and extractor as their class_path and init_args
+        self.save_hyperparameters(ignore=["extractor", "head"])  # modules and models: the config holds them
         self.extractor = extractor or FeatureExtractor()
         self.feature_dim = feature_dim = feature_dim or self.extractor.embed_dim
         self.head = (head or SpanHead()).build(feature_dim)

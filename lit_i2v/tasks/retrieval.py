@@ -79,7 +79,8 @@ class TextVideoRetrieval(VideoTask):
         self.temporal.build(backbone.embed_dim, backbone)
         self.conditioned = getattr(self.temporal, "text_conditioned", False)
         self.dual_softmax, self.text_batch_size, self.v2t = dual_softmax, text_batch_size, v2t
-        self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": [], "text": [], "owner": []}
+        self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": []}
+        self._captions: list[tuple[int, str]] = []  # (video index, caption) of the videos evaluated here
         self._skipped = 0
 
     def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
@@ -150,15 +151,11 @@ class TextVideoRetrieval(VideoTask):
         valid = batch["valid"]
         self._eval["index"].append(batch["index"][valid])
         self._eval["embedding"].append(embedding[valid])
-        # every caption of each decoded video (a video that failed to decode cannot be scored, nor its captions)
-        texts = [c for ok, captions in zip(valid.tolist(), batch["captions"], strict=True) if ok for c in captions]
-        owners = [int(i) for i, ok, captions in zip(batch["index"], valid.tolist(), batch["captions"], strict=True)
-                  if ok for _ in captions]  # fmt: skip
-        with torch.no_grad():
-            step = self.text_batch_size
-            for start in range(0, len(texts), step):
-                self._eval["text"].append(self.encode_texts(texts[start : start + step]))
-        self._eval["owner"].append(torch.tensor(owners, dtype=torch.long))
+        # every caption of each decoded video (a video that failed to decode cannot be scored, nor its captions);
+        # encoded at the epoch's end, all of them on every rank, so that sharded (FSDP) towers meet in step
+        for i, ok, captions in zip(batch["index"].tolist(), valid.tolist(), batch["captions"], strict=True):
+            if ok:
+                self._captions += [(i, c) for c in captions]
         self._skipped += int((~valid).sum())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -167,37 +164,53 @@ class TextVideoRetrieval(VideoTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch)
 
-    def _gather(self, index: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
-        """Rows ``emb`` (N, ...) with their ``index`` (N,) from every rank, in rank order (ranks hold different
-        numbers of rows: padded, gathered, then trimmed)."""
-        shape = emb.shape[1:]
+    def _distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    def _gather_videos(self) -> tuple[Tensor, Tensor]:
+        """Indices and embeddings of the evaluated videos from every rank, sorted by index. Ranks hold different
+        numbers of videos (one may hold none): the shape is agreed on, rows are padded, gathered, then trimmed."""
+        e = self._eval
+        shape = tuple(e["embedding"][0].shape[1:]) if e["embedding"] else None  # (E,) or (T, E) with X-Pool
+        if self._distributed():
+            shapes = [None] * dist.get_world_size()
+            dist.all_gather_object(shapes, shape)
+            shape = next((s for s in shapes if s is not None), None)
+        shape = shape or (self.backbone.embed_dim,)
+        index = torch.cat(e["index"]) if e["index"] else torch.zeros(0, dtype=torch.long)
+        emb = torch.cat(e["embedding"]) if e["embedding"] else torch.zeros(0, *shape)
         index, emb = index.to(self.device), emb.flatten(1).to(self.device)  # (N, E) or (N, T * E)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if self._distributed():
             counts = self.all_gather(torch.tensor(len(index), device=self.device)).view(-1)
             most, width = int(counts.max()), emb.shape[1]
-            pad = most - len(index)
-            index_all = self.all_gather(F.pad(index, (0, pad), value=-1)).view(-1, most)
-            emb_all = self.all_gather(F.pad(emb, (0, 0, 0, pad))).view(-1, most, width)
-            index = torch.cat([index_all[r, : int(c)] for r, c in enumerate(counts)])
-            emb = torch.cat([emb_all[r, : int(c)] for r, c in enumerate(counts)])
-        return index, emb.unflatten(1, shape)
+            if most:
+                pad = most - len(index)
+                index_all = self.all_gather(F.pad(index, (0, pad), value=-1)).view(-1, most)
+                emb_all = self.all_gather(F.pad(emb, (0, 0, 0, pad))).view(-1, most, width)
+                index = torch.cat([index_all[r, : int(c)] for r, c in enumerate(counts)])
+                emb = torch.cat([emb_all[r, : int(c)] for r, c in enumerate(counts)])
+        order = index.argsort()
+        return index[order], emb[order].unflatten(1, shape)
+
+    def _gather_captions(self) -> list[tuple[int, str]]:
+        """(video index, caption) of every rank's decoded videos, in the order of the split."""
+        captions = self._captions
+        if self._distributed():
+            parts = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, captions)
+            captions = [c for part in parts for c in part]
+        return sorted(captions, key=lambda c: c[0])  # stable: a video's captions keep their order
 
     def _eval_epoch_end(self, stage: str) -> None:
-        e = self._eval
-        shape = e["embedding"][0].shape[1:] if e["embedding"] else (self.backbone.embed_dim,)
-        index, videos = self._gather(
-            torch.cat(e["index"]) if e["index"] else torch.zeros(0, dtype=torch.long),
-            torch.cat(e["embedding"]) if e["embedding"] else torch.zeros(0, *shape),
-        )
-        order = index.argsort()  # videos by dataset index, whichever rank evaluated them
-        index, videos = index[order], videos[order]
-        owner, text_emb = self._gather(
-            torch.cat(e["owner"]) if e["owner"] else torch.zeros(0, dtype=torch.long),
-            torch.cat(e["text"]) if e["text"] else torch.zeros(0, self.backbone.embed_dim),
-        )
-        position = torch.full((int(index.max()) + 1 if len(index) else 1,), -1, dtype=torch.long, device=index.device)
-        position[index] = torch.arange(len(index), device=index.device)
-        owner = position[owner]  # each caption's video, as a row of ``videos``
+        index, videos = self._gather_videos()
+        captions = self._gather_captions()
+        texts = [c for _, c in captions]
+        with torch.no_grad():  # every rank encodes every caption, in the same chunks
+            step = self.text_batch_size
+            chunks = [self.encode_texts(texts[i : i + step]) for i in range(0, len(texts), step)]
+            text_emb = torch.cat(chunks) if chunks else torch.zeros(0, self.backbone.embed_dim, device=self.device)
+        position = {int(i): row for row, i in enumerate(index.tolist())}
+        owner = torch.tensor([position[i] for i, _ in captions], dtype=torch.long, device=self.device)  # its row
         with torch.no_grad():
             sim = self.similarity(text_emb, videos)
         if self.dual_softmax:
@@ -213,7 +226,8 @@ class TextVideoRetrieval(VideoTask):
         self.log(f"{stage}/captions", float(len(owner)), rank_zero_only=True)
         skipped = self.all_gather(torch.tensor(self._skipped, device=self.device)).sum()
         self.log(f"{stage}/skipped", skipped.float(), rank_zero_only=True)
-        self._eval = {"index": [], "embedding": [], "text": [], "owner": []}
+        self._eval = {"index": [], "embedding": []}
+        self._captions = []
         self._skipped = 0
 
     def on_validation_epoch_end(self) -> None:

@@ -97,7 +97,7 @@ def read_captions(
         sentences = _msvd_captions(Path(captions))
         for line, vid in enumerate(read_text(path).splitlines(), start=1):
             vid = vid.strip()
-            if vid and vid not in sentences:
+            if vid and not sentences.get(vid):
                 raise AnnotationError(f"{path}:{line}: video {vid!r} has no caption in {captions}")
             if vid:
                 by_video[vid] = sentences[vid]
