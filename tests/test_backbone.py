@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import zipfile
 
@@ -205,3 +206,66 @@ def test_timm_groups_the_tower_as_layer_decay_does():
     by_timm = {name: group for group, names in groups.items() for name in names}
     assert by_timm == {name: visual.layer_id(name) for name, _ in visual.named_parameters()}
     assert max(by_timm.values()) == len(visual.blocks) + 1
+
+
+# ---- transformers' CLIP format -------------------------------------------------------------------------------------
+
+
+def tiny_transformers_clip(act: str):
+    """A random transformers ``CLIPModel`` of ``ViT-T-8-test``'s shape, written by transformers itself."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    tower = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, hidden_act=act)
+    config = transformers.CLIPConfig(
+        text_config=dict(tower, vocab_size=49408, max_position_embeddings=77, projection_dim=32),
+        vision_config=dict(tower, image_size=32, patch_size=8, projection_dim=32),
+        projection_dim=32,
+    )
+    model = transformers.CLIPModel(config).eval()
+    with torch.no_grad():  # non-trivial norms and biases, so that a swapped or dropped one shows
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "norm" in name or "layrnorm" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    return model
+
+
+def features(output) -> torch.Tensor:
+    """transformers 5 returns the projected features as a tensor or, in some versions, inside an output object."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+@pytest.mark.parametrize(("act", "layout"), [("quick_gelu", "safetensors"), ("gelu", "shards"), ("quick_gelu", "bin")])
+def test_a_transformers_clip_folder_loads_and_equals_transformers(tmp_path, act, layout):
+    """``CLIPModel.save_pretrained`` output (one safetensors file, or shards with their index; ``bin``: the
+    ``pytorch_model.bin`` that transformers 4 wrote, as in ``openai/clip-vit-base-patch16``): both towers equal
+    transformers' ``get_image_features`` / ``get_text_features`` within 1e-5, the activation read from its
+    config.json, the mean and std from its preprocessor_config.json."""
+    reference = tiny_transformers_clip(act)
+    folder = tmp_path / "clip"
+    reference.save_pretrained(folder, max_shard_size="200KB" if layout == "shards" else "50GB")
+    assert (folder / "model.safetensors.index.json").is_file() == (layout == "shards")
+    if layout == "bin":
+        (folder / "model.safetensors").unlink()
+        torch.save(reference.state_dict(), folder / "pytorch_model.bin")
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "crop_size": {"height": 32}})
+    )
+    clip = create_clip("ViT-T-8-test", str(folder)).eval()
+    assert clip.visual.blocks[0].mlp.act.__class__.__name__ == ("QuickGELU" if act == "quick_gelu" else "GELU")
+    assert clip.pretrained_cfg["mean"] == (0.5, 0.5, 0.5) and clip.pretrained_cfg["std"] == (0.25, 0.25, 0.25)
+    assert clip.pretrained_names == {k for k, _ in clip.named_parameters()}  # every parameter was loaded
+    images = torch.randn(3, 3, 32, 32)
+    tokens = clip.tokenize(["a red circle", "a photo of a dog moving left", ""])
+    with torch.no_grad():
+        ours_image, ours_text = clip.encode_image(images), clip.encode_text(tokens)
+        theirs_image = features(reference.get_image_features(pixel_values=images))
+        theirs_text = features(reference.get_text_features(input_ids=tokens))
+    assert torch.allclose(ours_image, theirs_image, atol=1e-5), (ours_image - theirs_image).abs().max()
+    assert torch.allclose(ours_text, theirs_text, atol=1e-5), (ours_text - theirs_text).abs().max()
+    assert torch.allclose(clip.logit_scale, reference.logit_scale)
+
+
+def test_a_transformers_folder_without_weights_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(WeightsError, match=r"a folder, but no model.safetensors or pytorch_model.bin"):
+        create_clip("ViT-T-8-test", str(tmp_path))

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -24,6 +25,8 @@ from lit_i2v.backbones.tokenizer import Tokenizer
 from lit_i2v.backbones.vit import VisionTransformer
 from lit_i2v.backbones.weights import load_clip_weights, resolve_pretrained
 
+log = logging.getLogger(__name__)
+
 
 class CLIP(nn.Module):
     """CLIP with a time-aware image tower.
@@ -32,7 +35,8 @@ class CLIP(nn.Module):
         arch: architecture name (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ``ViT-L-14-336``, ``ViT-T-8-test``, ...).
         pretrained: weights: a tag (``openai``), a path, ``hf-hub:org/repo``, or None for random initialisation
             (also ``"null"``/``"None"``/``""``: what a command-line ``=null`` arrives as in omegaconf mode).
-        act: override the activation (``quick_gelu`` for OpenAI weights, ``gelu`` for most LAION weights).
+        act: the activation (``quick_gelu`` for OpenAI weights, ``gelu`` for most LAION weights); default: what the
+            weights say (a transformers folder's ``config.json``), else ``quick_gelu``.
         drop_path_rate: stochastic depth of the image tower.
         grad_checkpointing: recompute image-tower blocks in backward to save activation memory.
     """
@@ -41,13 +45,22 @@ class CLIP(nn.Module):
         self,
         arch: str = "ViT-B-16",
         pretrained: str | None = None,
-        act: str = "quick_gelu",
+        act: str | None = None,
         drop_path_rate: float = 0.0,
         grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         spec = get_arch(arch)
         self.arch = arch
+        if isinstance(pretrained, str) and pretrained.strip().lower() in ("", "none", "null", "~"):
+            pretrained = None
+        state = source = cfg = None
+        if pretrained is not None:  # read first: a transformers folder says which activation the towers need
+            state, source, cfg = resolve_pretrained(arch, pretrained)
+        weights_act = cfg.extra.get("act") if cfg is not None else None
+        if act is not None and weights_act is not None and act != weights_act:
+            log.warning("act=%s, but %s was trained with %s", act, source, weights_act)
+        act = act or weights_act or "quick_gelu"
         self.visual = VisionTransformer(**spec.vision, embed_dim=spec.embed_dim, act=act, drop_path_rate=drop_path_rate)
         self.text = TextTransformer(**spec.text, embed_dim=spec.embed_dim, act=act)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -59,12 +72,9 @@ class CLIP(nn.Module):
             "std": OPENAI_STD,
             "image_size": spec.vision["image_size"],
         }
-        if isinstance(pretrained, str) and pretrained.strip().lower() in ("", "none", "null", "~"):
-            pretrained = None
         # The parameters whose values came from weights (relative names): what a task treats as pretrained.
         self.pretrained_names: frozenset[str] = frozenset()
-        if pretrained is not None:
-            state, source, cfg = resolve_pretrained(arch, pretrained)
+        if state is not None:
             self.pretrained_names = load_clip_weights(self, state, source)
             self.pretrained_cfg["source"] = source
             if cfg is not None:

@@ -6,7 +6,11 @@ Formats (detected from the file, then from the key names):
   with OpenAI's names (``visual.transformer.resblocks.0.attn.in_proj_weight``);
 - open_clip: the same names as OpenAI, saved with ``torch.save`` (``.pt``/``.bin``) or safetensors;
 - timm CLIP ViT (image tower only): ``blocks.0.attn.qkv.weight``; the text tower then keeps its initialisation;
-- lit_i2v: our own names (``visual.blocks.0.attn.qkv.weight``, ``text.blocks...``), e.g. an exported merged model.
+- lit_i2v: our own names (``visual.blocks.0.attn.qkv.weight``, ``text.blocks...``), e.g. an exported merged model;
+- Hugging Face transformers (``CLIPModel.save_pretrained``: a folder with ``config.json`` and ``model.safetensors`` or
+  ``pytorch_model.bin``, possibly sharded; ``vision_model.encoder.layers.0.self_attn.q_proj.weight``): the format of
+  ``openai/clip-vit-base-patch16`` and most CLIP fine-tunes on the hub. The activation comes from its ``config.json``
+  and the mean, std and size from its ``preprocessor_config.json`` (``transformers_config``).
 
 Checkpoints wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` and ``module.`` prefixes are unwrapped.
 Every file is opened with ``weights_only=True`` or safetensors; nothing is unpickled freely.
@@ -14,6 +18,7 @@ Every file is opened with ``weights_only=True`` or safetensors; nothing is unpic
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -55,9 +60,55 @@ class WeightsError(RuntimeError):
     """A weights file that cannot be read or does not fit the architecture; the message names the file and keys."""
 
 
+TRANSFORMERS_FILES = ("model.safetensors", "pytorch_model.bin")
+TRANSFORMERS_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def transformers_weights(folder: Path) -> list[Path]:
+    """The weight files of a transformers ``save_pretrained`` folder: one file, or the shards its index names."""
+    for index in TRANSFORMERS_INDEXES:
+        if (folder / index).is_file():
+            shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+            return [folder / shard for shard in shards]
+    for name in TRANSFORMERS_FILES:
+        if (folder / name).is_file():
+            return [folder / name]
+    raise WeightsError(
+        f"{folder}: a folder, but no {' or '.join(TRANSFORMERS_FILES)} (or a sharded index) in it: give the weights "
+        "file, or a transformers save_pretrained folder"
+    )
+
+
+def transformers_config(folder: str | Path) -> dict | None:
+    """What a transformers CLIP folder says about its model: ``act`` (``quick_gelu`` for OpenAI's), and from
+    ``preprocessor_config.json`` when present ``mean``, ``std`` and ``image_size``. None for anything else."""
+    folder = Path(folder)
+    if not (folder.is_dir() and (folder / "config.json").is_file()):
+        return None
+    config = json.loads((folder / "config.json").read_text())
+    acts = {config.get(tower, {}).get("hidden_act", "quick_gelu") for tower in ("vision_config", "text_config")}
+    if len(acts) != 1 or not acts <= {"quick_gelu", "gelu"}:
+        raise WeightsError(f"{folder}/config.json: hidden_act {sorted(acts)}; lit_i2v's CLIP towers share quick_gelu "
+                           "or gelu")  # fmt: skip
+    out = {"act": acts.pop()}
+    pre = folder / "preprocessor_config.json"
+    if pre.is_file():
+        cfg = json.loads(pre.read_text())
+        if "image_mean" in cfg and "image_std" in cfg:
+            out.update(mean=tuple(cfg["image_mean"]), std=tuple(cfg["image_std"]))
+        size = cfg.get("crop_size") or cfg.get("size")
+        size = size.get("height", size.get("shortest_edge")) if isinstance(size, dict) else size
+        if size:
+            out["image_size"] = int(size)
+    return out
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """A flat ``{name: tensor}`` from a ``.pt``/``.pth``/``.bin`` (pickle or TorchScript) or ``.safetensors`` file."""
+    """A flat ``{name: tensor}`` from a ``.pt``/``.pth``/``.bin`` (pickle or TorchScript) or ``.safetensors`` file,
+    or from a transformers ``save_pretrained`` folder (its shards merged)."""
     path = Path(path)
+    if path.is_dir():
+        return {k: v for file in transformers_weights(path) for k, v in read_checkpoint(file).items()}
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
@@ -82,7 +133,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
 
 
 def detect_format(state: dict[str, Tensor]) -> str:
-    """``"openai"`` (also open_clip), ``"timm"`` (image tower only) or ``"lit_i2v"``."""
+    """``"openai"`` (also open_clip), ``"timm"`` (image tower only), ``"transformers"`` or ``"lit_i2v"``."""
+    if "vision_model.embeddings.class_embedding" in state or "text_model.embeddings.token_embedding.weight" in state:
+        return "transformers"
     if "visual.transformer.resblocks.0.attn.in_proj_weight" in state or "visual.class_embedding" in state:
         return "openai"
     if "visual.blocks.0.attn.qkv.weight" in state:
@@ -91,7 +144,8 @@ def detect_format(state: dict[str, Tensor]) -> str:
         return "timm"
     raise WeightsError(
         "unrecognised checkpoint layout: expected OpenAI/open_clip names (visual.class_embedding, ...), timm ViT "
-        f"names (blocks.0.attn.qkv.weight, ...) or lit_i2v names; the first keys are {list(state)[:5]}"
+        "names (blocks.0.attn.qkv.weight, ...), transformers names (vision_model.embeddings.class_embedding, ...) or "
+        f"lit_i2v names; the first keys are {list(state)[:5]}"
     )
 
 
@@ -163,6 +217,71 @@ def to_openai(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.contiguous() for k, v in out.items()}
 
 
+# transformers CLIP names → lit_i2v names, inside a tower (``vision_model.``/``text_model.`` removed).
+_TRANSFORMERS_SWAPS = [
+    ("encoder.layers.", "blocks."),
+    (".layer_norm1.", ".norm1."),
+    (".layer_norm2.", ".norm2."),
+    (".self_attn.out_proj.", ".attn.proj."),
+]
+_TRANSFORMERS_NAMES = {
+    "embeddings.class_embedding": "cls_token",
+    "embeddings.patch_embedding.weight": "patch_embed.proj.weight",
+    "embeddings.position_embedding.weight": "pos_embed",
+    "pre_layrnorm.weight": "norm_pre.weight",  # sic: transformers' name
+    "pre_layrnorm.bias": "norm_pre.bias",
+    "post_layernorm.weight": "norm.weight",
+    "post_layernorm.bias": "norm.bias",
+    "embeddings.token_embedding.weight": "token_embedding.weight",
+    "final_layer_norm.weight": "norm.weight",
+    "final_layer_norm.bias": "norm.bias",
+}
+
+
+def convert_transformers(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """transformers ``CLIPModel`` names → lit_i2v names: q, k and v projections concatenated into ``attn.qkv``
+    (timm's order), projections as ``head``; ``position_ids`` buffers of older saves dropped."""
+    out: dict[str, Tensor] = {}
+    qkv: dict[str, dict[str, Tensor]] = {}
+    for key, value in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key == "logit_scale":
+            out[key] = value
+            continue
+        if key in ("visual_projection.weight", "text_projection.weight"):
+            out[("visual" if key.startswith("visual") else "text") + ".head.weight"] = value
+            continue
+        prefix, _, k = key.partition(".")
+        tower = {"vision_model": "visual", "text_model": "text"}.get(prefix)
+        if tower is None:
+            raise WeightsError(f"{key}: not a transformers CLIPModel parameter")
+        if k in _TRANSFORMERS_NAMES:
+            k = _TRANSFORMERS_NAMES[k]
+            if k == "cls_token":
+                value = value.reshape(1, 1, -1)
+            elif k == "pos_embed":
+                value = value.unsqueeze(0)
+        else:
+            for old, new in _TRANSFORMERS_SWAPS:
+                k = k.replace(old, new)
+            for part in ("q", "k", "v"):
+                marker = f".self_attn.{part}_proj."
+                if marker in k:  # blocks.0.self_attn.q_proj.weight -> blocks.0.attn.qkv.weight, part q
+                    block, _, kind = k.partition(marker)
+                    qkv.setdefault(f"{tower}.{block}.attn.qkv.{kind}", {})[part] = value
+                    break
+            else:
+                out[f"{tower}.{k}"] = value
+            continue
+        out[f"{tower}.{k}"] = value
+    for key, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise WeightsError(f"{key}: the checkpoint lacks the {sorted({'q', 'k', 'v'} - set(parts))} projection")
+        out[key] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
 def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """A timm CLIP ViT state dict → lit_i2v ``visual.*`` names. timm keeps a zero ``head.bias`` that CLIP lacks."""
     state = dict(state)
@@ -174,7 +293,9 @@ def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def to_lit_i2v(state: dict[str, Tensor]) -> dict[str, Tensor]:
     fmt = detect_format(state)
-    return {"openai": convert_openai, "timm": convert_timm, "lit_i2v": dict}[fmt](state)
+    return {"openai": convert_openai, "timm": convert_timm, "transformers": convert_transformers, "lit_i2v": dict}[fmt](
+        state
+    )
 
 
 def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> frozenset[str]:
@@ -229,14 +350,15 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     """
     if os.path.exists(pretrained) or "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
         if pretrained.startswith("hf-hub:"):
-            return _from_hub(pretrained.removeprefix("hf-hub:"), "open_clip_pytorch_model.bin"), pretrained, None
+            path = _hub_weights(pretrained.removeprefix("hf-hub:"))
+            return read_checkpoint(path), pretrained, _folder_cfg(path)
         if not os.path.exists(pretrained):
             tags = [k.removeprefix(arch + ".") for k in PRETRAINED if k.startswith(arch + ".")]
             raise FileNotFoundError(
                 f"pretrained: weights file {pretrained} does not exist; give a file's path, a tag of {arch} "
                 f"({', '.join(tags) or 'none known'}), or hf-hub:org/repo"
             )
-        return read_checkpoint(pretrained), pretrained, None
+        return read_checkpoint(pretrained), pretrained, _folder_cfg(Path(pretrained))
     name = f"{arch}.{pretrained}"
     if name not in PRETRAINED:
         known = [k for k in PRETRAINED if k.startswith(arch + ".")]
@@ -286,6 +408,31 @@ def _make_locally(maker: str, arch: str, path: Path) -> Path:
             _, figures = make(arch, out=path)
             log.warning("%s ready: %s", path.stem, figures)
     return path
+
+
+def _folder_cfg(path: Path) -> PretrainedCfg | None:
+    """A transformers folder's preprocessing and activation as a ``PretrainedCfg`` (None for a plain file)."""
+    found = transformers_config(path)
+    if found is None:
+        return None
+    defaults = PretrainedCfg()
+    return PretrainedCfg(mean=found.get("mean", defaults.mean), std=found.get("std", defaults.std),
+                         extra={"act": found["act"]})  # fmt: skip
+
+
+def _hub_weights(repo: str) -> Path:
+    """``hf-hub:org/repo``: open_clip's file where the repository has one, else its transformers folder (the
+    ``openai/clip-vit-*`` repositories), downloaded into the Hugging Face cache."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+
+    files = set(HfApi().list_repo_files(repo))
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        if name in files:
+            return Path(hf_hub_download(repo, name))
+    weights = "model.safetensors" if any(f.startswith("model") and f.endswith(".safetensors") for f in files) else (
+        "pytorch_model.bin")  # fmt: skip
+    wanted = ["config.json", "preprocessor_config.json", f"{weights}*", f"{weights.split('.')[0]}-*"]
+    return Path(snapshot_download(repo, allow_patterns=wanted))
 
 
 def _from_hub(repo: str, filename: str) -> dict[str, Tensor]:
