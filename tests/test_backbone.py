@@ -184,12 +184,19 @@ def test_every_registered_architecture_has_open_clips_parameters(arch):
     the registry is tested here at once."""
     open_clip = pytest.importorskip("open_clip")
     spec = ARCHS[arch]
-    vision = dict(spec.vision, head_width=spec.vision["width"] // spec.vision["heads"])
-    vision.pop("heads")
-    text = dict(spec.text)
     with torch.device("meta"):
         ours = CLIP(arch)
-        reference = open_clip.model.CLIP(embed_dim=spec.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=True)
+        if arch.startswith("SigLIP"):  # open_clip's own config of the same model (timm's image tower inside)
+            if arch == "SigLIP-T-8-test":
+                pytest.skip("no open_clip config of this size: tested against transformers' SiglipModel below")
+            size = "B" if "-B-16" in arch else "L"
+            family, _, resolution = arch.partition(f"-{size}-16")  # SigLIP2-L-16-384 -> ViT-L-16-SigLIP2-384
+            reference = open_clip.create_model(f"ViT-{size}-16-{family}{resolution}", pretrained=None, device="meta")
+        else:
+            vision = dict(spec.vision, head_width=spec.vision["width"] // spec.vision["heads"])
+            vision.pop("heads")
+            reference = open_clip.model.CLIP(embed_dim=spec.embed_dim, vision_cfg=vision, text_cfg=dict(spec.text),
+                                             quick_gelu=True)  # fmt: skip
         frames = ours.encode_video(torch.empty(2, 3, 3, spec.vision["image_size"], spec.vision["image_size"]))
     count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
     assert count(ours) == count(reference)
@@ -269,3 +276,38 @@ def test_a_transformers_folder_without_weights_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(WeightsError, match=r"a folder, but no model.safetensors or pytorch_model.bin"):
         create_clip("ViT-T-8-test", str(tmp_path))
+
+
+def test_a_transformers_siglip_folder_loads_and_equals_transformers(tmp_path):
+    """SigLIP (no class token, attention pooling, bidirectional text read at the last position, logit bias): a
+    ``SiglipModel.save_pretrained`` folder loads into ``SigLIP-T-8-test`` and both towers equal transformers'
+    ``get_image_features`` / ``get_text_features`` within 1e-5, the activation (tanh-GELU) from its config."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    tower = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2)
+    config = transformers.SiglipConfig(
+        text_config=dict(tower, vocab_size=1000, max_position_embeddings=64, bos_token_id=None, eos_token_id=None),
+        vision_config=dict(tower, image_size=32, patch_size=8),
+    )
+    reference = transformers.SiglipModel(config).eval()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    reference.save_pretrained(tmp_path / "siglip")
+    model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip")).eval()
+    assert model.visual.num_prefix_tokens == 0 and model.visual.blocks[0].mlp.act.approximate == "tanh"
+    assert model.pretrained_names == {k for k, _ in model.named_parameters()}
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    images, tokens = torch.randn(3, 3, 32, 32), torch.randint(0, 1000, (3, 64))
+    with torch.no_grad():
+        ours_image, ours_text = model.encode_image(images), model.encode_text(tokens)
+        theirs_image = features(reference.get_image_features(pixel_values=images))
+        theirs_text = features(reference.get_text_features(input_ids=tokens))
+        frames = model.encode_video(images[None])  # (1, 3, E): the attention pool per frame
+    assert torch.allclose(ours_image, theirs_image, atol=1e-5), (ours_image - theirs_image).abs().max()
+    assert torch.allclose(ours_text, theirs_text, atol=1e-5), (ours_text - theirs_text).abs().max()
+    assert torch.allclose(frames[0], ours_image, atol=1e-5)
+    assert float(model.logit_bias) == pytest.approx(float(reference.logit_bias))
+    with pytest.raises(NotImplementedError, match="tokenizer .* is read from its weights' folder"):
+        model.tokenize(["a dog"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lit_i2v.backbones import CLIP, create_clip
+from lit_i2v.errors import ConfigError
 from lit_i2v.heads import LinearHead
 from lit_i2v.strategies import (
     AIM,
@@ -338,7 +339,7 @@ def test_dist_reads_every_block_on_sparse_frames_and_dense_frames_beside():
     changed[:, 1] += 1.0  # a frame the image tower never sees: only the dense temporal path reads it
     with torch.no_grad():
         assert not torch.allclose(model.transfer(model.backbone, changed, project=True), out)
-    with pytest.raises(ValueError, match="7 frames are not a multiple of strategy.alpha=2"):
+    with pytest.raises(ValueError, match="7 frames are not a multiple of transfer.alpha=2"):
         model.transfer(model.backbone, clips(t=7), project=True)
     with pytest.raises(ValueError, match="DiST outputs CLIP's joint space"):
         ActionRecognition(backbone(), 5, transfer=DiST(integration_dim=16))(clips(t=4))
@@ -452,3 +453,29 @@ def test_paper_parameter_counts_for_vit_l14():
     with torch.device("meta"):
         model = ActionRecognition(CLIP("ViT-L-14"), 400, transfer=AIM(max_frames=8))
     assert round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6) == 38
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_runs_on_a_tower_without_a_class_token_or_is_refused_by_name(name):
+    """On the tiny SigLIP (no class token, attention pooling), a strategy either works (identity at init where it
+    declares it, gradients where it trains) or declares ``needs_class_token`` and is refused in one line."""
+    torch.manual_seed(1)
+    strategy = STRATEGIES[name]()
+    head = LinearHead(project=strategy.needs_projection)
+    torch.manual_seed(0)
+    siglip = CLIP("SigLIP-T-8-test")
+    if strategy.needs_class_token:
+        with pytest.raises(ConfigError, match=r"model.init_args.transfer: \w+ reads the image tower's class token"):
+            ActionRecognition(siglip, num_classes=5, transfer=strategy, head=head)
+        return
+    model = ActionRecognition(siglip, num_classes=5, transfer=strategy, head=head).train()
+    if strategy.identity_at_init:
+        torch.manual_seed(0)
+        reference = ActionRecognition(CLIP("SigLIP-T-8-test"), num_classes=5,
+                                      transfer=strategy.reference_at_init())  # fmt: skip
+        reference.head.load_state_dict(model.head.state_dict())
+        with torch.no_grad():
+            assert torch.allclose(model.eval()(clips()), reference.eval()(clips()), atol=1e-5)
+    model.train()
+    model(clips()).logsumexp(-1).sum().backward()
+    assert any(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_i2v.backbones.registry import OPENAI_MEAN, OPENAI_STD, get_arch
+from lit_i2v.backbones.registry import get_arch
 from lit_i2v.backbones.text import TextTransformer
 from lit_i2v.backbones.tokenizer import Tokenizer
 from lit_i2v.backbones.vit import VisionTransformer
@@ -60,16 +60,18 @@ class CLIP(nn.Module):
         weights_act = cfg.extra.get("act") if cfg is not None else None
         if act is not None and weights_act is not None and act != weights_act:
             log.warning("act=%s, but %s was trained with %s", act, source, weights_act)
-        act = act or weights_act or "quick_gelu"
+        act = act or weights_act or spec.act
         self.visual = VisionTransformer(**spec.vision, embed_dim=spec.embed_dim, act=act, drop_path_rate=drop_path_rate)
         self.text = TextTransformer(**spec.text, embed_dim=spec.embed_dim, act=act)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.tokenizer = Tokenizer(spec.text["context_length"])
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07) if not spec.logit_bias else math.log(10.0)))
+        # SigLIP's sigmoid loss has a learnt bias (initialised at -10, as the paper's)
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if spec.logit_bias else None
+        self.tokenizer = Tokenizer(spec.text["context_length"]) if spec.text["vocab_size"] == 49408 else None
         self.visual.set_grad_checkpointing(grad_checkpointing)
         self.pretrained_cfg = {
             "source": None,
-            "mean": OPENAI_MEAN,
-            "std": OPENAI_STD,
+            "mean": spec.mean,
+            "std": spec.std,
             "image_size": spec.vision["image_size"],
         }
         # The parameters whose values came from weights (relative names): what a task treats as pretrained.
@@ -77,7 +79,7 @@ class CLIP(nn.Module):
         if state is not None:
             self.pretrained_names = load_clip_weights(self, state, source)
             self.pretrained_cfg["source"] = source
-            if cfg is not None:
+            if cfg is not None and cfg.mean is not None:
                 self.pretrained_cfg.update(mean=cfg.mean, std=cfg.std)
 
     @property
@@ -85,7 +87,12 @@ class CLIP(nn.Module):
         return self.visual.embed_dim
 
     def tokenize(self, texts: str | list[str]) -> Tensor:
-        """Texts → token ids ``(N, 77)`` on the model's device."""
+        """Texts → token ids ``(N, context_length)`` on the model's device."""
+        if self.tokenizer is None:
+            raise NotImplementedError(
+                f"{self.arch}: its tokenizer (SentencePiece or Gemma's) is read from its weights' folder, which "
+                "lit_i2v does not do yet; pass token ids to encode_text"
+            )
         return self.tokenizer(texts).to(self.logit_scale.device)
 
     def encode_image(self, images: Tensor, normalize: bool = False) -> Tensor:

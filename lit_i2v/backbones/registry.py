@@ -13,13 +13,21 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
 @dataclass(frozen=True)
 class Arch:
-    """Hyperparameters of both towers (see ``VisionTransformer`` and ``TextTransformer``)."""
+    """Hyperparameters of both towers (see ``VisionTransformer`` and ``TextTransformer``), the activation both use,
+    the preprocessing the family was trained with, and whether its loss has a learnt bias (SigLIP's sigmoid loss)."""
 
     embed_dim: int
     vision: dict
     text: dict
+    act: str = "quick_gelu"
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    logit_bias: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,8 @@ class PretrainedCfg:
     url: str | None = None
     hf_hub: str | None = None
     hf_filename: str = "open_clip_pytorch_model.bin"
-    mean: tuple[float, float, float] = OPENAI_MEAN
-    std: tuple[float, float, float] = OPENAI_STD
+    mean: tuple[float, float, float] | None = None  # None: the architecture's (OpenAI's for CLIP, 0.5 for SigLIP)
+    std: tuple[float, float, float] | None = None
     notes: str = ""
     # Made locally on first use instead of downloaded, by this function ("module:function", called as
     # ``function(arch, out=path)``): named by import path so that backbones import no training code.
@@ -45,6 +53,28 @@ def _text(width: int, heads: int, layers: int = 12, context_length: int = 77) ->
     return dict(context_length=context_length, vocab_size=49408, width=width, heads=heads, layers=layers)
 
 
+def _siglip(image_size: int, patch_size: int, width: int, layers: int, heads: int, vocab_size: int = 32000) -> Arch:
+    """SigLIP (Zhai et al. 2023) and SigLIP 2 (Tschannen et al. 2025): no class token, a biased patch embedding, no
+    pre-norm, attention pooling, tanh-GELU, LayerNorm eps 1e-6; a bidirectional 64-token text tower read at its last
+    position, projected with a bias; image and text embeddings of the tower width; mean and std 0.5."""
+    vision = dict(
+        image_size=image_size,
+        patch_size=patch_size,
+        width=width,
+        layers=layers,
+        heads=heads,
+        class_token=False,
+        patch_bias=True,
+        pre_norm=False,
+        pool="map",
+        eps=1e-6,
+        project=False,
+    )
+    text = dict(context_length=64, vocab_size=vocab_size, width=width, heads=heads, layers=layers, causal=False,
+                pool="last", head_bias=True, eps=1e-6)  # fmt: skip
+    return Arch(width, vision, text, act="gelu_tanh", mean=SIGLIP_MEAN, std=SIGLIP_STD, logit_bias=True)
+
+
 ARCHS: dict[str, Arch] = {
     "ViT-B-32": Arch(512, dict(image_size=224, patch_size=32, width=768, layers=12, heads=12), _text(512, 8)),
     "ViT-B-16": Arch(512, dict(image_size=224, patch_size=16, width=768, layers=12, heads=12), _text(512, 8)),
@@ -54,6 +84,12 @@ ARCHS: dict[str, Arch] = {
     "ViT-T-8-test": Arch(32, dict(image_size=32, patch_size=8, width=64, layers=2, heads=2), _text(64, 2, 2)),
     # The built-in default's backbone; 32 text tokens are plenty for its synthetic captions.
     "ViT-S-8-tiny": Arch(64, dict(image_size=64, patch_size=8, width=96, layers=4, heads=3), _text(64, 2, 2, 32)),
+    # SigLIP (vocabulary 32k) and SigLIP 2 (Gemma's 256k) at the sizes of google/siglip*-patch16-*
+    **{f"SigLIP-B-16{'' if s == 224 else f'-{s}'}": _siglip(s, 16, 768, 12, 12) for s in (224, 256, 384, 512)},
+    **{f"SigLIP-L-16-{s}": _siglip(s, 16, 1024, 24, 16) for s in (256, 384)},
+    **{f"SigLIP2-B-16{'' if s == 224 else f'-{s}'}": _siglip(s, 16, 768, 12, 12, 256000) for s in (224, 256, 384, 512)},
+    **{f"SigLIP2-L-16-{s}": _siglip(s, 16, 1024, 24, 16, 256000) for s in (256, 384, 512)},
+    "SigLIP-T-8-test": _siglip(32, 8, 64, 2, 2, 1000),  # tests: the family's code paths at CLIP's tiny test size
 }
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"

@@ -1,8 +1,11 @@
-"""CLIP's text tower: a causal transformer read out at the end-of-text token.
+"""The text tower: CLIP's causal transformer read out at the end-of-text token, or SigLIP's bidirectional one read
+out at the last position.
 
 Radford et al. 2021 (CLIP), section 2.4: 12 layers, width 512 (B) or 768 (L), 77 tokens, causal self-attention,
 the feature of the end-of-text token (the highest id, so ``argmax`` finds it) after a final LayerNorm, projected.
-Blocks are the vision tower's blocks with a causal mask, so both towers share one attention implementation (SDPA).
+Zhai et al. 2023 (SigLIP): 64 tokens padded to the end, no attention mask, the last position's feature after the
+final LayerNorm through a linear head with a bias. Blocks are the vision tower's blocks (with a causal mask for
+CLIP), so both towers share one attention implementation (SDPA).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_i2v.backbones.vit import Block, LayerNormFp32, QuickGELU
+from lit_i2v.backbones.vit import ACTIVATIONS, Block, LayerNormFp32
 
 
 class CausalBlock(Block):
@@ -34,7 +37,11 @@ class TextTransformer(nn.Module):
         layers: number of blocks.
         heads: attention heads.
         embed_dim: output width E of the projection into the joint space.
-        act: ``"quick_gelu"`` (OpenAI) or ``"gelu"``.
+        act: ``"quick_gelu"`` (OpenAI), ``"gelu"`` or ``"gelu_tanh"`` (SigLIP).
+        causal: causal self-attention (CLIP); SigLIP's attends both ways.
+        pool: ``eot`` (the end-of-text token, CLIP) or ``last`` (the last position, SigLIP).
+        head_bias: a bias in the projection (SigLIP).
+        eps: LayerNorm epsilon.
     """
 
     def __init__(
@@ -46,17 +53,25 @@ class TextTransformer(nn.Module):
         heads: int = 8,
         embed_dim: int = 512,
         act: str = "quick_gelu",
+        causal: bool = True,
+        pool: str = "eot",
+        head_bias: bool = False,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        act_layer = {"quick_gelu": QuickGELU, "gelu": nn.GELU}[act]
+        if pool not in ("eot", "last"):
+            raise ValueError(f"pool {pool!r}: 'eot' or 'last'")
+        act_layer = ACTIVATIONS[act]
         self.context_length = context_length
         self.width = width
         self.embed_dim = embed_dim
+        self.pool = pool
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.pos_embed = nn.Parameter(torch.empty(1, context_length, width))
-        self.blocks = nn.ModuleList(CausalBlock(width, heads, 4.0, act_layer) for _ in range(layers))
-        self.norm = LayerNormFp32(width)
-        self.head = nn.Linear(width, embed_dim, bias=False)
+        block = CausalBlock if causal else Block
+        self.blocks = nn.ModuleList(block(width, heads, 4.0, act_layer, eps=eps) for _ in range(layers))
+        self.norm = LayerNormFp32(width, eps=eps)
+        self.head = nn.Linear(width, embed_dim, bias=head_bias)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -78,11 +93,16 @@ class TextTransformer(nn.Module):
         """Token embeddings ``(B, L, W)`` (learnable prompts may be spliced in) → features at ``eot_index``."""
         x = x + self.pos_embed[:, : x.shape[1]].to(x.dtype)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, 1)
         x = self.norm(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]  # (B, W)
         return self.head(x) if project else x
 
     def forward(self, token_ids: Tensor) -> Tensor:
-        """Token ids ``(B, L)`` → embeddings ``(B, E)``; the end-of-text token has the largest id."""
-        return self.forward_embeddings(self.token_embedding(token_ids), token_ids.argmax(dim=-1))
+        """Token ids ``(B, L)`` → embeddings ``(B, E)``, read at the end-of-text token (CLIP's has the largest id) or
+        at the last position (SigLIP)."""
+        if self.pool == "eot":
+            index = token_ids.argmax(dim=-1)
+        else:
+            index = torch.full((token_ids.shape[0],), token_ids.shape[1] - 1, device=token_ids.device)
+        return self.forward_embeddings(self.token_embedding(token_ids), index)

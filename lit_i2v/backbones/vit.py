@@ -34,6 +34,16 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class GELUTanh(nn.GELU):
+    """GELU with the tanh approximation (SigLIP's ``gelu_pytorch_tanh``)."""
+
+    def __init__(self) -> None:
+        super().__init__(approximate="tanh")
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"quick_gelu": QuickGELU, "gelu": nn.GELU, "gelu_tanh": GELUTanh}
+
+
 class LayerNormFp32(nn.LayerNorm):
     """LayerNorm computed in fp32 whatever the autocast dtype, cast back to the input dtype."""
 
@@ -117,15 +127,21 @@ class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``, with seams before each."""
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, act_layer: type[nn.Module], drop_path: float = 0.0
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        act_layer: type[nn.Module],
+        drop_path: float = 0.0,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.pre_attn = Seam()
-        self.norm1 = LayerNormFp32(dim)
+        self.norm1 = LayerNormFp32(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
         self.drop_path1 = DropPath(drop_path)
         self.pre_mlp = Seam()
-        self.norm2 = LayerNormFp32(dim)
+        self.norm2 = LayerNormFp32(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer)
         self.drop_path2 = DropPath(drop_path)
 
@@ -135,6 +151,33 @@ class Block(nn.Module):
         x = self.pre_mlp(x, num_frames)
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling ("MAP", SigLIP's image head): a learned query attends to the tokens, then a
+    residual MLP. Names follow timm's ``AttentionPoolLatent`` (``latent``, ``q``, ``kv``, ``proj``, ``norm``, ``mlp``).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, act_layer: type[nn.Module], eps: float) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.latent = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = LayerNormFp32(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Tokens ``(..., L, D)`` → one pooled feature ``(..., D)``."""
+        lead, (length, dim) = x.shape[:-2], x.shape[-2:]
+        x = x.reshape(-1, length, dim)  # (N, L, D)
+        n = x.shape[0]
+        q = self.q(self.latent.expand(n, -1, -1).to(x.dtype)).view(n, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(x).view(n, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        pooled = self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))  # (N, 1, D)
+        pooled = pooled + self.mlp(self.norm(pooled))
+        return pooled[:, 0].reshape(*lead, dim)
 
 
 class VisionTransformer(nn.Module):
@@ -148,8 +191,15 @@ class VisionTransformer(nn.Module):
         heads: attention heads.
         mlp_ratio: MLP hidden width over D.
         embed_dim: output width E of the projection ``head`` into the joint image-text space.
-        act: ``"quick_gelu"`` (OpenAI CLIP) or ``"gelu"`` (most open_clip LAION models).
+        act: ``"quick_gelu"`` (OpenAI CLIP), ``"gelu"`` (most open_clip LAION models) or ``"gelu_tanh"`` (SigLIP).
         drop_path_rate: stochastic depth at the last block, increasing linearly from 0 at the first.
+        class_token: a class token before the patches (CLIP); without one (SigLIP) ``num_prefix_tokens`` is 0.
+        patch_bias: a bias in the patch embedding (SigLIP).
+        pre_norm: a LayerNorm before the blocks (``norm_pre``: CLIP; SigLIP has none).
+        pool: ``token`` (the class token, CLIP) or ``map`` (attention pooling, ``attn_pool``: SigLIP).
+        eps: LayerNorm epsilon (1e-5 CLIP, 1e-6 SigLIP).
+        project: a projection ``head`` into the joint space (CLIP); SigLIP's pooled feature is its embedding
+            (``head`` is then the identity and ``embed_dim`` the width).
     """
 
     def __init__(
@@ -163,37 +213,51 @@ class VisionTransformer(nn.Module):
         embed_dim: int = 512,
         act: str = "quick_gelu",
         drop_path_rate: float = 0.0,
+        class_token: bool = True,
+        patch_bias: bool = False,
+        pre_norm: bool = True,
+        pool: str = "token",
+        eps: float = 1e-5,
+        project: bool = True,
     ) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-        act_layer = {"quick_gelu": QuickGELU, "gelu": nn.GELU}[act]
+        if pool not in ("token", "map") or (pool == "token" and not class_token):
+            raise ValueError(f"pool {pool!r}: 'token' needs a class token; 'map' pools by attention")
+        act_layer = ACTIVATIONS[act]
         self.image_size = image_size
         self.patch_size = patch_size
         self.grid_size = image_size // patch_size
-        self.num_prefix_tokens = 1
+        self.num_prefix_tokens = int(class_token)
+        self.pool = pool
         self.width = self.num_features = width
-        self.embed_dim = embed_dim
+        self.embed_dim = embed_dim if project else width
         self.grad_checkpointing = False
 
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size**2, width))
+        self.patch_embed.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=patch_bias)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if class_token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + self.grid_size**2, width))
         self.post_embed = Seam()  # after the position embedding: temporal embeddings, prompt tokens
-        self.norm_pre = LayerNormFp32(width)
+        self.norm_pre = LayerNormFp32(width, eps=eps) if pre_norm else nn.Identity()
         rates = [drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, act_layer, rate) for rate in rates)
-        self.norm = LayerNormFp32(width)
-        self.head = nn.Linear(width, embed_dim, bias=False)
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, act_layer, rate, eps) for rate in rates)
+        self.norm = LayerNormFp32(width, eps=eps)
+        self.attn_pool = AttentionPool(width, heads, mlp_ratio, act_layer, eps) if pool == "map" else None
+        self.head = nn.Linear(width, embed_dim, bias=False) if project else nn.Identity()
         self.init_weights()
 
     def init_weights(self) -> None:
         """OpenAI CLIP's initialisation, so that a tower built without weights is a sensible random model."""
         scale = self.width**-0.5
-        nn.init.normal_(self.cls_token, std=scale)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=scale)
+        if self.attn_pool is not None:
+            nn.init.normal_(self.attn_pool.latent, std=scale)
         nn.init.normal_(self.pos_embed, std=scale)
-        nn.init.normal_(self.head.weight, std=scale)
+        if isinstance(self.head, nn.Linear):
+            nn.init.normal_(self.head.weight, std=scale)
         proj_std = scale * (2 * len(self.blocks)) ** -0.5
         for block in self.blocks:
             nn.init.normal_(block.attn.qkv.weight, std=scale)
@@ -207,7 +271,7 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that AdamW should not decay (besides norms and biases, which the task excludes by shape)."""
-        return {"cls_token", "pos_embed"}
+        return {"cls_token", "pos_embed", "attn_pool.latent"}
 
     def layer_id(self, name: str) -> int:
         """Layer of a parameter for layer-wise lr decay: 0 embeddings, i+1 for block i, L+1 the final norm/head."""
@@ -223,22 +287,23 @@ class VisionTransformer(nn.Module):
         nothing: one block is already one group)."""
         return {
             "stem": r"^cls_token|^pos_embed|^patch_embed|^post_embed|^norm_pre",
-            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm\.|^head\.", (len(self.blocks),))],  # norm/head: L+1
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm\.|^attn_pool\.|^head\.", (len(self.blocks),))],  # L+1
         }
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
     def embed(self, x: Tensor, num_frames: int = 1) -> Tensor:
-        """Images ``(N, 3, H, W)`` → tokens ``(N, 1 + H/p * W/p, D)`` after ``norm_pre``."""
+        """Images ``(N, 3, H, W)`` → tokens ``(N, num_prefix_tokens + H/p * W/p, D)`` after ``norm_pre``."""
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"input is {tuple(x.shape[-2:])} pixels but this tower was built for {self.image_size}: set the "
                 f"data's crop size to {self.image_size}"
             )
-        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (N, L-1, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype)
-        x = torch.cat([cls, x], dim=1) + self.pos_embed.to(x.dtype)  # (N, L, D)
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (N, H/p * W/p, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        x = x + self.pos_embed.to(x.dtype)  # (N, L, D)
         return self.norm_pre(self.post_embed(x, num_frames))
 
     def run_block(self, index: int, x: Tensor, num_frames: int) -> Tensor:
@@ -272,9 +337,10 @@ class VisionTransformer(nn.Module):
         return self.norm(x), intermediates
 
     def forward_head(self, tokens: Tensor, project: bool = True) -> Tensor:
-        """Tokens ``(..., L, D)`` → the class token, projected into the joint space ``(..., E)`` if ``project``."""
-        cls = tokens[..., 0, :]
-        return self.head(cls) if project else cls
+        """Tokens ``(..., L, D)`` → the pooled feature (the class token, or attention pooling), projected into the
+        joint space ``(..., E)`` if ``project``."""
+        pooled = tokens[..., 0, :] if self.pool == "token" else self.attn_pool(tokens)
+        return self.head(pooled) if project else pooled
 
     def forward(self, x: Tensor) -> Tensor:
         """Images ``(N, 3, H, W)`` → image embeddings ``(N, E)``, as CLIP's ``encode_image``."""
@@ -292,9 +358,10 @@ class VisionTransformer(nn.Module):
         return self.forward_head(tokens, project=project).unflatten(0, (b, t))  # (B, T, D|E)
 
 
-def resample_pos_embed(pos_embed: Tensor, grid_size: int) -> Tensor:
-    """Bicubically resize a ``(1, 1 + g*g, D)`` position embedding to a new grid, keeping the class position."""
-    cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
+def resample_pos_embed(pos_embed: Tensor, grid_size: int, num_prefix_tokens: int = 1) -> Tensor:
+    """Bicubically resize a ``(1, prefix + g*g, D)`` position embedding to a new grid, keeping the prefix positions
+    (the class token's)."""
+    cls, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     old = math.isqrt(grid.shape[1])
     if old == grid_size:
         return pos_embed

@@ -86,11 +86,13 @@ def transformers_config(folder: str | Path) -> dict | None:
     if not (folder.is_dir() and (folder / "config.json").is_file()):
         return None
     config = json.loads((folder / "config.json").read_text())
-    acts = {config.get(tower, {}).get("hidden_act", "quick_gelu") for tower in ("vision_config", "text_config")}
-    if len(acts) != 1 or not acts <= {"quick_gelu", "gelu"}:
-        raise WeightsError(f"{folder}/config.json: hidden_act {sorted(acts)}; lit_i2v's CLIP towers share quick_gelu "
-                           "or gelu")  # fmt: skip
-    out = {"act": acts.pop()}
+    default = "gelu_pytorch_tanh" if str(config.get("model_type", "")).startswith("siglip") else "quick_gelu"
+    acts = {config.get(tower, {}).get("hidden_act", default) for tower in ("vision_config", "text_config")}
+    names = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh"}
+    if len(acts) != 1 or not acts <= names.keys():
+        raise WeightsError(f"{folder}/config.json: hidden_act {sorted(acts)}; lit_i2v's towers share one of "
+                           f"{', '.join(names)}")  # fmt: skip
+    out = {"act": names[acts.pop()]}
     pre = folder / "preprocessor_config.json"
     if pre.is_file():
         cfg = json.loads(pre.read_text())
@@ -227,6 +229,7 @@ _TRANSFORMERS_SWAPS = [
 _TRANSFORMERS_NAMES = {
     "embeddings.class_embedding": "cls_token",
     "embeddings.patch_embedding.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embedding.bias": "patch_embed.proj.bias",  # SigLIP
     "embeddings.position_embedding.weight": "pos_embed",
     "pre_layrnorm.weight": "norm_pre.weight",  # sic: transformers' name
     "pre_layrnorm.bias": "norm_pre.bias",
@@ -239,15 +242,30 @@ _TRANSFORMERS_NAMES = {
 
 
 def convert_transformers(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """transformers ``CLIPModel`` names → lit_i2v names: q, k and v projections concatenated into ``attn.qkv``
-    (timm's order), projections as ``head``; ``position_ids`` buffers of older saves dropped."""
+    """transformers ``CLIPModel`` / ``SiglipModel`` names → lit_i2v names: q, k and v projections concatenated into
+    ``attn.qkv`` (timm's order), projections as ``head``, SigLIP's attention-pooling head (``vision_model.head``) as
+    ``attn_pool`` (timm's ``AttentionPoolLatent`` names); ``position_ids`` buffers of older saves dropped."""
     out: dict[str, Tensor] = {}
     qkv: dict[str, dict[str, Tensor]] = {}
     for key, value in state.items():
         if key.endswith("position_ids"):
             continue
-        if key == "logit_scale":
-            out[key] = value
+        if key in ("logit_scale", "logit_bias"):
+            out[key] = value.reshape(())  # SigLIP keeps them as (1,)
+            continue
+        if key.startswith("vision_model.head."):  # SigLIP's MAP head
+            k = key.removeprefix("vision_model.head.")
+            if k.startswith("attention.in_proj_"):  # (3D, ...): the query's rows, then key and value
+                kind = k.removeprefix("attention.in_proj_")
+                width = value.shape[0] // 3
+                out[f"visual.attn_pool.q.{kind}"], out[f"visual.attn_pool.kv.{kind}"] = value[:width], value[width:]
+                continue
+            k = {"probe": "latent"}.get(k, k)
+            k = k.replace("attention.out_proj.", "proj.").replace("layernorm.", "norm.")
+            out[f"visual.attn_pool.{k}"] = value.reshape(1, 1, -1) if k == "latent" else value
+            continue
+        if key.startswith("text_model.head."):  # SigLIP's text projection, with a bias
+            out[key.replace("text_model.", "text.", 1)] = value
             continue
         if key in ("visual_projection.weight", "text_projection.weight"):
             out[("visual" if key.startswith("visual") else "text") + ".head.weight"] = value
@@ -309,7 +327,7 @@ def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: 
     key = "visual.pos_embed"
     if key in state and state[key].shape != own[key].shape:
         log.warning("%s: resampling %s from %s to %s", source, key, tuple(state[key].shape), tuple(own[key].shape))
-        state[key] = resample_pos_embed(state[key], model.visual.grid_size)
+        state[key] = resample_pos_embed(state[key], model.visual.grid_size, model.visual.num_prefix_tokens)
     vision_only = not any(k.startswith("text.") for k in state)
     expected = {k for k in own if not (vision_only and (k.startswith("text.") or k == "logit_scale"))}
     missing = sorted(expected - state.keys())
@@ -415,9 +433,7 @@ def _folder_cfg(path: Path) -> PretrainedCfg | None:
     found = transformers_config(path)
     if found is None:
         return None
-    defaults = PretrainedCfg()
-    return PretrainedCfg(mean=found.get("mean", defaults.mean), std=found.get("std", defaults.std),
-                         extra={"act": found["act"]})  # fmt: skip
+    return PretrainedCfg(mean=found.get("mean"), std=found.get("std"), extra={"act": found["act"]})
 
 
 def _hub_weights(repo: str) -> Path:

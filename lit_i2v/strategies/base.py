@@ -56,6 +56,8 @@ class TransferStrategy(nn.Module):
       pretrained model, frozen), because what the method adds starts at zero; False for methods that add tokens or
       a side network whose output cannot start at zero (prompts, EVL's query);
     - ``needs_projection``: its features lie in CLIP's joint space only, so heads must read projected features;
+    - ``needs_class_token``: it reads the tower's class token (messages, prompts or cues built on it), so a tower
+      without one (SigLIP) is refused by name until a surrogate is built;
     - ``tiny()``: a configuration small enough for the test towers (``ViT-T-8-test``: width 64, 2 blocks, 2 heads).
     """
 
@@ -63,6 +65,7 @@ class TransferStrategy(nn.Module):
     mergeable = False
     identity_at_init = True
     needs_projection = False
+    needs_class_token = False
 
     @classmethod
     def tiny(cls) -> TransferStrategy:

@@ -35,6 +35,10 @@ class Compose(TransferStrategy):
     def needs_projection(self) -> bool:
         return any(part.needs_projection for part in self.parts)
 
+    @property
+    def needs_class_token(self) -> bool:
+        return any(part.needs_class_token for part in self.parts)
+
     def reference_at_init(self) -> TransferStrategy:
         changed = [
             ref for ref in (part.reference_at_init() for part in self.parts) if type(ref) is not TransferStrategy

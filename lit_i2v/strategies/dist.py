@@ -121,6 +121,7 @@ class DiST(TransferStrategy):
     """
 
     prefix = "dist"
+    needs_class_token = True
 
     identity_at_init = False  # a side network: no pretrained output to start from
     needs_projection = True  # pools into CLIP's joint space, where it is scored against text

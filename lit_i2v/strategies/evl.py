@@ -90,6 +90,7 @@ class EVL(TransferStrategy):
     """
 
     prefix = "evl"
+    needs_class_token = True
 
     identity_at_init = False  # a side network decoding a learnt query: no pretrained output to start from
 

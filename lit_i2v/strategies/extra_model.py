@@ -122,6 +122,10 @@ class WithExtraModel(TransferStrategy):
     def needs_projection(self) -> bool:
         return self.inner.needs_projection
 
+    @property
+    def needs_class_token(self) -> bool:
+        return self.inner.needs_class_token
+
     def reference_at_init(self) -> TransferStrategy:
         return self.inner.reference_at_init()
 

@@ -112,6 +112,7 @@ class VitaCLIP(TransferStrategy):
     """
 
     prefix = "vita"
+    needs_class_token = True
 
     identity_at_init = False  # global, local and summary prompt tokens join the attention
 

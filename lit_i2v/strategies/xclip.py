@@ -62,6 +62,7 @@ class XCLIP(TransferStrategy):
     """
 
     prefix = "xclip"
+    needs_class_token = True
 
     identity_at_init = False  # message tokens join every block's attention
 

@@ -40,6 +40,11 @@ class VideoTask(L.LightningModule):
         super().__init__()
         self.backbone = backbone
         self.transfer = transfer or FullFinetune(towers=["visual", "text"])
+        if self.transfer.needs_class_token and backbone.visual.num_prefix_tokens == 0:
+            raise ConfigError(
+                f"model.init_args.transfer: {type(self.transfer).__name__} reads the image tower's class token, and "
+                f"{backbone.arch} has none (its features are pooled by attention); no surrogate is built yet"
+            )
         self.transfer.apply(backbone)
         freeze(backbone, self.transfer)
         self.optim, self.runtime = optim or Optimization(), runtime or Runtime()
