@@ -127,4 +127,5 @@ def prepare_features(model, datamodule) -> None:
         return
     datamodule.prepare_data()
     log.info("extracting the synthetic grounding set's features into %s", datamodule.features)
-    extract_for(datamodule, model.extractor)
+    with torch.random.fork_rng():  # building the extractor draws random numbers: a first run trains as a later one
+        extract_for(datamodule, model.extractor)
