@@ -293,6 +293,8 @@ def test_a_transformers_siglip_folder_loads_and_equals_transformers(tmp_path):
         for name, param in reference.named_parameters():
             if name.endswith("bias") or "norm" in name:
                 param.add_(torch.randn_like(param) * 0.1)
+            if name.endswith("fc1.weight"):
+                param.mul_(20)  # pre-activations of order 1, where exact and tanh GELU differ
     reference.save_pretrained(tmp_path / "siglip")
     model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip")).eval()
     assert model.visual.num_prefix_tokens == 0 and model.visual.blocks[0].mlp.act.approximate == "tanh"
@@ -307,6 +309,39 @@ def test_a_transformers_siglip_folder_loads_and_equals_transformers(tmp_path):
     assert torch.allclose(ours_image, theirs_image, atol=1e-5), (ours_image - theirs_image).abs().max()
     assert torch.allclose(ours_text, theirs_text, atol=1e-5), (ours_text - theirs_text).abs().max()
     assert torch.allclose(frames[0], ours_image, atol=1e-5)
+    exact = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip"), act="gelu").eval()
+    with torch.no_grad():
+        assert not torch.allclose(exact.encode_image(images), theirs_image, atol=1e-4)  # the activation matters
     assert float(model.logit_bias) == pytest.approx(float(reference.logit_bias))
     with pytest.raises(NotImplementedError, match="tokenizer .* is read from its weights' folder"):
         model.tokenize(["a dog"])
+
+
+def test_a_timm_siglip_image_tower_loads_and_equals_timm(tmp_path):
+    """timm's SigLIP layout (``vit_base_patch16_siglip_224``'s names: no class token, ``attn_pool``), saved as a
+    safetensors state dict: the image tower equals timm's pooled features within 1e-5 (with timm's exact GELU),
+    the text tower keeps its initialisation."""
+    from functools import partial
+
+    from safetensors.torch import save_file
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    reference = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, class_token=False,
+                                  global_pool="map", num_classes=0,
+                                  norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)).eval()  # fmt: skip
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+            if name.endswith("fc1.weight"):
+                param.mul_(50)  # pre-activations of order 1, where exact and tanh GELU differ
+    save_file(reference.state_dict(), str(tmp_path / "siglip.safetensors"))
+    model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip.safetensors"), act="gelu").eval()
+    assert model.pretrained_names == {k for k, _ in model.visual.named_parameters(prefix="visual")}
+    images = torch.randn(3, 3, 32, 32)
+    tanh = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip.safetensors")).eval()  # the family's default
+    with torch.no_grad():
+        ours, theirs = model.encode_image(images), reference(images)
+        assert not torch.allclose(tanh.encode_image(images), theirs, atol=1e-4)  # the activation matters here
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()

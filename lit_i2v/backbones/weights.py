@@ -5,7 +5,9 @@ Formats (detected from the file, then from the key names):
 - OpenAI's release: a TorchScript archive (read without executing it, see ``torchscript.py``) or a plain state dict
   with OpenAI's names (``visual.transformer.resblocks.0.attn.in_proj_weight``);
 - open_clip: the same names as OpenAI, saved with ``torch.save`` (``.pt``/``.bin``) or safetensors;
-- timm CLIP ViT (image tower only): ``blocks.0.attn.qkv.weight``; the text tower then keeps its initialisation;
+- timm CLIP or SigLIP ViT (image tower only): ``blocks.0.attn.qkv.weight``; the text tower then keeps its
+  initialisation. timm builds its SigLIP towers with exact GELU where big_vision and transformers use the tanh
+  approximation: lit_i2v's SigLIP defaults to tanh, and ``act: gelu`` reproduces timm's outputs exactly;
 - lit_i2v: our own names (``visual.blocks.0.attn.qkv.weight``, ``text.blocks...``), e.g. an exported merged model;
 - Hugging Face transformers (``CLIPModel.save_pretrained``: a folder with ``config.json`` and ``model.safetensors`` or
   ``pytorch_model.bin``, possibly sharded; ``vision_model.encoder.layers.0.self_attn.q_proj.weight``): the format of
@@ -142,8 +144,8 @@ def detect_format(state: dict[str, Tensor]) -> str:
         return "openai"
     if "visual.blocks.0.attn.qkv.weight" in state:
         return "lit_i2v"
-    if "blocks.0.attn.qkv.weight" in state and "cls_token" in state:
-        return "timm"
+    if "blocks.0.attn.qkv.weight" in state and ("cls_token" in state or "attn_pool.latent" in state):
+        return "timm"  # a CLIP ViT, or a SigLIP one (no class token, attention pooling)
     raise WeightsError(
         "unrecognised checkpoint layout: expected OpenAI/open_clip names (visual.class_embedding, ...), timm ViT "
         "names (blocks.0.attn.qkv.weight, ...), transformers names (vision_model.embeddings.class_embedding, ...) or "
@@ -329,7 +331,7 @@ def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: 
         log.warning("%s: resampling %s from %s to %s", source, key, tuple(state[key].shape), tuple(own[key].shape))
         state[key] = resample_pos_embed(state[key], model.visual.grid_size, model.visual.num_prefix_tokens)
     vision_only = not any(k.startswith("text.") for k in state)
-    expected = {k for k in own if not (vision_only and (k.startswith("text.") or k == "logit_scale"))}
+    expected = {k for k in own if not (vision_only and (k.startswith("text.") or k.startswith("logit_")))}
     missing = sorted(expected - state.keys())
     unexpected = sorted(state.keys() - own.keys())
     wrong = sorted(k for k in expected & state.keys() if state[k].shape != own[k].shape)
