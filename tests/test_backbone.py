@@ -313,8 +313,15 @@ def test_a_transformers_siglip_folder_loads_and_equals_transformers(tmp_path):
     with torch.no_grad():
         assert not torch.allclose(exact.encode_image(images), theirs_image, atol=1e-4)  # the activation matters
     assert float(model.logit_bias) == pytest.approx(float(reference.logit_bias))
-    with pytest.raises(NotImplementedError, match="tokenizer .* is read from its weights' folder"):
+    with pytest.raises(NotImplementedError, match="tokenizer .* comes from its weights' folder"):
         model.tokenize(["a dog"])
+    write_tiny_tokenizer(tmp_path / "siglip")  # as a processor's save_pretrained leaves it beside the weights
+    model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip")).eval()
+    tokens = model.tokenize(["A photo of a dog."])
+    assert tokens.shape == (1, 64) and tokens[0, :6].tolist() == [3, 10, 11, 3, 12, 1]
+    with torch.no_grad():
+        text = features(reference.get_text_features(input_ids=tokens))
+        assert torch.allclose(model.encode_text(tokens), text, atol=1e-5)
 
 
 def test_a_timm_siglip_image_tower_loads_and_equals_timm(tmp_path):
@@ -345,3 +352,36 @@ def test_a_timm_siglip_image_tower_loads_and_equals_timm(tmp_path):
         ours, theirs = model.encode_image(images), reference(images)
         assert not torch.allclose(tanh.encode_image(images), theirs, atol=1e-4)  # the activation matters here
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+
+
+def write_tiny_tokenizer(folder) -> None:
+    """A word-level ``tokenizer.json`` with SigLIP's special tokens (``<pad>`` 0, ``</s>`` 1 appended) and config."""
+    tokenizers = pytest.importorskip("tokenizers")
+    words = ["<pad>", "</s>", "<unk>", "a", "red", "circle", "moving", "left", "to", "right", "photo", "of", "dog"]
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.post_processor = tokenizers.processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    ))  # fmt: skip
+
+
+def test_a_siglip_folder_tokenizer_equals_open_clips(tmp_path):
+    """SigLIP's tokenizer comes with its weights (``tokenizer.json``): texts canonicalised, the file's end token
+    added, truncated and padded to 64, exactly as open_clip's ``HFTokenizer(clean="canonicalize")`` reads the same
+    folder (a tiny word-level tokenizer built here; no download)."""
+    open_clip = pytest.importorskip("open_clip")
+    pytest.importorskip("transformers")
+    folder = tmp_path / "siglip"
+    folder.mkdir()
+    write_tiny_tokenizer(folder)
+    from lit_i2v.backbones.folder_tokenizer import FolderTokenizer
+
+    ours = FolderTokenizer(folder, 64)
+    theirs = open_clip.tokenizer.HFTokenizer(str(folder), context_length=64, clean="canonicalize")
+    texts = ["A Red, circle moving LEFT_to right!", "a photo of a dog", " ".join(["dog"] * 100), "zebra"]
+    ids = ours(texts)
+    assert ids.shape == (4, 64) and ids[0, :7].tolist() == [3, 4, 5, 6, 7, 8, 9] and ids[0, 7] == 1
+    assert ids[2, -1] == 1 and (ids[0, 8:] == 0).all()  # truncation keeps the end token; padding with <pad>
+    assert torch.equal(ids, theirs(texts))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lit_i2v.backbones.folder_tokenizer import FolderTokenizer
 from lit_i2v.backbones.registry import get_arch
 from lit_i2v.backbones.text import TextTransformer
 from lit_i2v.backbones.tokenizer import Tokenizer
@@ -67,6 +68,9 @@ class CLIP(nn.Module):
         # SigLIP's sigmoid loss has a learnt bias (initialised at -10, as the paper's)
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if spec.logit_bias else None
         self.tokenizer = Tokenizer(spec.text["context_length"]) if spec.text["vocab_size"] == 49408 else None
+        folder = cfg.extra.get("tokenizer") if cfg is not None else None
+        if folder is not None and self.tokenizer is None:  # SigLIP's, saved beside its weights
+            self.tokenizer = FolderTokenizer(folder, spec.text["context_length"])
         self.visual.set_grad_checkpointing(grad_checkpointing)
         self.pretrained_cfg = {
             "source": None,
@@ -90,8 +94,9 @@ class CLIP(nn.Module):
         """Texts → token ids ``(N, context_length)`` on the model's device."""
         if self.tokenizer is None:
             raise NotImplementedError(
-                f"{self.arch}: its tokenizer (SentencePiece or Gemma's) is read from its weights' folder, which "
-                "lit_i2v does not do yet; pass token ids to encode_text"
+                f"{self.arch}: its tokenizer (SentencePiece or Gemma's) comes from its weights' folder "
+                "(tokenizer.json), and these weights have none; load a folder that has one, or pass token ids to "
+                "encode_text"
             )
         return self.tokenizer(texts).to(self.logit_scale.device)
 

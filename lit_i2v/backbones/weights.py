@@ -435,7 +435,8 @@ def _folder_cfg(path: Path) -> PretrainedCfg | None:
     found = transformers_config(path)
     if found is None:
         return None
-    return PretrainedCfg(mean=found.get("mean"), std=found.get("std"), extra={"act": found["act"]})
+    extra = {"act": found["act"]} | ({"tokenizer": str(path)} if (path / "tokenizer.json").is_file() else {})
+    return PretrainedCfg(mean=found.get("mean"), std=found.get("std"), extra=extra)
 
 
 def _hub_weights(repo: str) -> Path:
@@ -449,7 +450,8 @@ def _hub_weights(repo: str) -> Path:
             return Path(hf_hub_download(repo, name))
     weights = "model.safetensors" if any(f.startswith("model") and f.endswith(".safetensors") for f in files) else (
         "pytorch_model.bin")  # fmt: skip
-    wanted = ["config.json", "preprocessor_config.json", f"{weights}*", f"{weights.split('.')[0]}-*"]
+    wanted = ["config.json", "preprocessor_config.json", f"{weights}*", f"{weights.split('.')[0]}-*", "tokenizer.json",
+              "tokenizer_config.json", "special_tokens_map.json"]  # fmt: skip
     return Path(snapshot_download(repo, allow_patterns=wanted))
 
 
