@@ -8,6 +8,7 @@ import pickle
 import zipfile
 
 import pytest
+import timm
 import torch
 
 from lit_i2v.backbones import CLIP, Tokenizer, WeightsError, create_clip, read_checkpoint
@@ -385,3 +386,61 @@ def test_a_siglip_folder_tokenizer_equals_open_clips(tmp_path):
     assert ids.shape == (4, 64) and ids[0, :7].tolist() == [3, 4, 5, 6, 7, 8, 9] and ids[0, 7] == 1
     assert ids[2, -1] == 1 and (ids[0, 8:] == 0).all()  # truncation keeps the end token; padding with <pad>
     assert torch.equal(ids, theirs(texts))
+
+
+def test_an_open_clip_siglip_hub_folder_loads_and_equals_open_clip(tmp_path):
+    """open_clip's SigLIP layout (a timm trunk under ``visual.trunk``, OpenAI names in the text tower, a biased text
+    projection, ``logit_bias``) as its hub folders hold it: ``open_clip_model.safetensors``, ``open_clip_config.json``
+    (mean and std) and the tokenizer. Both towers equal open_clip's within 1e-5; tokens equal its tokenizer's."""
+    open_clip = pytest.importorskip("open_clip")
+    pytest.importorskip("transformers")
+    from functools import partial
+
+    from safetensors.torch import save_file
+    from timm.models import register_model
+    from timm.models.vision_transformer import VisionTransformer
+
+    if "vit_siglip_lit_i2v_test" not in timm.list_models("vit_siglip_lit_i2v_test"):
+
+        @register_model
+        def vit_siglip_lit_i2v_test(pretrained=False, **kwargs):  # SigLIP-T-8-test's image tower, as timm builds it
+            kept = {"global_pool": "map"} | {k: v for k, v in kwargs.items() if k in ("num_classes", "global_pool")}
+            return VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, class_token=False,
+                                     act_layer="gelu_tanh", norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                                     **kept)  # fmt: skip
+
+    torch.manual_seed(0)
+    reference = open_clip.model.CustomTextCLIP(
+        embed_dim=64,
+        vision_cfg=dict(timm_model_name="vit_siglip_lit_i2v_test", timm_pool="map", timm_proj="none", image_size=32),
+        text_cfg=dict(context_length=64, vocab_size=1000, width=64, heads=2, layers=2, no_causal_mask=True,
+                      proj_bias=True, pool_type="last", norm_kwargs={"eps": 1e-6}, act_kwargs={"approximate": "tanh"}),
+        init_logit_bias=-10,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if name.endswith("bias") or "norm" in name or "ln_" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+            if name.endswith(("fc1.weight", "c_fc.weight")):
+                param.mul_(20)
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in reference.state_dict().items()}, str(folder / "open_clip_model.safetensors")
+    )
+    (folder / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
+    write_tiny_tokenizer(folder)
+    model = create_clip("SigLIP-T-8-test", str(folder)).eval()
+    assert model.pretrained_names == {k for k, _ in model.named_parameters()}
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    texts = ["A photo of a dog.", "a red circle moving left to right"]
+    tokens = model.tokenize(texts)
+    assert torch.equal(tokens, open_clip.tokenizer.HFTokenizer(str(folder), context_length=64, clean="canonicalize")(
+        texts))  # fmt: skip
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        ours_image, theirs_image = model.encode_image(images), reference.encode_image(images)
+        ours_text, theirs_text = model.encode_text(tokens), reference.encode_text(tokens)
+    assert torch.allclose(ours_image, theirs_image, atol=1e-5), (ours_image - theirs_image).abs().max()
+    assert torch.allclose(ours_text, theirs_text, atol=1e-5), (ours_text - theirs_text).abs().max()
+    assert float(model.logit_bias) == pytest.approx(float(reference.logit_bias))

@@ -9,6 +9,8 @@ Formats (detected from the file, then from the key names):
   initialisation. timm builds its SigLIP towers with exact GELU where big_vision and transformers use the tanh
   approximation: lit_i2v's SigLIP defaults to tanh, and ``act: gelu`` reproduces timm's outputs exactly;
 - lit_i2v: our own names (``visual.blocks.0.attn.qkv.weight``, ``text.blocks...``), e.g. an exported merged model;
+- open_clip with a timm image tower (its SigLIP models: ``open_clip_model.safetensors``; ``visual.trunk.*`` in timm's
+  names, the text tower in OpenAI's names with a biased ``text_projection`` layer);
 - Hugging Face transformers (``CLIPModel.save_pretrained``: a folder with ``config.json`` and ``model.safetensors`` or
   ``pytorch_model.bin``, possibly sharded; ``vision_model.encoder.layers.0.self_attn.q_proj.weight``): the format of
   ``openai/clip-vit-base-patch16`` and most CLIP fine-tunes on the hub. The activation comes from its ``config.json``
@@ -63,6 +65,7 @@ class WeightsError(RuntimeError):
 
 
 TRANSFORMERS_FILES = ("model.safetensors", "pytorch_model.bin")
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's hub layout
 TRANSFORMERS_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -72,12 +75,12 @@ def transformers_weights(folder: Path) -> list[Path]:
         if (folder / index).is_file():
             shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
             return [folder / shard for shard in shards]
-    for name in TRANSFORMERS_FILES:
+    for name in (*TRANSFORMERS_FILES, *OPEN_CLIP_FILES):
         if (folder / name).is_file():
             return [folder / name]
     raise WeightsError(
-        f"{folder}: a folder, but no {' or '.join(TRANSFORMERS_FILES)} (or a sharded index) in it: give the weights "
-        "file, or a transformers save_pretrained folder"
+        f"{folder}: a folder, but no {' or '.join(TRANSFORMERS_FILES + OPEN_CLIP_FILES)} (or a sharded index) in "
+        "it: give the weights file, a transformers save_pretrained folder or an open_clip hub folder"
     )
 
 
@@ -140,6 +143,8 @@ def detect_format(state: dict[str, Tensor]) -> str:
     """``"openai"`` (also open_clip), ``"timm"`` (image tower only), ``"transformers"`` or ``"lit_i2v"``."""
     if "vision_model.embeddings.class_embedding" in state or "text_model.embeddings.token_embedding.weight" in state:
         return "transformers"
+    if "visual.trunk.blocks.0.attn.qkv.weight" in state:
+        return "open_clip_timm"  # open_clip with a timm image tower (its SigLIP models)
     if "visual.transformer.resblocks.0.attn.in_proj_weight" in state or "visual.class_embedding" in state:
         return "openai"
     if "visual.blocks.0.attn.qkv.weight" in state:
@@ -302,6 +307,25 @@ def convert_transformers(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def convert_open_clip_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """open_clip's CustomTextCLIP with a timm trunk (SigLIP) → lit_i2v names: the trunk's names are ours already; the
+    text tower converts as OpenAI's, its projection being a linear layer with a bias."""
+    out: dict[str, Tensor] = {}
+    text: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key in ("logit_scale", "logit_bias"):
+            out[key] = value.reshape(())
+        elif key.startswith("visual.trunk."):
+            out["visual." + key.removeprefix("visual.trunk.")] = value
+        elif key.startswith("text.text_projection."):
+            out["text.head." + key.removeprefix("text.text_projection.")] = value
+        elif key.startswith("text."):
+            text[key.removeprefix("text.")] = value
+        else:
+            raise WeightsError(f"{key}: not a parameter of open_clip's timm-tower models")
+    return out | convert_openai(text)
+
+
 def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """A timm CLIP ViT state dict → lit_i2v ``visual.*`` names. timm keeps a zero ``head.bias`` that CLIP lacks."""
     state = dict(state)
@@ -313,9 +337,9 @@ def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def to_lit_i2v(state: dict[str, Tensor]) -> dict[str, Tensor]:
     fmt = detect_format(state)
-    return {"openai": convert_openai, "timm": convert_timm, "transformers": convert_transformers, "lit_i2v": dict}[fmt](
-        state
-    )
+    converters = {"openai": convert_openai, "timm": convert_timm, "transformers": convert_transformers,
+                  "open_clip_timm": convert_open_clip_timm, "lit_i2v": dict}  # fmt: skip
+    return converters[fmt](state)
 
 
 def load_clip_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> frozenset[str]:
@@ -431,11 +455,19 @@ def _make_locally(maker: str, arch: str, path: Path) -> Path:
 
 
 def _folder_cfg(path: Path) -> PretrainedCfg | None:
-    """A transformers folder's preprocessing and activation as a ``PretrainedCfg`` (None for a plain file)."""
-    found = transformers_config(path)
-    if found is None:
+    """What the files beside the weights say, as a ``PretrainedCfg``: a transformers folder's activation and
+    preprocessing, or open_clip's ``open_clip_config.json`` mean and std; and a ``tokenizer.json`` there (None when
+    the weights come alone)."""
+    folder = path if path.is_dir() else path.parent
+    found = transformers_config(folder) or {}
+    if (folder / "open_clip_config.json").is_file():
+        preprocess = json.loads((folder / "open_clip_config.json").read_text()).get("preprocess_cfg", {})
+        if "mean" in preprocess and "std" in preprocess:
+            found.update(mean=tuple(preprocess["mean"]), std=tuple(preprocess["std"]))
+    extra = ({"act": found["act"]} if "act" in found else {}) | (
+        {"tokenizer": str(folder)} if (folder / "tokenizer.json").is_file() else {})  # fmt: skip
+    if not found and not extra:
         return None
-    extra = {"act": found["act"]} | ({"tokenizer": str(path)} if (path / "tokenizer.json").is_file() else {})
     return PretrainedCfg(mean=found.get("mean"), std=found.get("std"), extra=extra)
 
 
@@ -445,8 +477,16 @@ def _hub_weights(repo: str) -> Path:
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     files = set(HfApi().list_repo_files(repo))
-    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+    for name in OPEN_CLIP_FILES:
         if name in files:
+            for extra in (
+                "open_clip_config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+            ):
+                if extra in files:
+                    hf_hub_download(repo, extra)  # beside the weights in the snapshot folder
             return Path(hf_hub_download(repo, name))
     weights = "model.safetensors" if any(f.startswith("model") and f.endswith(".safetensors") for f in files) else (
         "pytorch_model.bin")  # fmt: skip
