@@ -215,6 +215,17 @@ def test_timm_groups_the_tower_as_layer_decay_does():
     assert max(by_timm.values()) == len(visual.blocks) + 1
 
 
+def perturb(model: torch.nn.Module, mlp_scale: float = 1.0) -> None:
+    """Random weights made telling: norms and biases away from their initial values (a swapped or dropped one
+    shows), and MLP inputs scaled by ``mlp_scale`` (of order 1, exact and tanh GELU differ)."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or "norm" in name or "ln_" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+            if name.endswith(("fc1.weight", "c_fc.weight")):
+                param.mul_(mlp_scale)
+
+
 # ---- transformers' CLIP format -------------------------------------------------------------------------------------
 
 
@@ -229,10 +240,7 @@ def tiny_transformers_clip(act: str):
         projection_dim=32,
     )
     model = transformers.CLIPModel(config).eval()
-    with torch.no_grad():  # non-trivial norms and biases, so that a swapped or dropped one shows
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "layrnorm" in name:
-                param.add_(torch.randn_like(param) * 0.1)
+    perturb(model)
     return model
 
 
@@ -290,12 +298,7 @@ def test_a_transformers_siglip_folder_loads_and_equals_transformers(tmp_path):
         vision_config=dict(tower, image_size=32, patch_size=8),
     )
     reference = transformers.SiglipModel(config).eval()
-    with torch.no_grad():
-        for name, param in reference.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                param.add_(torch.randn_like(param) * 0.1)
-            if name.endswith("fc1.weight"):
-                param.mul_(20)  # pre-activations of order 1, where exact and tanh GELU differ
+    perturb(reference, mlp_scale=20)
     reference.save_pretrained(tmp_path / "siglip")
     model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip")).eval()
     assert model.visual.num_prefix_tokens == 0 and model.visual.blocks[0].mlp.act.approximate == "tanh"
@@ -338,12 +341,7 @@ def test_a_timm_siglip_image_tower_loads_and_equals_timm(tmp_path):
     reference = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, class_token=False,
                                   global_pool="map", num_classes=0,
                                   norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)).eval()  # fmt: skip
-    with torch.no_grad():
-        for name, param in reference.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                param.add_(torch.randn_like(param) * 0.1)
-            if name.endswith("fc1.weight"):
-                param.mul_(50)  # pre-activations of order 1, where exact and tanh GELU differ
+    perturb(reference, mlp_scale=50)
     save_file(reference.state_dict(), str(tmp_path / "siglip.safetensors"))
     model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip.safetensors"), act="gelu").eval()
     assert model.pretrained_names == {k for k, _ in model.visual.named_parameters(prefix="visual")}
@@ -417,12 +415,7 @@ def test_an_open_clip_siglip_hub_folder_loads_and_equals_open_clip(tmp_path):
                       proj_bias=True, pool_type="last", norm_kwargs={"eps": 1e-6}, act_kwargs={"approximate": "tanh"}),
         init_logit_bias=-10,
     ).eval()  # fmt: skip
-    with torch.no_grad():
-        for name, param in reference.named_parameters():
-            if name.endswith("bias") or "norm" in name or "ln_" in name:
-                param.add_(torch.randn_like(param) * 0.1)
-            if name.endswith(("fc1.weight", "c_fc.weight")):
-                param.mul_(20)
+    perturb(reference, mlp_scale=20)
     folder = tmp_path / "hub"
     folder.mkdir()
     save_file(
