@@ -457,7 +457,10 @@ def _make_locally(maker: str, arch: str, path: Path) -> Path:
 def _folder_cfg(path: Path) -> PretrainedCfg | None:
     """What the files beside the weights say, as a ``PretrainedCfg``: a transformers folder's activation and
     preprocessing, or open_clip's ``open_clip_config.json`` mean and std; and a ``tokenizer.json`` there (None when
-    the weights come alone)."""
+    the weights come alone). A file counts as part of its folder only under a layout's own name
+    (``open_clip_model.safetensors``, ``model.safetensors``...): any other file beside a stray config is alone."""
+    if not path.is_dir() and path.name not in (*TRANSFORMERS_FILES, *OPEN_CLIP_FILES):
+        return None
     folder = path if path.is_dir() else path.parent
     found = transformers_config(folder) or {}
     if (folder / "open_clip_config.json").is_file():
