@@ -11,14 +11,23 @@ synthetic motion videos, so a frame of a video is an image this model has seen t
 The result is saved in open_clip's state-dict format under the tag ``synthetic`` of its architecture
 (``~/.cache/lit_i2v/ViT-S-8-tiny.synthetic.pt``), so configs load it as ``pretrained: synthetic``, exactly as real
 weights are loaded. A plain loop, readable top to bottom.
+
+A SigLIP architecture (``SigLIP-S-8-tiny``) is trained the same way with SigLIP's sigmoid loss (Zhai et al. 2023:
+every image-caption pair of the batch a binary decision, with a learnt scale and bias) and saved as SigLIP models
+are shared, a folder in open_clip's hub layout (``open_clip_model.safetensors``, ``open_clip_config.json``) with its
+own tokenizer: a SentencePiece-style Unigram model with SigLIP's special tokens, trained here on the synthetic
+vocabulary (the pretraining captions, the motion datasets' labels, captions, questions and prompt templates), since
+no SigLIP tokenizer can be downloaded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -27,8 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.backbones.weights import cache_dir, to_openai
-from lit_i2v.data.synthetic import COLOURS, SHAPES, shape_mask
+from lit_i2v.backbones.folder_tokenizer import FolderTokenizer, canonicalize
+from lit_i2v.backbones.registry import get_arch
+from lit_i2v.backbones.weights import cache_dir, to_open_clip_timm, to_openai
+from lit_i2v.data.synthetic import CLASSES, COLOURS, MOTION_ANSWERS, SHAPES, label_key, shape_mask
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +72,72 @@ def batch(rng: random.Random, n: int, size: int, model: CLIP) -> tuple[torch.Ten
 
 
 def contrastive_loss(model: CLIP, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CLIP's symmetric cross-entropy over in-batch pairs, and the image→text logits ``(n, n)``."""
+    """CLIP's symmetric cross-entropy over in-batch pairs (SigLIP's sigmoid loss for a model with a logit bias), and
+    the image→text logits ``(n, n)``."""
     image_emb, text_emb, scale = model(images, tokens)
-    logits = scale.clamp(max=100) * image_emb @ text_emb.t()
     target = torch.arange(len(images))
+    if model.logit_bias is not None:  # SigLIP: -Σ log σ(z·(t·cos + b)) / n, z = +1 for the pairs, -1 otherwise
+        logits = scale * image_emb @ text_emb.t() + model.logit_bias
+        signs = 2 * torch.eye(len(images)) - 1
+        return -F.logsigmoid(signs * logits).sum() / len(images), logits
+    logits = scale.clamp(max=100) * image_emb @ text_emb.t()
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2, logits
+
+
+def synthetic_corpus() -> list[str]:
+    """Every text the synthetic data and recipes use: captions of the images above, the motion datasets' labels,
+    captions, questions and answers, and the prompt templates of the zero-shot recipes."""
+    things = [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
+    texts = [f"a {size} {opacity} {thing} {place}" for size in SIZES for opacity in OPACITY for thing in things
+             for place in PLACES]  # fmt: skip
+    for template, _, _ in CLASSES:
+        texts += [label_key(template), *(template.replace("[something]", thing) for thing in things)]
+    for thing in things:
+        texts += [f"what is the {thing} doing?", f"what colour is the {thing.split()[1]}?", "what happens?"]
+        texts += [f"the {thing} is {answer}" for answer in MOTION_ANSWERS]
+    prompts = ["a video of {}.", "a photo of a {}.", "a video of a person {}.", "a {}."]
+    return texts + [p.format(t) for p in prompts for t in [label_key(c) for c, _, _ in CLASSES] + things]
+
+
+def write_synthetic_tokenizer(folder: Path, vocab_size: int) -> None:
+    """A Unigram tokenizer (SentencePiece's model, as SigLIP's) with SigLIP's special tokens (``<pad>`` 0, ``</s>``
+    1 appended to every text, ``<unk>`` 2), as ``tokenizer.json`` and ``tokenizer_config.json`` in ``folder``. Its
+    pieces are every word of :func:`synthetic_corpus` (as SentencePiece writes them, ``▁red``) and single characters
+    (a-z, 0-9, ``▁``) for any other word, words scored far above characters so that a known word is one token."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    words = sorted({word for text in synthetic_corpus() for word in canonicalize(text).split()})
+    characters = ["▁", *"abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [(f"▁{w}", -1.0) for w in words] + [(c, -10.0) for c in characters]
+    if len(pieces) > vocab_size:
+        raise ValueError(f"the synthetic vocabulary has {len(pieces)} pieces; the text tower holds {vocab_size}")
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=2))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    ))  # fmt: skip
+
+
+def save_open_clip_folder(model: CLIP, tokenizer: Path, out: Path) -> None:
+    """``out`` as open_clip's hub folders hold a SigLIP model, written atomically (a temporary folder renamed)."""
+    from safetensors.torch import save_file
+
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(tokenizer, tmp)
+    save_file(to_open_clip_timm(model.state_dict()), str(tmp / "open_clip_model.safetensors"))
+    spec = model.pretrained_cfg
+    preprocess = {"mean": list(spec["mean"]), "std": list(spec["std"]), "resize_mode": "squash"}
+    config = {"model_cfg": {"lit_i2v_arch": model.arch}, "preprocess_cfg": preprocess}
+    (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
 
 
 def pretrain(
@@ -80,6 +152,14 @@ def pretrain(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = CLIP(arch)
+    folder = Path(out) if out else None
+    siglip = model.logit_bias is not None  # a family whose tokenizer is saved with its weights
+    if siglip:
+        folder = folder or cache_dir() / f"{arch}.synthetic"
+        vocab = cache_dir() / f"{folder.name}.{os.getpid()}.tokenizer"
+        vocab.mkdir(parents=True, exist_ok=True)
+        write_synthetic_tokenizer(vocab, get_arch(arch).text["vocab_size"])
+        model.tokenizer = FolderTokenizer(vocab, get_arch(arch).text["context_length"])
     size = model.visual.image_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
     warmup = max(steps // 20, 1)
@@ -100,6 +180,11 @@ def pretrain(
             log.info("step %d/%d  loss %.3f  %.1f s", step, steps, loss.item(), time.perf_counter() - start)
     figures = evaluate(model, random.Random(seed + 1), size)
     figures.update(steps=steps, batch_size=batch_size, seconds=round(time.perf_counter() - start, 1))
+    if siglip:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        save_open_clip_folder(model, vocab, folder)
+        shutil.rmtree(vocab)
+        return folder, figures
     path = Path(out) if out else cache_dir() / f"{arch}.synthetic.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

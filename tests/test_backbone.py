@@ -178,8 +178,9 @@ def test_no_pretrained_weights_means_random_initialisation(value):
     assert CLIP("ViT-T-8-test", pretrained=value).pretrained_cfg["source"] is None
 
 
-# SigLIP-T-8-test has no open_clip config of its size: it is tested against transformers' SiglipModel below
-@pytest.mark.parametrize("arch", sorted(set(ARCHS) - {"SigLIP-T-8-test"}))
+# The tiny SigLIPs have no open_clip config of their sizes: SigLIP-T-8-test is tested against transformers' SiglipModel
+# and an open_clip CustomTextCLIP of its size below; SigLIP-S-8-tiny differs from it in sizes only.
+@pytest.mark.parametrize("arch", sorted(set(ARCHS) - {"SigLIP-T-8-test", "SigLIP-S-8-tiny"}))
 def test_every_registered_architecture_has_open_clips_parameters(arch):
     """Each architecture of the registry, built on the meta device (shapes only), holds exactly the parameters
     open_clip builds for the same config, names mapped; its video forward gives one vector per frame. A new entry in
@@ -386,15 +387,12 @@ def test_a_siglip_folder_tokenizer_equals_open_clips(tmp_path):
     assert torch.equal(ids, theirs(texts))
 
 
-def test_an_open_clip_siglip_hub_folder_loads_and_equals_open_clip(tmp_path):
-    """open_clip's SigLIP layout (a timm trunk under ``visual.trunk``, OpenAI names in the text tower, a biased text
-    projection, ``logit_bias``) as its hub folders hold it: ``open_clip_model.safetensors``, ``open_clip_config.json``
-    (mean and std) and the tokenizer. Both towers equal open_clip's within 1e-5; tokens equal its tokenizer's."""
+def open_clip_tiny_siglip():
+    """open_clip's SigLIP model (``CustomTextCLIP``: a timm trunk, a bidirectional text tower read at its last token,
+    a biased text projection, a logit bias) at ``SigLIP-T-8-test``'s sizes, randomly initialised, in eval mode."""
     open_clip = pytest.importorskip("open_clip")
-    pytest.importorskip("transformers")
     from functools import partial
 
-    from safetensors.torch import save_file
     from timm.models import register_model
     from timm.models.vision_transformer import VisionTransformer
 
@@ -407,14 +405,25 @@ def test_an_open_clip_siglip_hub_folder_loads_and_equals_open_clip(tmp_path):
                                      act_layer="gelu_tanh", norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
                                      **kept)  # fmt: skip
 
-    torch.manual_seed(0)
-    reference = open_clip.model.CustomTextCLIP(
+    return open_clip.model.CustomTextCLIP(
         embed_dim=64,
         vision_cfg=dict(timm_model_name="vit_siglip_lit_i2v_test", timm_pool="map", timm_proj="none", image_size=32),
         text_cfg=dict(context_length=64, vocab_size=1000, width=64, heads=2, layers=2, no_causal_mask=True,
                       proj_bias=True, pool_type="last", norm_kwargs={"eps": 1e-6}, act_kwargs={"approximate": "tanh"}),
         init_logit_bias=-10,
     ).eval()  # fmt: skip
+
+
+def test_an_open_clip_siglip_hub_folder_loads_and_equals_open_clip(tmp_path):
+    """open_clip's SigLIP layout (a timm trunk under ``visual.trunk``, OpenAI names in the text tower, a biased text
+    projection, ``logit_bias``) as its hub folders hold it: ``open_clip_model.safetensors``, ``open_clip_config.json``
+    (mean and std) and the tokenizer. Both towers equal open_clip's within 1e-5; tokens equal its tokenizer's."""
+    open_clip = pytest.importorskip("open_clip")
+    pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = open_clip_tiny_siglip()
     perturb(reference, mlp_scale=20)
     folder = tmp_path / "hub"
     folder.mkdir()

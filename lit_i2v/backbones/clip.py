@@ -119,6 +119,15 @@ class CLIP(nn.Module):
         return self.encode_image(images, True), self.encode_text(token_ids, True), self.logit_scale.exp()
 
 
+def scaled_logits(cosine: Tensor, logit_scale: Tensor, logit_bias: Tensor | None = None) -> Tensor:
+    """Cosine similarities → the logits of the family's loss, in fp32. CLIP (no bias): ``exp(s)·cos`` with the
+    scale clamped at 100, as in its training; SigLIP (a learnt bias): ``exp(s)·cos + b``, unclamped, as in its
+    sigmoid loss (a released SigLIP's scale is above 100)."""
+    if logit_bias is None:
+        return logit_scale.float().clamp(max=4.6052).exp() * cosine.float()
+    return logit_scale.float().exp() * cosine.float() + logit_bias.float()
+
+
 def create_clip(name: str, pretrained: str | None = None, **kwargs) -> CLIP:
     """``create_clip("ViT-B-16", "openai")``: the Python entry point, as ``open_clip.create_model``."""
     return CLIP(arch=name, pretrained=pretrained, **kwargs)

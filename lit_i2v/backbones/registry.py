@@ -43,6 +43,9 @@ class PretrainedCfg:
     # Made locally on first use instead of downloaded, by this function ("module:function", called as
     # ``function(arch, out=path)``): named by import path so that backbones import no training code.
     make: str | None = None
+    # Kept as a folder (weights, open_clip_config.json, tokenizer.json: open_clip's hub layout) rather than one file:
+    # a family whose tokenizer comes with its weights (SigLIP).
+    folder: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -53,10 +56,13 @@ def _text(width: int, heads: int, layers: int = 12, context_length: int = 77) ->
     return dict(context_length=context_length, vocab_size=49408, width=width, heads=heads, layers=layers)
 
 
-def _siglip(image_size: int, patch_size: int, width: int, layers: int, heads: int, vocab_size: int = 32000) -> Arch:
+def _siglip(
+    image_size: int, patch_size: int, width: int, layers: int, heads: int, vocab_size: int = 32000, text_cfg=None
+) -> Arch:
     """SigLIP (Zhai et al. 2023) and SigLIP 2 (Tschannen et al. 2025): no class token, a biased patch embedding, no
     pre-norm, attention pooling, tanh-GELU, LayerNorm eps 1e-6; a bidirectional 64-token text tower read at its last
-    position, projected with a bias; image and text embeddings of the tower width; mean and std 0.5."""
+    position, projected with a bias; image and text embeddings of the tower width; mean and std 0.5. ``text_cfg``
+    overrides the text tower's (the tiny sizes)."""
     vision = dict(
         image_size=image_size,
         patch_size=patch_size,
@@ -71,7 +77,7 @@ def _siglip(image_size: int, patch_size: int, width: int, layers: int, heads: in
         project=False,
     )
     text = dict(context_length=64, vocab_size=vocab_size, width=width, heads=heads, layers=layers, causal=False,
-                pool="last", head_bias=True, eps=1e-6)  # fmt: skip
+                pool="last", head_bias=True, eps=1e-6) | (text_cfg or {})  # fmt: skip
     return Arch(width, vision, text, act="gelu_tanh", mean=SIGLIP_MEAN, std=SIGLIP_STD, logit_bias=True)
 
 
@@ -90,6 +96,8 @@ ARCHS: dict[str, Arch] = {
     **{f"SigLIP2-B-16{'' if s == 224 else f'-{s}'}": _siglip(s, 16, 768, 12, 12, 256000) for s in (224, 256, 384, 512)},
     **{f"SigLIP2-L-16-{s}": _siglip(s, 16, 1024, 24, 16, 256000) for s in (256, 384, 512)},
     "SigLIP-T-8-test": _siglip(32, 8, 64, 2, 2, 1000),  # tests: the family's code paths at CLIP's tiny test size
+    # ViT-S-8-tiny's sizes in the SigLIP family: the synthetic-pretrained tiny SigLIP (sigmoid loss)
+    "SigLIP-S-8-tiny": _siglip(64, 8, 96, 4, 3, 256, dict(layers=2, context_length=32)),
 }
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
@@ -110,6 +118,14 @@ PRETRAINED: dict[str, PretrainedCfg] = {
     "ViT-S-8-tiny.synthetic": PretrainedCfg(notes="python -m lit_i2v pretrain-synthetic", make=SYNTHETIC_MAKER),
     "ViT-T-8-test.synthetic": PretrainedCfg(
         notes="python -m lit_i2v pretrain-synthetic --arch ViT-T-8-test", make=SYNTHETIC_MAKER
+    ),
+    # The same in the SigLIP family, trained with the sigmoid loss; a folder in open_clip's hub layout with its own
+    # SentencePiece-style (Unigram) tokenizer, trained on the synthetic vocabulary.
+    "SigLIP-S-8-tiny.synthetic": PretrainedCfg(
+        notes="python -m lit_i2v pretrain-synthetic --arch SigLIP-S-8-tiny", make=SYNTHETIC_MAKER, folder=True
+    ),
+    "SigLIP-T-8-test.synthetic": PretrainedCfg(
+        notes="python -m lit_i2v pretrain-synthetic --arch SigLIP-T-8-test", make=SYNTHETIC_MAKER, folder=True
     ),
     "ViT-L-14-336.openai": PretrainedCfg(
         url=f"{_OPENAI}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",

@@ -326,6 +326,25 @@ def convert_open_clip_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out | convert_openai(text)
 
 
+def to_open_clip_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """lit_i2v names → open_clip's timm-trunk names (its SigLIP models): the inverse of :func:`convert_open_clip_timm`,
+    to save ``open_clip_model.safetensors``."""
+    out: dict[str, Tensor] = {}
+    text: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key in ("logit_scale", "logit_bias"):
+            out[key] = value
+        elif key.startswith("visual."):
+            out["visual.trunk." + key.removeprefix("visual.")] = value
+        elif key.startswith("text.head."):
+            out["text.text_projection." + key.removeprefix("text.head.")] = value
+        elif key.startswith("text."):
+            text[key] = value
+        else:
+            raise WeightsError(f"{key}: not a CLIP parameter; merge or drop strategy parameters before exporting")
+    return out | {f"text.{k}": v for k, v in to_openai(text).items()}
+
+
 def convert_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """A timm CLIP ViT state dict → lit_i2v ``visual.*`` names. timm keeps a zero ``head.bias`` that CLIP lacks."""
     state = dict(state)
@@ -410,11 +429,11 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
             f"no pretrained weights {name!r}; known tags for {arch}: {known or 'none'}; or give a path to a file"
         )
     cfg = PRETRAINED[name]
-    local = cache_dir() / f"{name}.pt"
-    if local.is_file():
-        return read_checkpoint(local), str(local), cfg
-    if cfg.make:
-        return read_checkpoint(_make_locally(cfg.make, arch, local)), str(local), cfg
+    local = cached_path(name)
+    if not local.exists() and cfg.make:
+        _make_locally(cfg.make, arch, local)
+    if local.exists():
+        return read_checkpoint(local), str(local), (_folder_cfg(local) or cfg) if cfg.folder else cfg
     if not (cfg.url or cfg.hf_hub):
         raise WeightsError(f"{name} is made locally and is not at {local} yet: run `{cfg.notes}` first")
     errors = []
@@ -436,9 +455,14 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
     )
 
 
+def cached_path(name: str) -> Path:
+    """Where the weights tagged ``arch.tag`` live in the cache: ``<name>.pt``, or the folder ``<name>``."""
+    return cache_dir() / (name if PRETRAINED[name].folder else f"{name}.pt")
+
+
 def _make_locally(maker: str, arch: str, path: Path) -> Path:
-    """Make the weights into ``path`` once with ``maker`` ("module:function"); concurrent processes (DDP ranks) wait
-    for the first."""
+    """Make the weights into ``path`` (a file or a folder) once with ``maker`` ("module:function"); concurrent
+    processes (DDP ranks) wait for the first."""
     import fcntl
     import importlib
 
@@ -447,7 +471,7 @@ def _make_locally(maker: str, arch: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        if not path.is_file():
+        if not path.exists():
             log.warning("%s is not in the cache yet: training it once (a few CPU minutes) into %s", path.stem, path)
             _, figures = make(arch, out=path)
             log.warning("%s ready: %s", path.stem, figures)
@@ -508,4 +532,5 @@ def is_available(arch: str, pretrained: str) -> bool:
     """Whether ``pretrained`` can be loaded without a download: an existing file or a cached tag."""
     if os.path.exists(pretrained):
         return True
-    return (cache_dir() / f"{arch}.{pretrained}.pt").is_file()
+    name = f"{arch}.{pretrained}"
+    return name in PRETRAINED and cached_path(name).exists()

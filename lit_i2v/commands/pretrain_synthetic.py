@@ -1,4 +1,4 @@
-"""Train a tiny CLIP on synthetic image-caption pairs; saved as the `synthetic` weights tag."""
+"""Train a tiny CLIP (or SigLIP) on synthetic image-caption pairs; saved as the `synthetic` weights tag."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="file to write (default: the cache, as <arch>.synthetic.pt)")
+    where = "the cache, as <arch>.synthetic.pt, or the folder <arch>.synthetic for a SigLIP arch"
+    parser.add_argument("--out", default=None, help=f"where to write (default: {where})")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -6,7 +6,9 @@ hyperparameters only:
 - ``LinearHead``: dropout + linear, zero-initialised bias; on the tower's features (ST-Adapter, AIM, linear probe).
 - ``TextClassifierHead``: cosine similarity with class-name prompt embeddings from CLIP's text tower, scaled by
   CLIP's logit scale (Radford et al. 2021, section 3.1.4: prompt ensembling over templates). Frozen it is zero-shot
-  classification; trainable its weights start from the text embeddings (a text-initialised classifier).
+  classification; trainable its weights start from the text embeddings (a text-initialised classifier). On SigLIP
+  the logits are its sigmoid loss's, ``t·cos + b`` with the backbone's learnt bias (Zhai et al. 2023), so that the
+  task's ``loss: sigmoid`` scores each class as SigLIP's zero-shot classifier does.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_i2v.backbones import CLIP
+from lit_i2v.backbones import CLIP, scaled_logits
 
 
 class Head(nn.Module):
@@ -89,18 +91,19 @@ class TextClassifierHead(Head):
         self.is_trainable = trainable
         self.weight: nn.Parameter | None = None
         self.logit_scale: nn.Parameter | None = None
+        self.logit_bias: nn.Parameter | None = None  # SigLIP's
 
     def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
         per_template = F.normalize(encode_class_prompts(backbone, num_classes, class_names, self.templates), dim=-1)
         embeddings = F.normalize(per_template.mean(1), dim=-1)  # (K, E): the ensemble over templates
         self.weight = nn.Parameter(embeddings, requires_grad=self.is_trainable)  # (K, E)
         self.logit_scale = nn.Parameter(backbone.logit_scale.detach().clone(), requires_grad=self.is_trainable)
+        if backbone.logit_bias is not None:
+            self.logit_bias = nn.Parameter(backbone.logit_bias.detach().clone(), requires_grad=self.is_trainable)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.normalize(x, dim=-1)
-        w = F.normalize(self.weight, dim=-1)
-        scale = self.logit_scale.float().clamp(max=4.6052).exp()  # clamp at 100, as CLIP
-        return scale * x.float() @ w.t().float()  # (B, K) in fp32 for a stable softmax
+        cosine = F.normalize(x.float(), dim=-1) @ F.normalize(self.weight.float(), dim=-1).t()  # (B, K)
+        return scaled_logits(cosine, self.logit_scale, self.logit_bias)  # fp32, for a stable softmax or sigmoid
 
     def extra_repr(self) -> str:
         return f"templates={len(self.templates)}, trainable={self.is_trainable}"
@@ -156,8 +159,8 @@ class PromptEncoderHead(Head):
             if self._cached is None:
                 self._cached = self.class_embeddings()
             weights = self._cached
-        scale = self.clip[0].logit_scale.float().clamp(max=4.6052).exp()
-        return scale * F.normalize(x.float(), dim=-1) @ weights.t()  # (B, K)
+        clip = self.clip[0]
+        return scaled_logits(F.normalize(x.float(), dim=-1) @ weights.t(), clip.logit_scale, clip.logit_bias)
 
     def extra_repr(self) -> str:
         return f"templates={len(self.templates)}"

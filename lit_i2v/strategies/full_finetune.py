@@ -16,7 +16,8 @@ from lit_i2v.strategies.base import TransferStrategy
 
 
 class FullFinetune(TransferStrategy):
-    """Args: towers: which towers train (``visual``, ``text``); ``logit_scale`` trains with the text tower."""
+    """Args: towers: which towers train (``visual``, ``text``); ``logit_scale`` (and SigLIP's ``logit_bias``)
+    train with the text tower."""
 
     def __init__(self, towers: list[str] | None = None) -> None:
         super().__init__()
@@ -26,7 +27,7 @@ class FullFinetune(TransferStrategy):
             raise ValueError(f"transfer.towers: unknown tower(s) {sorted(unknown)}; choose from visual, text")
 
     def trainable(self, name: str) -> bool:
-        tower = "text" if name == "logit_scale" else name.split(".")[0]
+        tower = "text" if name in ("logit_scale", "logit_bias") else name.split(".")[0]
         return tower in self.towers
 
     def extra_repr(self) -> str:

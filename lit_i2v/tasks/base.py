@@ -143,7 +143,7 @@ class VideoTask(L.LightningModule):
     def _no_decay(self) -> set[str]:
         names = {f"backbone.visual.{n}" for n in self.backbone.visual.no_weight_decay()}
         names |= {f"backbone.text.{n}" for n in self.backbone.text.no_weight_decay()}
-        return names | {"backbone.logit_scale"}
+        return names | {"backbone.logit_scale", "backbone.logit_bias"}
 
     def pretrained_parameters(self) -> set[str]:
         """Names of this task's parameters whose values were loaded from pretrained weights: every submodule that

@@ -3,14 +3,19 @@
 Training takes one clip per video; evaluation takes V views (temporal clips x spatial crops) per video, averages the
 softmax scores over the views, and scores top-1/top-5 per video, the mean class accuracy (mmaction2's, from the
 confusion matrix: ``lit_i2v.metrics.mean_class_accuracy``) and the loss (the negative log of the view-averaged
-probability of the true class), each over the whole split and all ranks. Evaluation videos that failed to decode
-come with ``valid=False`` and are left out of the metrics (and counted in ``<stage>/skipped``); the number of videos
-scored is logged as ``<stage>/videos`` so a reader can check that every video counted exactly once.
+probability of the true class), each over the whole split and all ranks. With ``loss: sigmoid`` (SigLIP's, Zhai et
+al. 2023) every class is scored on its own: training minimises ``-log σ(z·logit)`` summed over classes (z = +1 for
+the label, -1 for the others; binary cross-entropy, soft targets under smoothing and mixing), and evaluation
+averages the per-class sigmoids over the views, as SigLIP's zero-shot classifier scores classes. Evaluation videos
+that failed to decode come with ``valid=False`` and are left out of the metrics (and counted in
+``<stage>/skipped``); the number of videos scored is logged as ``<stage>/videos`` so a reader can check that every
+video counted exactly once.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +54,8 @@ class ActionRecognition(VideoTask):
         distillation: a frozen teacher whose features and zero-shot scores the student also learns from.
         report_samples: clips shown with their predictions at each evaluation (``lit_i2v.reports``; 0 for none),
             beside the per-class accuracy and confusion matrix written (and logged to W&B) every time.
+        loss: ``softmax`` (cross-entropy over the classes, CLIP's) or ``sigmoid`` (one binary decision per class,
+            SigLIP's); evaluation scores classes the same way (softmax probabilities or per-class sigmoids).
     """
 
     monitor = "val/top1"  # the validation metric that chooses the best checkpoint
@@ -69,6 +76,7 @@ class ActionRecognition(VideoTask):
         mix_prob: float = 1.0,
         distillation: Distillation | None = None,
         report_samples: int = 4,
+        loss: Literal["softmax", "sigmoid"] = "softmax",
     ) -> None:
         super().__init__(backbone, transfer, optim=optim, runtime=runtime)
         if num_classes < 1:
@@ -102,6 +110,9 @@ class ActionRecognition(VideoTask):
             # The head reads tower features, so CLIP's projection is off the forward path: a parameter without
             # gradients would only cost optimizer state, and DDP rejects it.
             backbone.visual.head.requires_grad_(False)
+        if loss not in ("softmax", "sigmoid"):
+            raise ConfigError(f"model.init_args.loss: {loss!r}; choose softmax (CLIP's) or sigmoid (SigLIP's)")
+        self.loss = loss
         self.label_smoothing = label_smoothing
         self.mixer = Mixer(mixup_alpha, cutmix_alpha, mix_prob)
         top5 = min(5, num_classes)
@@ -155,7 +166,7 @@ class ActionRecognition(VideoTask):
         video, targets = self.mixer(video, targets)
         feature, tokens = self.pooled(video)
         logits = self.classify(feature, tokens)
-        loss = torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        loss = self.classification_loss(logits, targets)
         batch_size = labels.shape[0]
         if self.distillation is not None:
             for name, value in self.distillation(video, feature, logits).items():
@@ -165,11 +176,22 @@ class ActionRecognition(VideoTask):
         self.log("train/skipped", batch["skipped"].sum().float(), reduce_fx="sum", batch_size=batch_size)
         return loss
 
+    def classification_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Soft targets ``(B, K)`` against logits: cross-entropy over the classes, or (``sigmoid``) the binary
+        cross-entropy of every class summed, SigLIP's ``-Σ log σ(z·logit)`` for one-hot targets; mean over the batch."""
+        if self.loss == "sigmoid":
+            return F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none").sum(-1).mean()
+        return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """Logits ``(N, K)`` → class scores: softmax probabilities, or each class's sigmoid with ``loss: sigmoid``."""
+        return logits.float().sigmoid() if self.loss == "sigmoid" else logits.float().softmax(-1)
+
     def predict_views(self, video: Tensor) -> Tensor:
-        """uint8 multi-view clips ``(B, V, T, 3, H, W)`` → class probabilities averaged over views ``(B, K)``."""
+        """uint8 multi-view clips ``(B, V, T, 3, H, W)`` → class scores averaged over views ``(B, K)``."""
         b, v = video.shape[:2]
         logits = self(self.normalize(video.flatten(0, 1)))  # (B*V, K)
-        return logits.float().softmax(-1).unflatten(0, (b, v)).mean(1)  # (B, K)
+        return self.scores(logits).unflatten(0, (b, v)).mean(1)  # (B, K)
 
     def _evaluate(self, batch: dict, metrics: MetricCollection, stage: str, batch_idx: int = 0) -> None:
         probs = self.predict_views(batch["video"])

@@ -6,8 +6,11 @@ tower (with any strategy), projected, pooled over time by the temporal module (`
 With ``XPool`` (Gorti et al. 2022) the pooling is conditioned on the caption: every caption pools every video's
 frames its own way, and the similarity of caption i and video j is the cosine of ``text_i`` and ``XPool(text_i,
 frames_j)``. The loss is the symmetric cross-entropy over the batch's text x video similarities scaled by CLIP's
-logit scale (clamped at 100). Under DDP the video and text embeddings of every rank are gathered *with* their
-gradients, so every rank's texts are contrasted against every rank's videos (as the official code's ``AllGather``).
+logit scale (clamped at 100), or with ``loss: sigmoid`` SigLIP's (Zhai et al. 2023): every text-video pair a binary
+decision, ``-Σ log σ(z·(t·cos + b)) / N`` with z = +1 on the diagonal and -1 elsewhere, the backbone's learnt scale
+and bias. Rankings, and so the evaluation, are the same either way (``t·cos + b`` is increasing in cos). Under DDP
+the video and text embeddings of every rank are gathered *with* their gradients, so every rank's texts are
+contrasted against every rank's videos (as the official code's ``AllGather``).
 
 Evaluation embeds each video once (views averaged), gathers them from all ranks (each video exactly once), embeds
 every caption of the split, and scores the full text x video similarity matrix in chunks: R@1/5/10, median and
@@ -18,13 +21,16 @@ CLIP-based papers on MSVD and MSR-VTT) or ``caption`` (collaborative experts); t
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lit_i2v.backbones import CLIP
+from lit_i2v.backbones import CLIP, scaled_logits
+from lit_i2v.errors import ConfigError
 from lit_i2v.heads import MeanPool, Temporal
 from lit_i2v.metrics import chunked_similarity, dual_softmax, retrieval_metrics
 from lit_i2v.metrics.retrieval import V2T
@@ -58,6 +64,8 @@ class TextVideoRetrieval(VideoTask):
         scored by its best caption, among all videos' groups (CLIP4Clip, X-Pool; what the CLIP-based papers report
         on MSVD and MSR-VTT); ``caption`` ranks the video's best caption among all captions (collaborative
         experts). Identical with one caption per video (MSR-VTT 1k-A, DiDeMo, ActivityNet paragraphs).
+    loss: ``softmax`` (symmetric InfoNCE, CLIP's) or ``sigmoid`` (SigLIP's pairwise loss; needs a backbone with a
+        learnt logit bias: the SigLIP family).
     """
 
     monitor = "val/t2v/R@1"  # the validation metric that chooses the best checkpoint
@@ -72,13 +80,19 @@ class TextVideoRetrieval(VideoTask):
         dual_softmax: bool = False,
         text_batch_size: int = 256,
         v2t: V2T = "group",
+        loss: Literal["softmax", "sigmoid"] = "softmax",
     ) -> None:
+        if loss not in ("softmax", "sigmoid"):
+            raise ConfigError(f"model.init_args.loss: {loss!r}; choose softmax (CLIP's) or sigmoid (SigLIP's)")
+        if loss == "sigmoid" and backbone.logit_bias is None:
+            raise ConfigError(f"model.init_args.loss: sigmoid needs a backbone with a learnt logit bias (the SigLIP "
+                              f"family); {backbone.arch} was trained with softmax")  # fmt: skip
         super().__init__(backbone, transfer, optim=optim, runtime=runtime)
         self.save_hyperparameters(ignore=["backbone", "transfer", "temporal"])
         self.temporal = temporal or MeanPool()
         self.temporal.build(backbone.embed_dim, backbone)
         self.conditioned = getattr(self.temporal, "text_conditioned", False)
-        self.dual_softmax, self.text_batch_size, self.v2t = dual_softmax, text_batch_size, v2t
+        self.dual_softmax, self.text_batch_size, self.v2t, self.loss = dual_softmax, text_batch_size, v2t, loss
         self._eval: dict[str, list[Tensor]] = {"index": [], "embedding": []}
         self._captions: list[tuple[int, str]] = []  # (video index, caption) of the videos evaluated here
         self._skipped = 0
@@ -123,19 +137,29 @@ class TextVideoRetrieval(VideoTask):
         return self.encode_videos(video)
 
     def logit_scale(self) -> Tensor:
-        return self.backbone.logit_scale.float().clamp(max=4.6052).exp()  # at most 100, as CLIP
+        """The scale the loss multiplies similarities by: CLIP's clamped at 100, SigLIP's as it is."""
+        return scaled_logits(torch.ones((), device=self.device), self.backbone.logit_scale)
 
     # ---- training ------------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         videos = gather_with_grad(self.encode_videos(self.normalize(batch["video"])))  # (N, E) over all ranks
         texts = gather_with_grad(self.encode_texts(list(batch["caption"])))
-        logits = self.logit_scale() * self.similarity(texts, videos)  # (N, N): text i belongs to video i
-        target = torch.arange(logits.shape[0], device=logits.device)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        backbone = self.backbone
+        bias = backbone.logit_bias if self.loss == "sigmoid" else None
+        logits = scaled_logits(self.similarity(texts, videos), backbone.logit_scale, bias)  # (N, N): text i, video i
+        n = logits.shape[0]
+        if self.loss == "sigmoid":
+            signs = 2 * torch.eye(n, device=logits.device) - 1  # +1 for the pairs, -1 for every other combination
+            loss = -F.logsigmoid(signs * logits).sum() / n
+        else:
+            target = torch.arange(n, device=logits.device)
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
         batch_size = batch["video"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/logit_scale", self.logit_scale(), batch_size=batch_size)
+        if bias is not None:
+            self.log("train/logit_bias", bias.detach().float(), batch_size=batch_size)
         self.log("train/skipped", batch["skipped"].sum().float(), reduce_fx="sum", batch_size=batch_size)
         return loss
 

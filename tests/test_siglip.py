@@ -1,0 +1,175 @@
+"""The SigLIP family end to end: the sigmoid losses as open_clip computes SigLIP's, sigmoid zero-shot scores, and the
+synthetic-pretrained tiny SigLIP (a folder in open_clip's hub layout with its own tokenizer, trained by the sigmoid
+loss) through the zero-shot recipes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_i2v.backbones import CLIP, create_clip
+from lit_i2v.backbones.folder_tokenizer import FolderTokenizer
+from lit_i2v.cli import main
+from lit_i2v.errors import ConfigError
+from lit_i2v.heads import TextClassifierHead
+from lit_i2v.pretrain import evaluate, pretrain
+from lit_i2v.strategies import Frozen, FullFinetune
+from lit_i2v.tasks import ActionRecognition, TextVideoRetrieval
+from tests.test_backbone import open_clip_tiny_siglip
+from tests.test_cli import ROOT, last_value, metrics
+
+pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def synthetic_siglip(tmp_path_factory):
+    """``SigLIP-T-8-test`` pretrained on synthetic image-caption pairs by the code behind ``pretrained: synthetic``
+    (fewer steps), and its held-out figures."""
+    folder = tmp_path_factory.mktemp("siglip") / "SigLIP-T-8-test.synthetic"
+    path, figures = pretrain("SigLIP-T-8-test", steps=300, batch_size=64, lr=3e-4, out=folder)
+    torch.manual_seed(0)
+    untrained = CLIP("SigLIP-T-8-test")
+    untrained.tokenizer = FolderTokenizer(path, 64)
+    return path, figures, evaluate(untrained, random.Random(9), 32, batches=1)
+
+
+def test_the_synthetic_siglip_learns_and_is_an_open_clip_hub_folder(synthetic_siglip):
+    """Trained by the sigmoid loss well above chance, saved as open_clip shares SigLIP models: open_clip's own model
+    loads the weights strictly and equals lit_i2v's towers; its tokenizer reads the folder's tokenizer as ours."""
+    open_clip = pytest.importorskip("open_clip")
+    path, figures, before = synthetic_siglip
+    assert {p.name for p in path.iterdir()} == {"open_clip_model.safetensors", "open_clip_config.json",
+                                                "tokenizer.json", "tokenizer_config.json"}  # fmt: skip
+    assert figures["heldout_image_to_text_top1"] > max(3 * before["heldout_image_to_text_top1"], 3 / 256)
+    model = create_clip("SigLIP-T-8-test", str(path)).eval()
+    assert model.pretrained_names == {k for k, _ in model.named_parameters()}
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    assert json.loads((path / "open_clip_config.json").read_text())["preprocess_cfg"]["resize_mode"] == "squash"
+    from safetensors.torch import load_file
+
+    reference = open_clip_tiny_siglip()
+    reference.load_state_dict(load_file(str(path / "open_clip_model.safetensors")), strict=True)
+    texts = ["a red circle moving from left to right", "Moving something up", "a zebra"]  # "zebra": characters
+    tokens = model.tokenize(texts)
+    theirs = open_clip.tokenizer.HFTokenizer(str(path), context_length=64, clean="canonicalize")(texts)
+    assert torch.equal(tokens, theirs) and (tokens[:, 0] > 2).all()  # no <unk>: every word has pieces
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_image(images), reference.encode_image(images), atol=1e-5)
+        assert torch.allclose(model.encode_text(tokens), reference.encode_text(tokens), atol=1e-5)
+    assert float(model.logit_bias) == pytest.approx(float(reference.logit_bias)) != -10.0  # learnt
+
+
+def test_the_synthetic_siglip_tag_is_made_once_into_a_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIT_I2V_CACHE", str(tmp_path))
+    monkeypatch.setattr("lit_i2v.pretrain.pretrain", functools.partial(pretrain, steps=2, batch_size=8))
+    made = CLIP("SigLIP-T-8-test", pretrained="synthetic")
+    folder = tmp_path / "SigLIP-T-8-test.synthetic"
+    assert (folder / "open_clip_model.safetensors").is_file() and made.pretrained_cfg["source"] == str(folder)
+    assert made.tokenize("a red circle").shape == (1, 64)  # the tokenizer came with the weights
+    monkeypatch.setattr("lit_i2v.pretrain.pretrain", None)  # a second use must not train again
+    again = CLIP("SigLIP-T-8-test", pretrained="synthetic")
+    assert all(torch.equal(a, b) for a, b in zip(made.state_dict().values(), again.state_dict().values()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SigLIP-T-8-test.synthetic",
+                                                          "SigLIP-T-8-test.synthetic.lock"]  # fmt: skip
+
+
+# ---- the sigmoid losses --------------------------------------------------------------------------------------------
+
+
+def test_sigmoid_retrieval_loss_equals_open_clips_siglip_loss(synthetic_siglip):
+    """``loss: sigmoid``: ``-Σ log σ(z·(t·cos + b)) / N`` over every text-video pair of the batch, equal to open_clip's
+    ``SigLipLoss`` on the same embeddings, with gradients reaching the learnt scale and bias."""
+    open_clip = pytest.importorskip("open_clip")
+    backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0]))
+    task = TextVideoRetrieval(backbone, transfer=FullFinetune(towers=["visual", "text"]), loss="sigmoid").eval()
+    batch = task.example_batch(4)
+    loss = task.training_step(batch, 0)
+    videos = task.encode_videos(task.normalize(batch["video"]))  # normalised (4, E)
+    texts = F.normalize(task.encode_texts(batch["caption"]), dim=-1)
+    expected = open_clip.loss.SigLipLoss()(videos, texts, backbone.logit_scale.exp(), backbone.logit_bias)
+    assert torch.allclose(loss, expected, atol=1e-5), (loss, expected)
+    softmax = TextVideoRetrieval(backbone, transfer=FullFinetune(towers=["visual", "text"])).eval()
+    assert not torch.allclose(softmax.training_step(batch, 0), expected, atol=1e-3)  # the option changes the loss
+    loss.backward()
+    assert backbone.logit_bias.grad is not None and backbone.logit_scale.grad is not None
+    assert "backbone.logit_bias" in task.trainable_names()
+
+
+def test_sigmoid_loss_is_refused_by_name_where_no_bias_was_learnt():
+    with pytest.raises(ConfigError, match=r"model.init_args.loss: sigmoid needs .* ViT-T-8-test"):
+        TextVideoRetrieval(CLIP("ViT-T-8-test"), loss="sigmoid")
+    for task in (lambda: TextVideoRetrieval(CLIP("ViT-T-8-test"), loss="sigmoids"),
+                 lambda: ActionRecognition(CLIP("ViT-T-8-test"), num_classes=2, loss="hinge")):  # fmt: skip
+        with pytest.raises(ConfigError, match="model.init_args.loss: .*choose softmax"):
+            task()
+
+
+def test_sigmoid_zero_shot_scores_each_class_as_siglip(synthetic_siglip):
+    """The text classifier on SigLIP gives ``t·cos + b`` (unclamped scale, the learnt bias); with ``loss: sigmoid``
+    evaluation averages each class's sigmoid over the views and training is the per-class binary cross-entropy."""
+    backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).eval()
+    names = ["Moving something up", "Moving something down", "Making something appear"]
+    head = TextClassifierHead(templates=["a video of {}."], trainable=False)
+    task = ActionRecognition(backbone, 3, transfer=Frozen(), head=head, class_names=names, loss="sigmoid").eval()
+    batch = task.example_batch(3, training=False, views=2)
+    with torch.no_grad():
+        scores = task.predict_views(batch["video"])
+        video = task.normalize(batch["video"].flatten(0, 1))
+        frames = backbone.encode_video(video, project=True).mean(1)  # Frozen + MeanPool: frames averaged
+        text = backbone.encode_text(backbone.tokenize([f"a video of {n}." for n in names]))
+        cosine = F.normalize(frames, dim=-1) @ F.normalize(text, dim=-1).t()
+        logits = backbone.logit_scale.exp() * cosine + backbone.logit_bias  # SigLIP's zero-shot logits
+    assert backbone.logit_scale.exp() > 0 and torch.allclose(task(video), logits, atol=1e-5)
+    assert torch.allclose(scores, logits.sigmoid().unflatten(0, (3, 2)).mean(1), atol=1e-6)
+    assert not torch.allclose(scores.sum(-1), torch.ones(3), atol=1e-3)  # per-class scores, not a distribution
+    targets = F.one_hot(batch["label"], 3).float()
+    signs = 2 * targets - 1
+    expected = -F.logsigmoid(signs * logits[::2]).sum(-1).mean()
+    assert torch.allclose(task.classification_loss(logits[::2], targets), expected, atol=1e-6)
+
+
+def test_full_finetuning_of_the_text_tower_trains_siglips_bias():
+    task = ActionRecognition(CLIP("SigLIP-T-8-test"), 2, transfer=FullFinetune(towers=["visual", "text"]))
+    assert {"backbone.logit_scale", "backbone.logit_bias"} <= set(task.trainable_names())
+    visual_only = ActionRecognition(CLIP("SigLIP-T-8-test"), 2, transfer=FullFinetune())
+    assert "backbone.logit_bias" not in visual_only.trainable_names()
+
+
+# ---- the zero-shot recipes on the synthetic data --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def caption_root(synth_root):
+    from lit_i2v.data.synthetic import write_captions
+
+    return write_captions(synth_root)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "key", "count"),
+    [("recognition/synthetic_siglip_zeroshot.yaml", "test/top1", "test/videos"),
+     ("retrieval/synthetic_siglip_zeroshot.yaml", "test/t2v/R@1", "test/videos")],
+)  # fmt: skip
+def test_siglip_zero_shot_recipes_run_offline(recipe, key, count, synthetic_siglip, caption_root, tmp_path):
+    """Both zero-shot recipes of the family run from the synthetic SigLIP's folder on the synthetic videos: every
+    test video scored once, the metric within its range."""
+    run = tmp_path / "run"
+    code = main(["test", "--config", str(ROOT / "configs" / recipe),
+                 "--model.init_args.backbone.init_args.arch=SigLIP-T-8-test",
+                 f"--model.init_args.backbone.init_args.pretrained={synthetic_siglip[0]}",
+                 f"--data.init_args.root={caption_root}", "--data.init_args.synthetic.video_size=32",
+                 "--data.init_args.num_workers=0", "--data.init_args.batch_size=4",
+                 f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
+                 "--trainer.enable_progress_bar=false"])  # fmt: skip
+    assert code == 0
+    rows = metrics(run)
+    videos = len(json.loads((caption_root / "test.json").read_text()))
+    assert last_value(rows, count) == videos
+    assert 0 <= last_value(rows, key) <= 100 and not math.isnan(last_value(rows, key))  # R@1 in percent
