@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import pickle
+import random
 import zipfile
 
 import pytest
@@ -320,6 +322,13 @@ def test_a_transformers_siglip_folder_loads_and_equals_transformers(tmp_path):
     assert float(model.logit_bias) == pytest.approx(float(reference.logit_bias))
     with pytest.raises(NotImplementedError, match="tokenizer .* comes from its weights' folder"):
         model.tokenize(["a dog"])
+    if importlib.util.find_spec("sentencepiece"):  # google/siglip-* folders: spiece.model only
+        write_tiny_sentencepiece(tmp_path / "siglip")
+        with_spm = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip"))
+        reference_tokens = transformers.SiglipTokenizer(str(tmp_path / "siglip" / "spiece.model"))(
+            ["A photo of a dog."], padding="max_length", max_length=64)["input_ids"]  # fmt: skip
+        assert with_spm.tokenize(["A photo of a dog."]).tolist() == reference_tokens
+        (tmp_path / "siglip" / "spiece.model").unlink()
     write_tiny_tokenizer(tmp_path / "siglip")  # as a processor's save_pretrained leaves it beside the weights
     model = create_clip("SigLIP-T-8-test", str(tmp_path / "siglip")).eval()
     tokens = model.tokenize(["A photo of a dog."])
@@ -385,6 +394,43 @@ def test_a_siglip_folder_tokenizer_equals_open_clips(tmp_path):
     assert ids.shape == (4, 64) and ids[0, :7].tolist() == [3, 4, 5, 6, 7, 8, 9] and ids[0, 7] == 1
     assert ids[2, -1] == 1 and (ids[0, 8:] == 0).all()  # truncation keeps the end token; padding with <pad>
     assert torch.equal(ids, theirs(texts))
+
+
+def write_tiny_sentencepiece(folder) -> None:
+    """A tiny SentencePiece unigram model with SigLIP's ids (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2) as ``spiece.model``,
+    trained here by sentencepiece itself on a few sentences."""
+    sentencepiece = pytest.importorskip("sentencepiece")
+    words = ["a", "red", "blue", "circle", "square", "moving", "left", "right", "up", "down", "photo", "of", "dog",
+             "cat", "the", "is", "doing", "what", "colour"]  # fmt: skip
+    rng = random.Random(0)
+    sentences = [" ".join(rng.choice(words) for _ in range(6)) for _ in range(400)]
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_prefix=str(folder / "spiece"), vocab_size=40, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
+    )  # fmt: skip
+    (folder / "spiece.vocab").unlink()
+
+
+def test_a_siglip_spiece_model_tokenizes_as_transformers_siglip_tokenizer(tmp_path):
+    """``google/siglip-*`` folders hold ``spiece.model`` and no ``tokenizer.json``: read with sentencepiece, texts
+    canonicalised, ``</s>`` appended, truncated and padded to 64 with the folder's pad token, exactly as transformers'
+    ``SiglipTokenizer`` (``padding="max_length"``, ``truncation=True``) on the same file."""
+    transformers = pytest.importorskip("transformers")
+    from lit_i2v.backbones.folder_tokenizer import FolderTokenizer
+
+    folder = tmp_path / "siglip"
+    folder.mkdir()
+    write_tiny_sentencepiece(folder)
+    texts = ["A red circle, moving LEFT!", "a photo of a dog", " ".join(["cat"] * 100), "zebra", "  what   colour? "]
+    for pad in (None, "<pad>"):  # transformers' default pad token (</s>), and the one a config names
+        if pad:
+            (folder / "tokenizer_config.json").write_text(json.dumps({"pad_token": pad}))
+        reference = transformers.SiglipTokenizer(str(folder / "spiece.model"), **({"pad_token": pad} if pad else {}))
+        theirs = reference(texts, padding="max_length", max_length=64, truncation=True)["input_ids"]
+        ours = FolderTokenizer(folder, 64)(texts)
+        assert ours.shape == (5, 64) and ours[2, -1] == 1 and ours[0, 0] not in (0, 1, 2)
+        assert ours.tolist() == theirs, pad
+    assert (ours[1] == 0).sum() > 0 and (FolderTokenizer(folder, 64).pad_id == 0)
 
 
 def open_clip_tiny_siglip():

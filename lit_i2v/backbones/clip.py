@@ -95,8 +95,8 @@ class CLIP(nn.Module):
         if self.tokenizer is None:
             raise NotImplementedError(
                 f"{self.arch}: its tokenizer (SentencePiece or Gemma's) comes from its weights' folder "
-                "(tokenizer.json), and these weights have none; load a folder that has one, or pass token ids to "
-                "encode_text"
+                "(tokenizer.json or spiece.model), and these weights have none; load a folder that has one, or pass "
+                "token ids to encode_text"
             )
         return self.tokenizer(texts).to(self.logit_scale.device)
 

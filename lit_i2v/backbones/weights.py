@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lit_i2v.backbones.folder_tokenizer import has_tokenizer
 from lit_i2v.backbones.registry import PRETRAINED, PretrainedCfg
 from lit_i2v.backbones.torchscript import is_torchscript, read_torchscript_state_dict
 from lit_i2v.backbones.vit import resample_pos_embed
@@ -480,7 +481,7 @@ def _make_locally(maker: str, arch: str, path: Path) -> Path:
 
 def _folder_cfg(path: Path) -> PretrainedCfg | None:
     """What the files beside the weights say, as a ``PretrainedCfg``: a transformers folder's activation and
-    preprocessing, or open_clip's ``open_clip_config.json`` mean and std; and a ``tokenizer.json`` there (None when
+    preprocessing, or open_clip's ``open_clip_config.json`` mean and std; and a tokenizer there (None when
     the weights come alone). A file counts as part of its folder only under a layout's own name
     (``open_clip_model.safetensors``, ``model.safetensors``...): any other file beside a stray config is alone."""
     if not path.is_dir() and path.name not in (*TRANSFORMERS_FILES, *OPEN_CLIP_FILES):
@@ -492,7 +493,7 @@ def _folder_cfg(path: Path) -> PretrainedCfg | None:
         if "mean" in preprocess and "std" in preprocess:
             found.update(mean=tuple(preprocess["mean"]), std=tuple(preprocess["std"]))
     extra = ({"act": found["act"]} if "act" in found else {}) | (
-        {"tokenizer": str(folder)} if (folder / "tokenizer.json").is_file() else {})  # fmt: skip
+        {"tokenizer": str(folder)} if has_tokenizer(folder) else {})  # fmt: skip
     if not found and not extra:
         return None
     return PretrainedCfg(mean=found.get("mean"), std=found.get("std"), extra=extra)
@@ -509,6 +510,7 @@ def _hub_weights(repo: str) -> Path:
             for extra in (
                 "open_clip_config.json",
                 "tokenizer.json",
+                "spiece.model",
                 "tokenizer_config.json",
                 "special_tokens_map.json",
             ):
@@ -518,7 +520,7 @@ def _hub_weights(repo: str) -> Path:
     weights = "model.safetensors" if any(f.startswith("model") and f.endswith(".safetensors") for f in files) else (
         "pytorch_model.bin")  # fmt: skip
     wanted = ["config.json", "preprocessor_config.json", f"{weights}*", f"{weights.split('.')[0]}-*", "tokenizer.json",
-              "tokenizer_config.json", "special_tokens_map.json"]  # fmt: skip
+              "spiece.model", "tokenizer_config.json", "special_tokens_map.json"]  # fmt: skip
     return Path(snapshot_download(repo, allow_patterns=wanted))
 
 
