@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import random
+import re
 import zipfile
 
 import pytest
@@ -192,9 +193,10 @@ def test_every_registered_architecture_has_open_clips_parameters(arch):
     with torch.device("meta"):
         ours = CLIP(arch)
         if arch.startswith("SigLIP"):  # open_clip's own config of the same model (timm's image tower inside)
-            size = "B" if "-B-16" in arch else "L"
-            family, _, resolution = arch.partition(f"-{size}-16")  # SigLIP2-L-16-384 -> ViT-L-16-SigLIP2-384
-            reference = open_clip.create_model(f"ViT-{size}-16-{family}{resolution}", pretrained=None, device="meta")
+            family, size, patch, resolution = re.fullmatch(r"(SigLIP2?)-(B|L|SO400M)-(\d+)(-\d+)?", arch).groups()
+            name = f"ViT-{size}-{patch}-{family}{resolution or ''}"  # SigLIP2-L-16-384 -> ViT-L-16-SigLIP2-384
+            reference = open_clip.create_model(name, pretrained=None, device="meta")
+            assert open_clip.get_model_config(name)["text_cfg"]["context_length"] == spec.text["context_length"]
         else:
             vision = dict(spec.vision, head_width=spec.vision["width"] // spec.vision["heads"])
             vision.pop("heads")

@@ -57,7 +57,14 @@ def _text(width: int, heads: int, layers: int = 12, context_length: int = 77) ->
 
 
 def _siglip(
-    image_size: int, patch_size: int, width: int, layers: int, heads: int, vocab_size: int = 32000, text_cfg=None
+    image_size: int,
+    patch_size: int,
+    width: int,
+    layers: int,
+    heads: int,
+    vocab_size: int = 32000,
+    text_cfg: dict | None = None,
+    mlp_ratio: float = 4.0,
 ) -> Arch:
     """SigLIP (Zhai et al. 2023) and SigLIP 2 (Tschannen et al. 2025): no class token, a biased patch embedding, no
     pre-norm, attention pooling, tanh-GELU, LayerNorm eps 1e-6; a bidirectional 64-token text tower read at its last
@@ -69,6 +76,7 @@ def _siglip(
         width=width,
         layers=layers,
         heads=heads,
+        mlp_ratio=mlp_ratio,
         class_token=False,
         patch_bias=True,
         pre_norm=False,
@@ -77,7 +85,7 @@ def _siglip(
         project=False,
     )
     text = dict(context_length=64, vocab_size=vocab_size, width=width, heads=heads, layers=layers, causal=False,
-                pool="last", head_bias=True, eps=1e-6) | (text_cfg or {})  # fmt: skip
+                pool="last", head_bias=True, eps=1e-6, mlp_ratio=mlp_ratio) | (text_cfg or {})  # fmt: skip
     return Arch(width, vision, text, act="gelu_tanh", mean=SIGLIP_MEAN, std=SIGLIP_STD, logit_bias=True)
 
 
@@ -95,6 +103,16 @@ ARCHS: dict[str, Arch] = {
     **{f"SigLIP-L-16-{s}": _siglip(s, 16, 1024, 24, 16) for s in (256, 384)},
     **{f"SigLIP2-B-16{'' if s == 224 else f'-{s}'}": _siglip(s, 16, 768, 12, 12, 256000) for s in (224, 256, 384, 512)},
     **{f"SigLIP2-L-16-{s}": _siglip(s, 16, 1024, 24, 16, 256000) for s in (256, 384, 512)},
+    # SO400M, the shape-optimised 400M tower (Alabdulmohsin et al. 2023): width 1152, 27 blocks, MLP 4304, in both
+    # towers; SigLIP's at patch 14 (224 px with 16 text tokens, as released; 378, 384), SigLIP 2's at 14 (224, 378) and
+    # 16 (256, 384, 512)
+    "SigLIP-SO400M-14": _siglip(224, 14, 1152, 27, 16, text_cfg=dict(context_length=16), mlp_ratio=3.7362),
+    **{f"SigLIP-SO400M-14-{s}": _siglip(s, 14, 1152, 27, 16, mlp_ratio=3.7362) for s in (378, 384)},
+    **{
+        f"SigLIP2-SO400M-14{'' if s == 224 else f'-{s}'}": _siglip(s, 14, 1152, 27, 16, 256000, mlp_ratio=3.7362)
+        for s in (224, 378)
+    },  # fmt: skip
+    **{f"SigLIP2-SO400M-16-{s}": _siglip(s, 16, 1152, 27, 16, 256000, mlp_ratio=3.7362) for s in (256, 384, 512)},
     "SigLIP-T-8-test": _siglip(32, 8, 64, 2, 2, 1000),  # tests: the family's code paths at CLIP's tiny test size
     # ViT-S-8-tiny's sizes in the SigLIP family: the synthetic-pretrained tiny SigLIP (sigmoid loss)
     "SigLIP-S-8-tiny": _siglip(64, 8, 96, 4, 3, 256, dict(layers=2, context_length=32)),

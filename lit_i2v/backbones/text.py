@@ -36,6 +36,7 @@ class TextTransformer(nn.Module):
         width: token width.
         layers: number of blocks.
         heads: attention heads.
+        mlp_ratio: MLP hidden width over the token width (SigLIP's SO400M: 3.7362, 4304 of 1152).
         embed_dim: output width E of the projection into the joint space.
         act: ``"quick_gelu"`` (OpenAI), ``"gelu"`` or ``"gelu_tanh"`` (SigLIP).
         causal: causal self-attention (CLIP); SigLIP's attends both ways.
@@ -51,6 +52,7 @@ class TextTransformer(nn.Module):
         width: int = 512,
         layers: int = 12,
         heads: int = 8,
+        mlp_ratio: float = 4.0,
         embed_dim: int = 512,
         act: str = "quick_gelu",
         causal: bool = True,
@@ -69,7 +71,7 @@ class TextTransformer(nn.Module):
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.pos_embed = nn.Parameter(torch.empty(1, context_length, width))
         block = CausalBlock if causal else Block
-        self.blocks = nn.ModuleList(block(width, heads, 4.0, act_layer, eps=eps) for _ in range(layers))
+        self.blocks = nn.ModuleList(block(width, heads, mlp_ratio, act_layer, eps=eps) for _ in range(layers))
         self.norm = LayerNormFp32(width, eps=eps)
         self.head = nn.Linear(width, embed_dim, bias=head_bias)
         self.init_weights()

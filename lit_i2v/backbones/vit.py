@@ -221,8 +221,8 @@ class VisionTransformer(nn.Module):
         project: bool = True,
     ) -> None:
         super().__init__()
-        if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        # a size that is not a multiple of the patch (SigLIP SO400M/14 at 384 px: 27x27 patches) leaves the last
+        # pixels unseen, as the released model's convolution (and timm's) does
         if pool not in ("token", "map") or (pool == "token" and not class_token):
             raise ValueError(f"pool {pool!r}: 'token' needs a class token; 'map' pools by attention")
         act_layer = ACTIVATIONS[act]
