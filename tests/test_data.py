@@ -131,6 +131,19 @@ def test_eval_three_crops_cover_the_long_side():
     assert [int(c[0, 0, 0, 0]) for c in crops] == [0, 16, 32]
 
 
+def test_eval_squash_keeps_the_whole_frame():
+    """SigLIP's evaluation resize: the whole 2:1 frame squashed into the square, the first and last columns kept."""
+    from torchvision.transforms.v2 import functional as TF
+
+    frames = torch.arange(64, dtype=torch.uint8).repeat(2, 32, 1)[..., None].expand(2, 32, 64, 3).contiguous()
+    views = EvalTransform(size=32, resize="squash")(frames)
+    assert views.shape == (1, 2, 3, 32, 32) and channels_last(views)
+    assert int(views[0, 0, 0, 0, 0]) <= 1 and int(views[0, 0, 0, 0, -1]) >= 62  # both ends of the long side
+    assert torch.equal(views[0], TF.resize(frames.permute(0, 3, 1, 2), [32, 32], antialias=True))
+    with pytest.raises(ValueError, match="squash .*1 view"):
+        EvalTransform(size=32, crops=3, resize="squash")
+
+
 def channels_last(clips: torch.Tensor) -> bool:
     """Whether ``(..., 3, S, S)`` clips lie in memory as ``(..., S, S, 3)``, densely."""
     return clips.movedim(-3, -1).is_contiguous()

@@ -8,6 +8,8 @@ import functools
 import json
 import math
 import random
+import re
+import shutil
 
 import pytest
 import torch
@@ -173,3 +175,50 @@ def test_siglip_zero_shot_recipes_run_offline(recipe, key, count, synthetic_sigl
     videos = len(json.loads((caption_root / "test.json").read_text()))
     assert last_value(rows, count) == videos
     assert 0 <= last_value(rows, key) <= 100 and not math.isnan(last_value(rows, key))  # R@1 in percent
+
+
+# ---- open_clip's WebLI weights on the hub ---------------------------------------------------------------------------
+
+
+def test_webli_tags_name_open_clips_hub_folders():
+    """``pretrained: webli`` of every SigLIP size is the repository open_clip's own tag downloads."""
+    open_clip = pytest.importorskip("open_clip")
+    from lit_i2v.backbones.registry import PRETRAINED
+
+    tags = {k: v for k, v in PRETRAINED.items() if k.endswith(".webli")}
+    assert len(tags) >= 20
+    for tag, cfg in tags.items():
+        family, size, patch, resolution = re.fullmatch(r"(SigLIP2?)-(B|L|SO400M)-(\d+)(-\d+)?", tag[:-6]).groups()
+        theirs = open_clip.get_pretrained_cfg(f"ViT-{size}-{patch}-{family}{resolution or ''}", "webli")["hf_hub"]
+        assert cfg.folder and cfg.hf_hub == theirs.rstrip("/"), tag
+
+
+def test_a_webli_tag_offline_reads_the_hub_cache_or_says_where_to_put_the_folder(synthetic_siglip, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """Offline, a tag whose folder an earlier download left in the Hugging Face cache loads from it, tokenizer
+    included; with nothing cached, one error names the repository and the folder to fill."""
+    import huggingface_hub
+
+    from lit_i2v.backbones.registry import PRETRAINED, PretrainedCfg
+    from lit_i2v.backbones.weights import WeightsError
+
+    monkeypatch.setitem(PRETRAINED, "SigLIP-T-8-test.webli", PretrainedCfg(hf_hub="timm/ViT-T-8-SigLIP-test",
+                                                                           folder=True))  # fmt: skip
+    monkeypatch.setenv("LIT_I2V_CACHE", str(tmp_path / "lit_i2v"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsError) as error:
+        CLIP("SigLIP-T-8-test", pretrained="webli")
+    message = str(error.value)
+    assert "\n" not in message and "hf-hub:timm/ViT-T-8-SigLIP-test" in message
+    assert f"place the folder (weights, open_clip_config.json, tokenizer) at {tmp_path / 'lit_i2v'}" in message
+    repo = tmp_path / "hub" / "models--timm--ViT-T-8-SigLIP-test"  # the Hugging Face cache's layout
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(synthetic_siglip[0], repo / "snapshots" / ("0" * 40))
+    model = CLIP("SigLIP-T-8-test", pretrained="webli")
+    assert model.pretrained_cfg["source"] == "hf-hub:timm/ViT-T-8-SigLIP-test"
+    assert torch.equal(
+        model.tokenize("a red circle"),
+        create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).tokenize("a red circle"),
+    )

@@ -152,6 +152,24 @@ PRETRAINED: dict[str, PretrainedCfg] = {
 }
 
 
+def _webli(arch: str) -> PretrainedCfg:
+    """SigLIP and SigLIP 2 trained on WebLI, as open_clip shares them on the Hugging Face hub: a folder holding
+    ``open_clip_model.safetensors``, ``open_clip_config.json`` (mean, std) and the tokenizer (``pretrained: webli``;
+    ``SigLIP2-B-16-384`` is ``timm/ViT-B-16-SigLIP2-384``). open_clip's SO400M/14 at 378 px reads the 384-px weights,
+    its position embedding resampled."""
+    family, size = arch.split("-", 2)[:2]
+    rest = arch.removeprefix(f"{family}-{size}-")  # "16-384", "14"
+    repo = f"timm/ViT-{size}-{rest.split('-')[0]}-{family}{rest[len(rest.split('-')[0]) :]}"
+    if arch == "SigLIP-SO400M-14-378":
+        repo = "timm/ViT-SO400M-14-SigLIP-384"
+    return PretrainedCfg(hf_hub=repo, folder=True, notes="open_clip's WebLI weights")
+
+
+PRETRAINED.update(
+    {f"{a}.webli": _webli(a) for a in ARCHS if a.startswith("SigLIP") and a.split("-")[1] in ("B", "L", "SO400M")}
+)
+
+
 def get_arch(name: str) -> Arch:
     if name not in ARCHS:
         raise KeyError(f"unknown CLIP architecture {name!r}; known: {', '.join(ARCHS)}")

@@ -447,11 +447,15 @@ def resolve_pretrained(arch: str, pretrained: str) -> tuple[dict[str, Tensor], s
             errors.append(f"{cfg.url}: {err}")
     if cfg.hf_hub:
         try:
+            if cfg.folder:  # the weights with their preprocessing and tokenizer, into the Hugging Face cache
+                path = _hub_weights(cfg.hf_hub)
+                return read_checkpoint(path), f"hf-hub:{cfg.hf_hub}", _folder_cfg(path) or cfg
             return _from_hub(cfg.hf_hub, cfg.hf_filename), f"hf-hub:{cfg.hf_hub}", cfg
         except Exception as err:
-            errors.append(f"hf-hub:{cfg.hf_hub}: {err}")
+            errors.append(f"hf-hub:{cfg.hf_hub}: {' '.join(str(err).split()).rstrip('.')}")
+    what = "the folder (weights, open_clip_config.json, tokenizer)" if cfg.folder else "the file"
     raise WeightsError(
-        f"could not obtain {name}: " + "; ".join(errors) + f". Offline, place the file at {local} or pass its path "
+        f"could not obtain {name}: " + "; ".join(errors) + f". Offline, place {what} at {local} or pass its path "
         "as `pretrained`."
     )
 
@@ -504,7 +508,11 @@ def _hub_weights(repo: str) -> Path:
     ``openai/clip-vit-*`` repositories), downloaded into the Hugging Face cache."""
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
-    files = set(HfApi().list_repo_files(repo))
+    try:
+        files = set(HfApi().list_repo_files(repo))
+    except Exception:  # offline (HF_HUB_OFFLINE, no network): what an earlier download left in the cache
+        folder = Path(snapshot_download(repo, local_files_only=True))
+        return next((folder / n for n in OPEN_CLIP_FILES if (folder / n).is_file()), folder)
     for name in OPEN_CLIP_FILES:
         if name in files:
             for extra in (

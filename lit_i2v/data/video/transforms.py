@@ -330,20 +330,28 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Resize the short side, then one central crop or three crops along the long side (the spatial views).
+    """Resize the short side, then one central crop or three crops along the long side (the spatial views); or
+    squash the whole frame to the square (SigLIP's evaluation resize: nothing cropped, the aspect ratio lost).
 
     Args:
         size: output side S.
         short_side: short side after resizing; defaults to ``size`` (CLIP recipes resize to 224 and crop 224).
         crops: 1 (centre) or 3 (start, centre, end of the long side).
+        resize: ``short_side`` (CLIP's: resize, then crop) or ``squash`` (SigLIP's; one view, ``crops: 1``).
     """
 
-    def __init__(self, size: int = 224, short_side: int | None = None, crops: int = 1) -> None:
+    def __init__(
+        self, size: int = 224, short_side: int | None = None, crops: int = 1, resize: str = "short_side"
+    ) -> None:
         if crops not in (1, 3):
             raise ValueError(f"crops must be 1 or 3, got {crops}")
-        self.size, self.short_side, self.crops = size, short_side or size, crops
+        if resize not in ("short_side", "squash") or (resize == "squash" and crops != 1):
+            raise ValueError(f"resize {resize!r} with crops {crops}: short_side (1 or 3 crops) or squash (1 view)")
+        self.size, self.short_side, self.crops, self.resize = size, short_side or size, crops, resize
 
     def __call__(self, frames: Tensor, rng: random.Random | None = None) -> Tensor:
+        if self.resize == "squash":
+            return stack_clips([TF.resize(_to_tchw(frames), [self.size, self.size], antialias=True)])  # (1, T, 3, S, S)
         clip = TF.resize(_to_tchw(frames), self.short_side, antialias=True)  # short side -> short_side
         height, width = clip.shape[-2:]
         s = self.size
@@ -359,4 +367,6 @@ class EvalTransform:
         return stack_clips([TF.crop(clip, t, left, s, s) for t, left in boxes])  # (3, T, 3, S, S)
 
     def __repr__(self) -> str:
-        return f"EvalTransform(size={self.size}, short_side={self.short_side}, crops={self.crops})"
+        return (
+            f"EvalTransform(size={self.size}, short_side={self.short_side}, crops={self.crops}, resize={self.resize})"
+        )
