@@ -222,3 +222,34 @@ def test_a_webli_tag_offline_reads_the_hub_cache_or_says_where_to_put_the_folder
         model.tokenize("a red circle"),
         create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).tokenize("a red circle"),
     )
+
+
+# ---- the SigLIP 2 recipes ------------------------------------------------------------------------------------------
+
+SIGLIP_RECIPES = sorted((ROOT / "configs" / "recognition").glob("*/siglip2-b16-webli_*.yaml"))
+
+
+def summary(config, capsys) -> dict:
+    with pytest.warns(UserWarning, match="not on this machine"):
+        assert main(["summary", "--config", str(config), "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("config", SIGLIP_RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_siglip_recipes_cost_what_their_clip_twins_do(config, capsys):
+    """Each SigLIP 2 B/16 recipe summarises without its weights (the text head included, with no tokenizer on the
+    machine); its heads and adapters are the size of its CLIP twin's (both read 768-wide frame features), full
+    fine-tuning adds the MAP head, and a view costs at most the MAP head's 0.15 GFLOPs a frame more."""
+    s = summary(config, capsys)
+    assert s["backbone"] == "SigLIP2-B-16" and s["image_tower_params"] - s["extra_params"] == 92_884_224
+    twin = config.with_name(config.name.replace("siglip2-b16-webli", "vit-b16-openai"))
+    if not twin.is_file():  # SSv2 zero-shot: no CLIP twin
+        assert s["trainable_params"] == 0 and s["strategy"] == "Frozen"
+        return
+    clip = summary(twin, capsys)
+    assert (s["frames"], s["views"], s["strategy"]) == (clip["frames"], clip["views"], clip["strategy"])
+    if s["strategy"] == "FullFinetune":  # SigLIP's whole tower against CLIP's without its (unused) projection
+        assert s["trainable_params"] - clip["trainable_params"] == 92_884_224 - (86_192_640 - 768 * 512)
+    else:
+        assert s["trainable_params"] == clip["trainable_params"]
+    assert 0 < s["gflops_per_view"] - clip["gflops_per_view"] < 0.15 * s["frames"]

@@ -92,6 +92,9 @@ class CLIP(nn.Module):
 
     def tokenize(self, texts: str | list[str]) -> Tensor:
         """Texts → token ids ``(N, context_length)`` on the model's device."""
+        if self.tokenizer is None and self.logit_scale.is_meta:  # shapes only (``summary``): no ids are read
+            count = 1 if isinstance(texts, str) else len(texts)
+            return torch.zeros(count, self.text.context_length, dtype=torch.long, device="meta")
         if self.tokenizer is None:
             raise NotImplementedError(
                 f"{self.arch}: its tokenizer (SentencePiece or Gemma's) comes from its weights' folder "

@@ -173,7 +173,9 @@ class AttentionPool(nn.Module):
         lead, (length, dim) = x.shape[:-2], x.shape[-2:]
         x = x.reshape(-1, length, dim)  # (N, L, D)
         n = x.shape[0]
-        q = self.q(self.latent.expand(n, -1, -1).to(x.dtype)).view(n, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        # one query for every sample: projected once (the parameter itself enters the layer, not a view of it, which
+        # PyTorch's FLOP counter cannot follow under no_grad), then broadcast
+        q = self.q(self.latent).to(x.dtype).expand(n, -1, -1).view(n, 1, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(x).view(n, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         pooled = self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))  # (N, 1, D)
         pooled = pooled + self.mlp(self.norm(pooled))
