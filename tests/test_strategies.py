@@ -104,16 +104,27 @@ def tiny_timm(**kwargs) -> TimmImageModel:
     return TimmImageModel("vit_tiny_patch16_224", pretrained=False, model_args=args, **kwargs)
 
 
-def backbone() -> CLIP:
+# The two families' tiny towers: one with a class token (CLIP), one without, pooled by attention (SigLIP).
+FAMILIES = ("ViT-T-8-test", "SigLIP-T-8-test")
+
+
+def on_families(names) -> list:
+    """(strategy, arch) cases: every strategy on both families, except that methods built on the class token run on
+    CLIP only (on SigLIP they are refused by name: ``test_every_strategy_runs_on_a_tower_without_a_class_token...``)."""
+    return [pytest.param(n, arch, id=f"{n}-{arch.split('-')[0]}") for n in names for arch in FAMILIES
+            if arch == FAMILIES[0] or not STRATEGIES[n]().needs_class_token]  # fmt: skip
+
+
+def backbone(arch: str = "ViT-T-8-test") -> CLIP:
     torch.manual_seed(0)  # the same "pretrained" weights every time
-    return CLIP("ViT-T-8-test")
+    return CLIP(arch)
 
 
-def task(name: str) -> ActionRecognition:
+def task(name: str, arch: str = "ViT-T-8-test") -> ActionRecognition:
     torch.manual_seed(1)
     strategy = STRATEGIES[name]()
     head = LinearHead(project=strategy.needs_projection)  # DiST's features lie in CLIP's joint space only
-    return ActionRecognition(backbone(), num_classes=5, transfer=strategy, head=head)
+    return ActionRecognition(backbone(arch), num_classes=5, transfer=strategy, head=head)
 
 
 def clips(t: int = 4, b: int = 2) -> torch.Tensor:
@@ -130,14 +141,10 @@ def perturb(model: ActionRecognition) -> None:
                 p.add_(torch.randn_like(p) * 0.05)
 
 
-@pytest.fixture(scope="module")
-def plain_state() -> dict:
-    return backbone().state_dict()
-
-
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_pretrained_names_unchanged_and_new_ones_prefixed(name, plain_state):
-    model = task(name)
+@pytest.mark.parametrize(("name", "arch"), on_families(STRATEGIES))
+def test_pretrained_names_unchanged_and_new_ones_prefixed(name, arch):
+    plain_state = backbone(arch).state_dict()
+    model = task(name, arch)
     state = model.backbone.state_dict()
     for key, value in plain_state.items():
         assert key in state, f"{name} renamed {key}"
@@ -146,14 +153,14 @@ def test_pretrained_names_unchanged_and_new_ones_prefixed(name, plain_state):
     assert all(model.transfer.owns(k) for k in added), f"{name} added unprefixed {sorted(added)[:4]}"
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_trainable_set_is_the_predicate_and_the_papers_count(name):
-    model = task(name)
+@pytest.mark.parametrize(("name", "arch"), on_families(STRATEGIES))
+def test_trainable_set_is_the_predicate_and_the_papers_count(name, arch):
+    model = task(name, arch)
     for key, param in model.backbone.named_parameters():
         off_path = key.startswith("visual.head.")  # the linear head reads tower features, not CLIP's projection
         assert param.requires_grad == (model.transfer.trainable(key) and not off_path), key
     trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
-    if COUNTS.get(name) is not None:
+    if COUNTS.get(name) is not None and arch == "ViT-T-8-test":
         assert trainable == COUNTS[name]
     frozen_extra = getattr(model.transfer, "extra", None)  # a frozen extra model is the strategy's but does not train
     frozen = sum(p.numel() for p in frozen_extra.parameters()) if frozen_extra and not frozen_extra.trainable else 0
@@ -162,18 +169,18 @@ def test_trainable_set_is_the_predicate_and_the_papers_count(name):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable + own
 
 
-@pytest.mark.parametrize("name", [n for n, make in STRATEGIES.items() if make().identity_at_init])
-def test_zero_initialised_methods_start_as_the_pretrained_model(name):
-    model = task(name)
-    reference = ActionRecognition(backbone(), num_classes=5, transfer=model.transfer.reference_at_init())
+@pytest.mark.parametrize(("name", "arch"), on_families(n for n, make in STRATEGIES.items() if make().identity_at_init))
+def test_zero_initialised_methods_start_as_the_pretrained_model(name, arch):
+    model = task(name, arch)
+    reference = ActionRecognition(backbone(arch), num_classes=5, transfer=model.transfer.reference_at_init())
     model.head.load_state_dict(reference.head.state_dict())
     with torch.no_grad():
         assert torch.allclose(model.eval()(clips()), reference.eval()(clips()), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_backward_reaches_trainable_parameters_only(name):
-    model = task(name).train()
+@pytest.mark.parametrize(("name", "arch"), on_families(STRATEGIES))
+def test_backward_reaches_trainable_parameters_only(name, arch):
+    model = task(name, arch).train()
     perturb(model)
     model(clips()).logsumexp(-1).sum().backward()
     for key, param in model.named_parameters():
@@ -183,11 +190,11 @@ def test_backward_reaches_trainable_parameters_only(name):
             assert param.grad is None, f"{key} is frozen but got a gradient"
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_tokens_come_with_the_same_features(name):
+@pytest.mark.parametrize(("name", "arch"), on_families(STRATEGIES))
+def test_tokens_come_with_the_same_features(name, arch):
     """``encode(tokens=True)``: the features ``forward`` gives, and the last block's patch tokens (no class token),
     side networks included (the frozen tower's tokens they read)."""
-    model = task(name).eval()
+    model = task(name, arch).eval()
     project = model.head.needs_projection
     with torch.no_grad():
         features = model.transfer.encode(model.backbone, clips(), project=project, tokens=True)
@@ -198,24 +205,24 @@ def test_tokens_come_with_the_same_features(name):
     assert model.transfer.encode(model.backbone, clips(), project=project).tokens is None
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_save_rebuild_load_gives_identical_outputs(name, tmp_path):
-    model = task(name).eval()
+@pytest.mark.parametrize(("name", "arch"), on_families(STRATEGIES))
+def test_save_rebuild_load_gives_identical_outputs(name, arch, tmp_path):
+    model = task(name, arch).eval()
     perturb(model)
     torch.save(model.state_dict(), tmp_path / "full.pt")
-    rebuilt = task(name).eval()
+    rebuilt = task(name, arch).eval()
     rebuilt.load_state_dict(torch.load(tmp_path / "full.pt", weights_only=True))
     with torch.no_grad():
         assert torch.equal(model(clips()), rebuilt(clips()))
 
 
-@pytest.mark.parametrize("name", [n for n in STRATEGIES if n != "fullfinetune"])
-def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
-    model = task(name).eval()
+@pytest.mark.parametrize(("name", "arch"), on_families(n for n in STRATEGIES if n != "fullfinetune"))
+def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name, arch):
+    model = task(name, arch).eval()
     perturb(model)
     small = model.trainable_state_dict()
     assert sum(v.numel() for v in small.values()) < 0.5 * sum(v.numel() for v in model.state_dict().values())
-    fresh = task(name).eval()
+    fresh = task(name, arch).eval()
     fresh.load_trainable_state_dict(small)
     with torch.no_grad():
         assert torch.equal(model(clips()), fresh(clips()))
@@ -225,10 +232,10 @@ def test_trainable_only_checkpoint_is_small_and_loads_onto_pretrained(name):
         fresh.load_trainable_state_dict(wrong)
 
 
-@pytest.mark.parametrize("name", [n.lower() for n in exported_strategies()])
+@pytest.mark.parametrize(("name", "arch"), on_families(n.lower() for n in exported_strategies()))
 @pytest.mark.parametrize("frames", [8, 16, 32])
-def test_any_number_of_frames_and_views(name, frames):
-    model = task(name).eval()
+def test_any_number_of_frames_and_views(name, arch, frames):
+    model = task(name, arch).eval()
     with torch.no_grad():
         assert model(clips(t=frames, b=1)).shape == (1, 5)
         views = torch.randint(0, 255, (2, 3, frames, 3, 32, 32), dtype=torch.uint8)  # (B, V, T, 3, H, W)
@@ -236,13 +243,14 @@ def test_any_number_of_frames_and_views(name, frames):
     assert probs.shape == (2, 5) and torch.allclose(probs.sum(-1), torch.ones(2))
 
 
-@pytest.mark.parametrize("name", [n for n, make in STRATEGIES.items() if make().mergeable])
-def test_merge_gives_a_plain_backbone_with_equal_outputs(name, tmp_path, plain_state):
-    model = task(name).eval()
+@pytest.mark.parametrize(("name", "arch"), on_families(n for n, make in STRATEGIES.items() if make().mergeable))
+def test_merge_gives_a_plain_backbone_with_equal_outputs(name, arch, tmp_path):
+    plain_state = backbone(arch).state_dict()
+    model = task(name, arch).eval()
     perturb(model)
     with torch.no_grad():
         before = model(clips())
-    plain_flops = count_gflops(ActionRecognition(backbone(), num_classes=5, transfer=Frozen()), 4, 32)
+    plain_flops = count_gflops(ActionRecognition(backbone(arch), num_classes=5, transfer=Frozen()), 4, 32)
     model.transfer.merge(model.backbone)
     with torch.no_grad():
         assert torch.allclose(model(clips()), before, atol=1e-5)
@@ -251,7 +259,7 @@ def test_merge_gives_a_plain_backbone_with_equal_outputs(name, tmp_path, plain_s
     # The merged backbone exports as an ordinary CLIP checkpoint.
     torch.save(model.backbone.state_dict(), tmp_path / "merged.pt")
     strategy = model.transfer.reference_at_init()  # the architecture the merged weights load into
-    reloaded = ActionRecognition(create_clip("ViT-T-8-test", str(tmp_path / "merged.pt")), 5, transfer=strategy)
+    reloaded = ActionRecognition(create_clip(arch, str(tmp_path / "merged.pt")), 5, transfer=strategy)
     reloaded.head.load_state_dict(model.head.state_dict())
     with torch.no_grad():
         assert torch.allclose(reloaded.eval()(clips()), before, atol=1e-5)
@@ -304,10 +312,10 @@ def test_evl_keeps_no_backbone_graph_and_reads_the_last_blocks():
         ActionRecognition(backbone(), 5, transfer=EVL(num_layers=5))
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_flops_can_be_counted(name):
+@pytest.mark.parametrize(("name", "arch"), on_families(STRATEGIES))
+def test_flops_can_be_counted(name, arch):
     """summary counts FLOPs under torch.no_grad with autograd hooks; every strategy must survive it."""
-    assert count_gflops(task(name), 4, 32) > 0
+    assert count_gflops(task(name, arch), 4, 32) > 0
 
 
 def test_xclip_messages_carry_information_across_frames():
