@@ -253,3 +253,46 @@ def test_siglip_recipes_cost_what_their_clip_twins_do(config, capsys):
     else:
         assert s["trainable_params"] == clip["trainable_params"]
     assert 0 < s["gflops_per_view"] - clip["gflops_per_view"] < 0.15 * s["frames"]
+
+
+def text_heads() -> dict:
+    import lit_i2v.heads as heads
+
+    found = {name: getattr(heads, name) for name in heads.__all__}
+    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, heads.Head)
+            and c is not heads.Head and c.needs_class_names}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(text_heads()))
+def test_every_text_head_gives_siglips_logits(name, synthetic_siglip):
+    """Every head scoring classes with the text tower adds SigLIP's learnt bias to its scaled cosines (a sigmoid of
+    them is SigLIP's zero-shot score): backbones differing only in the bias give logits differing by it exactly."""
+    out = []
+    for shift in (0.0, 5.0):
+        backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).eval()
+        with torch.no_grad():
+            backbone.logit_bias.add_(shift)
+        torch.manual_seed(1)
+        head = text_heads()[name].tiny()
+        head.build(backbone, 3, ["Moving something up", "Moving something down", "a red circle"])
+        torch.manual_seed(2)
+        x = torch.randn(2, backbone.embed_dim if head.needs_projection else backbone.visual.width)
+        tokens = torch.randn(2, 4, 16, backbone.visual.width)
+        with torch.no_grad():
+            out.append(head.eval()(x, tokens) if head.needs_tokens else head.eval()(x))
+    assert torch.allclose(out[1] - out[0], torch.full_like(out[0], 5.0), atol=1e-4), name
+    assert (out[0] < 0).all()  # the learnt bias (about -10) dominates cosines scaled by about 10
+
+
+def test_a_folder_tokenizer_packs_prompts_as_it_tokenizes_texts(synthetic_siglip, tmp_path):
+    """``pack(encode(text))`` (what prompt learning splices its context into) is the tokenizer's own row for the text,
+    for tokenizer.json (the file's special tokens found by probing it) and spiece.model alike."""
+    from tests.test_backbone import write_tiny_sentencepiece
+
+    write_tiny_sentencepiece(tmp_path)
+    texts = ["A red circle, moving left!", "Moving something up", " ".join(["dog"] * 90)]
+    for folder in (synthetic_siglip[0], tmp_path):
+        tokenizer = FolderTokenizer(folder, 64)
+        assert tokenizer.prefix_length == 0
+        rows = torch.stack([tokenizer.pack(tokenizer.encode(t)) for t in texts])
+        assert torch.equal(rows, tokenizer(texts)), folder

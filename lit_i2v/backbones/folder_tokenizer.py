@@ -86,6 +86,12 @@ class FolderTokenizer:
                                                         else None)  # fmt: skip
         pad_id = self.tokenizer.token_to_id(pad) if pad is not None else None
         self.pad_id = 0 if pad_id is None else pad_id
+        self._plain = HFTokenizer.from_str(self.tokenizer.to_str())  # without padding or truncation: ``encode``
+        self._plain.no_padding()
+        self._plain.no_truncation()
+        probe = self._plain.encode("a"), self._plain.encode("a", add_special_tokens=False)
+        at = next(i for i in range(len(probe[0].ids)) if probe[0].ids[i : i + len(probe[1].ids)] == probe[1].ids)
+        self.prefix, self.suffix = probe[0].ids[:at], probe[0].ids[at + len(probe[1].ids) :]  # the file's specials
         self.tokenizer.enable_truncation(max_length=self.context_length)
         self.tokenizer.enable_padding(length=self.context_length, pad_id=self.pad_id, pad_token=pad or "<pad>")
 
@@ -103,20 +109,35 @@ class FolderTokenizer:
             if self.spm.id_to_piece(ids[key]) != token:
                 raise ValueError(f"{folder}/spiece.model has no {key} {token!r}")
         self.eos_id, self.pad_id, unk = ids["eos_token"], ids["pad_token"], self.spm.id_to_piece(ids["unk_token"])
+        self.prefix, self.suffix = [], [self.eos_id]
         # transformers' SiglipTokenizer encodes "<unk>▁text" and drops the pieces of "<unk>": every text starts with
         # one word boundary, whatever the model's add_dummy_prefix setting
         self._prefix, self._skip = unk + "▁", len(self.spm.encode(unk))
 
-    def _encode_sentencepiece(self, text: str) -> list[int]:
-        ids = self.spm.encode(self._prefix + text)[self._skip :][: self.context_length - 1] + [self.eos_id]
-        return ids + [self.pad_id] * (self.context_length - len(ids))
+    @property
+    def prefix_length(self) -> int:
+        """Tokens before a text's own (none for SigLIP's): where a learnt prompt context begins."""
+        return len(self.prefix)
+
+    def encode(self, text: str) -> list[int]:
+        """One text's ids, canonicalised, without special tokens, not truncated."""
+        if self.spm is not None:
+            return self.spm.encode(self._prefix + canonicalize(text))[self._skip :]
+        return self._plain.encode(canonicalize(text), add_special_tokens=False).ids
+
+    def pack(self, ids: list[int]) -> torch.Tensor:
+        """One text's ids (``encode``'s, or prompt placeholders) → the model's input row ``(context_length,)``: the
+        file's special tokens around them (the end token kept when truncating), padded with the pad token."""
+        room = self.context_length - len(self.prefix) - len(self.suffix)
+        ids = self.prefix + list(ids)[:room] + self.suffix
+        return torch.tensor(ids + [self.pad_id] * (self.context_length - len(ids)), dtype=torch.long)
 
     def __call__(self, texts: str | list[str]) -> torch.Tensor:
-        texts = [canonicalize(t) for t in ([texts] if isinstance(texts, str) else texts)]
+        texts = [texts] if isinstance(texts, str) else list(texts)
         if self.spm is not None:
-            return torch.tensor([self._encode_sentencepiece(t) for t in texts], dtype=torch.long)
-        encoded = self.tokenizer.encode_batch(texts)
-        return torch.tensor([e.ids for e in encoded], dtype=torch.long)  # (N, context_length)
+            return torch.stack([self.pack(self.encode(t)) for t in texts]).reshape(len(texts), self.context_length)
+        encoded = self.tokenizer.encode_batch([canonicalize(t) for t in texts])  # its own truncation and padding
+        return torch.tensor([e.ids for e in encoded], dtype=torch.long).reshape(len(texts), self.context_length)
 
     def __repr__(self) -> str:
         return f"FolderTokenizer({self.folder}, context_length={self.context_length})"

@@ -100,11 +100,13 @@ class TextTransformer(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]  # (B, W)
         return self.head(x) if project else x
 
-    def forward(self, token_ids: Tensor) -> Tensor:
-        """Token ids ``(B, L)`` → embeddings ``(B, E)``, read at the end-of-text token (CLIP's has the largest id) or
-        at the last position (SigLIP)."""
+    def pool_index(self, token_ids: Tensor) -> Tensor:
+        """Where each text ``(B, L)`` is read: its end-of-text token (CLIP's has the largest id) or the last position
+        (SigLIP)."""
         if self.pool == "eot":
-            index = token_ids.argmax(dim=-1)
-        else:
-            index = torch.full((token_ids.shape[0],), token_ids.shape[1] - 1, device=token_ids.device)
-        return self.forward_embeddings(self.token_embedding(token_ids), index)
+            return token_ids.argmax(dim=-1)
+        return torch.full((token_ids.shape[0],), token_ids.shape[1] - 1, device=token_ids.device)
+
+    def forward(self, token_ids: Tensor) -> Tensor:
+        """Token ids ``(B, L)`` → embeddings ``(B, E)``, read at ``pool_index``."""
+        return self.forward_embeddings(self.token_embedding(token_ids), self.pool_index(token_ids))

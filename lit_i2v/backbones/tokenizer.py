@@ -98,11 +98,17 @@ class Tokenizer:
         data = bytearray(self.byte_decoder[c] for c in text)
         return data.decode("utf-8", errors="replace").replace("</w>", " ").strip()
 
+    prefix_length = 1  # tokens before a text's own: the start token (where a learnt prompt context begins)
+
+    def pack(self, ids: list[int]) -> torch.Tensor:
+        """One text's ids (``encode``'s, or prompt placeholders) → the model's input row ``(context_length,)``: the
+        start token before them, the end token after them (kept when truncating), zeros after."""
+        ids = [self.sot_id, *ids][: self.context_length - 1] + [self.eot_id]
+        row = torch.zeros(self.context_length, dtype=torch.long)
+        row[: len(ids)] = torch.tensor(ids)
+        return row
+
     def __call__(self, texts: str | list[str]) -> torch.Tensor:
         if isinstance(texts, str):
             texts = [texts]
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
-        for row, text in enumerate(texts):
-            ids = [self.sot_id, *self.encode(text)][: self.context_length - 1] + [self.eot_id]
-            out[row, : len(ids)] = torch.tensor(ids)
-        return out
+        return torch.stack([self.pack(self.encode(text)) for text in texts]).reshape(len(texts), self.context_length)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_i2v.backbones import CLIP
+from lit_i2v.backbones import CLIP, scaled_logits
 from lit_i2v.heads.classifier import Head
 
 
@@ -42,6 +42,7 @@ class CoOpHead(Head):
     def build(self, backbone: CLIP, num_classes: int, class_names: list[str] | None) -> None:
         if not class_names or len(class_names) != num_classes:
             raise ValueError(f"CoOpHead needs {num_classes} class names (model.class_names), got {class_names!r}")
+        backbone.tokenize(class_names[:1])  # a backbone without a tokenizer says so here
         tokenizer = backbone.tokenizer
         if self.context_init:
             words = tokenizer.encode(self.context_init)
@@ -55,8 +56,11 @@ class CoOpHead(Head):
             if not self.context_init:
                 init.normal_(std=0.02)
         self.context = nn.Parameter(init)  # (M, W) or (K, M, W): the only parameters this head trains
-        placeholder = " ".join(["X"] * self.num_context)
-        ids = tokenizer([f"{placeholder} {name}." for name in class_names])  # (K, L); X tokens mark the context
+        # (K, L): M placeholders where the context goes (after CLIP's start token; first on SigLIP), then the name
+        ids = torch.stack(
+            [tokenizer.pack([0] * self.num_context + tokenizer.encode(f"{name}.")) for name in class_names]
+        )
+        self.start = tokenizer.prefix_length
         self.register_buffer("token_ids", ids, persistent=False)
         self.text = [backbone]
 
@@ -68,8 +72,9 @@ class CoOpHead(Head):
         context = self.context.to(embedded.dtype)
         if context.ndim == 2:
             context = context.unsqueeze(0).expand(k, -1, -1)  # (K, M, W)
-        prompts = torch.cat([embedded[:, :1], context, embedded[:, 1 + m :]], dim=1)  # SOS, context, name, EOS
-        return F.normalize(text.forward_embeddings(prompts, self.token_ids.argmax(dim=-1)).float(), dim=-1)
+        a = self.start
+        prompts = torch.cat([embedded[:, :a], context, embedded[:, a + m :]], dim=1)  # (start), context, name, end
+        return F.normalize(text.forward_embeddings(prompts, text.pool_index(self.token_ids)).float(), dim=-1)
 
     def train(self, mode: bool = True) -> CoOpHead:
         self._cached = None  # every switch (and so every evaluation pass, or a checkpoint loaded before one) re-encodes
@@ -81,7 +86,8 @@ class CoOpHead(Head):
         self._cached = self.class_embeddings()
 
     def forward(self, x: Tensor) -> Tensor:
-        scale = self.text[0].logit_scale.detach().float().clamp(max=4.6052).exp()
+        clip = self.text[0]
+        bias = clip.logit_bias.detach() if clip.logit_bias is not None else None
         if self.training or torch.is_grad_enabled():
             weights = self.class_embeddings()  # the context is learning: encode the prompts every step
         else:
@@ -89,7 +95,7 @@ class CoOpHead(Head):
             if self._cached is None:
                 self._cached = self.class_embeddings()
             weights = self._cached
-        return scale * F.normalize(x.float(), dim=-1) @ weights.t()  # (B, K)
+        return scaled_logits(F.normalize(x.float(), dim=-1) @ weights.t(), clip.logit_scale.detach(), bias)  # (B, K)
 
     def extra_repr(self) -> str:
         return (

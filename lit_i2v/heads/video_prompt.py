@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_i2v.backbones import CLIP
+from lit_i2v.backbones import CLIP, scaled_logits
 from lit_i2v.backbones.vit import LayerNormFp32, QuickGELU
 from lit_i2v.heads.classifier import Head, encode_class_prompts
 
@@ -85,6 +85,8 @@ class VideoPromptHead(Head):
         text = encode_class_prompts(backbone, num_classes, class_names, self.templates).mean(1)  # (K, E)
         self.register_buffer("class_embeddings", text)
         self.register_buffer("logit_scale", backbone.logit_scale.detach().clone())
+        bias = backbone.logit_bias.detach().clone() if backbone.logit_bias is not None else None
+        self.register_buffer("logit_bias", bias)  # SigLIP's; None (and no state entry) for CLIP
         self.visual_norm = LayerNormFp32(width)
         self.visual_proj = nn.Parameter(torch.randn(width, embed))
         self.norm = LayerNormFp32(embed)
@@ -110,8 +112,8 @@ class VideoPromptHead(Head):
 
     def forward(self, x: Tensor, tokens: Tensor) -> Tensor:
         text = F.normalize(self.prompts(tokens).float(), dim=-1)  # (B, K, E)
-        scale = self.logit_scale.float().clamp(max=4.6052).exp()
-        return scale * torch.einsum("be,bke->bk", F.normalize(x.float(), dim=-1), text)
+        cosine = torch.einsum("be,bke->bk", F.normalize(x.float(), dim=-1), text)
+        return scaled_logits(cosine, self.logit_scale, self.logit_bias)
 
     def extra_repr(self) -> str:
         return f"templates={len(self.templates)}, layers={self.num_layers}, alpha={self.alpha_init}"
