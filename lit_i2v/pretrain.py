@@ -28,6 +28,7 @@ import math
 import os
 import random
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -123,19 +124,23 @@ def write_synthetic_tokenizer(folder: Path, vocab_size: int) -> None:
     ))  # fmt: skip
 
 
-def save_open_clip_folder(model: CLIP, tokenizer: Path, out: Path) -> None:
-    """``out`` as open_clip's hub folders hold a SigLIP model, written atomically (a temporary folder renamed)."""
+def save_open_clip_folder(model: CLIP, out: Path) -> None:
+    """``out`` as open_clip's hub folders hold a SigLIP model, with the synthetic tokenizer, written atomically (a
+    temporary folder renamed); an existing folder is replaced only if it holds a model."""
     from safetensors.torch import save_file
 
+    if out.exists() and not (out / "open_clip_model.safetensors").is_file():
+        raise FileExistsError(f"{out} exists and is not a model folder: give a new path to write the SigLIP folder to")
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(tokenizer, tmp)
+    tmp.mkdir(parents=True)
+    write_synthetic_tokenizer(tmp, get_arch(model.arch).text["vocab_size"])
     save_file(to_open_clip_timm(model.state_dict()), str(tmp / "open_clip_model.safetensors"))
     spec = model.pretrained_cfg
     preprocess = {"mean": list(spec["mean"]), "std": list(spec["std"]), "resize_mode": "squash"}
     config = {"model_cfg": {"lit_i2v_arch": model.arch}, "preprocess_cfg": preprocess}
     (tmp / "open_clip_config.json").write_text(json.dumps(config, indent=1))
-    if out.exists():
+    if out.exists():  # an earlier model folder: replaced
         shutil.rmtree(out)
     tmp.replace(out)
 
@@ -156,10 +161,11 @@ def pretrain(
     siglip = model.logit_bias is not None  # a family whose tokenizer is saved with its weights
     if siglip:
         folder = folder or cache_dir() / f"{arch}.synthetic"
-        vocab = cache_dir() / f"{folder.name}.{os.getpid()}.tokenizer"
-        vocab.mkdir(parents=True, exist_ok=True)
-        write_synthetic_tokenizer(vocab, get_arch(arch).text["vocab_size"])
-        model.tokenizer = FolderTokenizer(vocab, get_arch(arch).text["context_length"])
+        if folder.exists() and not (folder / "open_clip_model.safetensors").is_file():
+            raise FileExistsError(f"{folder} exists and is not a model folder: give a new path for the SigLIP folder")
+        with tempfile.TemporaryDirectory() as vocab:  # read into memory; written again beside the weights at the end
+            write_synthetic_tokenizer(Path(vocab), get_arch(arch).text["vocab_size"])
+            model.tokenizer = FolderTokenizer(vocab, get_arch(arch).text["context_length"])
     size = model.visual.image_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
     warmup = max(steps // 20, 1)
@@ -181,9 +187,7 @@ def pretrain(
     figures = evaluate(model, random.Random(seed + 1), size)
     figures.update(steps=steps, batch_size=batch_size, seconds=round(time.perf_counter() - start, 1))
     if siglip:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        save_open_clip_folder(model, vocab, folder)
-        shutil.rmtree(vocab)
+        save_open_clip_folder(model, folder)
         return folder, figures
     path = Path(out) if out else cache_dir() / f"{arch}.synthetic.pt"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -140,8 +140,9 @@ def test_eval_squash_keeps_the_whole_frame():
     assert views.shape == (1, 2, 3, 32, 32) and channels_last(views)
     assert int(views[0, 0, 0, 0, 0]) <= 1 and int(views[0, 0, 0, 0, -1]) >= 62  # both ends of the long side
     assert torch.equal(views[0], TF.resize(frames.permute(0, 3, 1, 2), [32, 32], antialias=True))
-    with pytest.raises(ValueError, match="squash .*1 view"):
-        EvalTransform(size=32, crops=3, resize="squash")
+    for wrong in (dict(crops=3), dict(short_side=40)):
+        with pytest.raises(ValueError, match="squash .*1 view, no short side"):
+            EvalTransform(size=32, resize="squash", **wrong)
 
 
 def channels_last(clips: torch.Tensor) -> bool:

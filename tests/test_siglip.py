@@ -19,7 +19,7 @@ from lit_i2v.backbones import CLIP, create_clip
 from lit_i2v.backbones.folder_tokenizer import FolderTokenizer
 from lit_i2v.cli import main
 from lit_i2v.errors import ConfigError
-from lit_i2v.heads import TextClassifierHead
+from lit_i2v.heads import PromptEncoderHead, TextClassifierHead
 from lit_i2v.pretrain import evaluate, pretrain
 from lit_i2v.strategies import Frozen, FullFinetune
 from lit_i2v.tasks import ActionRecognition, TextVideoRetrieval
@@ -90,6 +90,8 @@ def test_sigmoid_retrieval_loss_equals_open_clips_siglip_loss(synthetic_siglip):
     ``SigLipLoss`` on the same embeddings, with gradients reaching the learnt scale and bias."""
     open_clip = pytest.importorskip("open_clip")
     backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0]))
+    with torch.no_grad():
+        backbone.logit_scale.fill_(math.log(120.0))  # a released SigLIP's scale is above CLIP's clamp at 100
     task = TextVideoRetrieval(backbone, transfer=FullFinetune(towers=["visual", "text"]), loss="sigmoid").eval()
     batch = task.example_batch(4)
     loss = task.training_step(batch, 0)
@@ -97,16 +99,23 @@ def test_sigmoid_retrieval_loss_equals_open_clips_siglip_loss(synthetic_siglip):
     texts = F.normalize(task.encode_texts(batch["caption"]), dim=-1)
     expected = open_clip.loss.SigLipLoss()(videos, texts, backbone.logit_scale.exp(), backbone.logit_bias)
     assert torch.allclose(loss, expected, atol=1e-5), (loss, expected)
-    softmax = TextVideoRetrieval(backbone, transfer=FullFinetune(towers=["visual", "text"])).eval()
-    assert not torch.allclose(softmax.training_step(batch, 0), expected, atol=1e-3)  # the option changes the loss
+    assert float(task.logit_scale()) == pytest.approx(120.0)
     loss.backward()
     assert backbone.logit_bias.grad is not None and backbone.logit_scale.grad is not None
     assert "backbone.logit_bias" in task.trainable_names()
+    softmax = TextVideoRetrieval(backbone, transfer=FullFinetune(towers=["visual", "text"])).eval()
+    assert not torch.allclose(softmax.training_step(batch, 0), expected, atol=1e-3)  # the option changes the loss
+    assert "backbone.logit_bias" not in softmax.trainable_names()  # unread by the softmax loss: DDP would fail
+    assert float(softmax.logit_scale()) == pytest.approx(100.0, rel=1e-4)  # CLIP's clamp under CLIP's loss
 
 
 def test_sigmoid_loss_is_refused_by_name_where_no_bias_was_learnt():
     with pytest.raises(ConfigError, match=r"model.init_args.loss: sigmoid needs .* ViT-T-8-test"):
         TextVideoRetrieval(CLIP("ViT-T-8-test"), loss="sigmoid")
+    head = TextClassifierHead(trainable=False)  # CLIP's cosines scaled by 100 would saturate every sigmoid
+    with pytest.raises(ConfigError, match=r"model.init_args.loss: sigmoid with a text head .* ViT-T-8-test"):
+        ActionRecognition(CLIP("ViT-T-8-test"), 2, head=head, class_names=["a", "b"], loss="sigmoid")
+    assert ActionRecognition(CLIP("ViT-T-8-test"), 2, loss="sigmoid").loss == "sigmoid"  # a linear head: fine
     for task in (lambda: TextVideoRetrieval(CLIP("ViT-T-8-test"), loss="sigmoids"),
                  lambda: ActionRecognition(CLIP("ViT-T-8-test"), num_classes=2, loss="hinge")):  # fmt: skip
         with pytest.raises(ConfigError, match="model.init_args.loss: .*choose softmax"):
@@ -117,6 +126,8 @@ def test_sigmoid_zero_shot_scores_each_class_as_siglip(synthetic_siglip):
     """The text classifier on SigLIP gives ``t·cos + b`` (unclamped scale, the learnt bias); with ``loss: sigmoid``
     evaluation averages each class's sigmoid over the views and training is the per-class binary cross-entropy."""
     backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).eval()
+    with torch.no_grad():
+        backbone.logit_scale.fill_(math.log(120.0))  # above CLIP's clamp: SigLIP's scale is used as it is
     names = ["Moving something up", "Moving something down", "Making something appear"]
     head = TextClassifierHead(templates=["a video of {}."], trainable=False)
     task = ActionRecognition(backbone, 3, transfer=Frozen(), head=head, class_names=names, loss="sigmoid").eval()
@@ -128,7 +139,7 @@ def test_sigmoid_zero_shot_scores_each_class_as_siglip(synthetic_siglip):
         text = backbone.encode_text(backbone.tokenize([f"a video of {n}." for n in names]))
         cosine = F.normalize(frames, dim=-1) @ F.normalize(text, dim=-1).t()
         logits = backbone.logit_scale.exp() * cosine + backbone.logit_bias  # SigLIP's zero-shot logits
-    assert backbone.logit_scale.exp() > 0 and torch.allclose(task(video), logits, atol=1e-5)
+    assert torch.allclose(task(video), logits, atol=1e-4)
     assert torch.allclose(scores, logits.sigmoid().unflatten(0, (3, 2)).mean(1), atol=1e-6)
     assert not torch.allclose(scores.sum(-1), torch.ones(3), atol=1e-3)  # per-class scores, not a distribution
     targets = F.one_hot(batch["label"], 3).float()
@@ -137,8 +148,11 @@ def test_sigmoid_zero_shot_scores_each_class_as_siglip(synthetic_siglip):
     assert torch.allclose(task.classification_loss(logits[::2], targets), expected, atol=1e-6)
 
 
-def test_full_finetuning_of_the_text_tower_trains_siglips_bias():
-    task = ActionRecognition(CLIP("SigLIP-T-8-test"), 2, transfer=FullFinetune(towers=["visual", "text"]))
+def test_full_finetuning_of_the_text_tower_trains_siglips_bias(synthetic_siglip):
+    backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0]))
+    vifi = PromptEncoderHead(templates=["a video of {}."])  # the text tower on the training path (ViFi-CLIP)
+    task = ActionRecognition(backbone, 2, transfer=FullFinetune(towers=["visual", "text"]), head=vifi,
+                             class_names=["up", "down"])  # fmt: skip
     assert {"backbone.logit_scale", "backbone.logit_bias"} <= set(task.trainable_names())
     visual_only = ActionRecognition(CLIP("SigLIP-T-8-test"), 2, transfer=FullFinetune())
     assert "backbone.logit_bias" not in visual_only.trainable_names()
@@ -267,11 +281,12 @@ def text_heads() -> dict:
 def test_every_text_head_gives_siglips_logits(name, synthetic_siglip):
     """Every head scoring classes with the text tower adds SigLIP's learnt bias to its scaled cosines (a sigmoid of
     them is SigLIP's zero-shot score): backbones differing only in the bias give logits differing by it exactly."""
-    out = []
+    out, scale = [], None
     for shift in (0.0, 5.0):
         backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).eval()
         with torch.no_grad():
             backbone.logit_bias.add_(shift)
+        scale, bias = float(backbone.logit_scale.exp()), float(backbone.logit_bias) - shift
         torch.manual_seed(1)
         head = text_heads()[name].tiny()
         head.build(backbone, 3, ["Moving something up", "Moving something down", "a red circle"])
@@ -282,6 +297,15 @@ def test_every_text_head_gives_siglips_logits(name, synthetic_siglip):
             out.append(head.eval()(x, tokens) if head.needs_tokens else head.eval()(x))
     assert torch.allclose(out[1] - out[0], torch.full_like(out[0], 5.0), atol=1e-4), name
     assert (out[0] < 0).all()  # the learnt bias (about -10) dominates cosines scaled by about 10
+    backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])).eval()
+    with torch.no_grad():
+        backbone.logit_scale.fill_(math.log(400.0))  # unclamped: cosines reach past CLIP's 100
+    torch.manual_seed(1)
+    head = text_heads()[name].tiny()
+    head.build(backbone, 3, ["Moving something up", "Moving something down", "a red circle"])
+    with torch.no_grad():
+        wide = head.eval()(x, tokens) if head.needs_tokens else head.eval()(x)
+    assert torch.allclose((wide - bias) / 400.0, (out[0] - bias) / scale, atol=1e-5)  # scaled by 400, not 100
 
 
 def test_a_folder_tokenizer_packs_prompts_as_it_tokenizes_texts(synthetic_siglip, tmp_path):
@@ -296,3 +320,54 @@ def test_a_folder_tokenizer_packs_prompts_as_it_tokenizes_texts(synthetic_siglip
         assert tokenizer.prefix_length == 0
         rows = torch.stack([tokenizer.pack(tokenizer.encode(t)) for t in texts])
         assert torch.equal(rows, tokenizer(texts)), folder
+
+
+def test_siglip_weights_without_sentencepiece_still_load(tmp_path, monkeypatch, caplog):
+    """A ``google/siglip-*`` folder (spiece.model only) on a machine without the sentencepiece extra: the towers
+    load (vision-only use works), and ``tokenize`` says what to install."""
+    transformers = pytest.importorskip("transformers")
+    from tests.test_backbone import write_tiny_sentencepiece
+
+    tower = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2)
+    config = transformers.SiglipConfig(
+        text_config=dict(tower, vocab_size=1000, max_position_embeddings=64, bos_token_id=None, eos_token_id=None),
+        vision_config=dict(tower, image_size=32, patch_size=8),
+    )
+    transformers.SiglipModel(config).save_pretrained(tmp_path)
+    write_tiny_sentencepiece(tmp_path)
+    monkeypatch.setitem(__import__("sys").modules, "sentencepiece", None)  # as if not installed
+    model = create_clip("SigLIP-T-8-test", str(tmp_path))
+    assert model.encode_image(torch.randn(1, 3, 32, 32)).shape == (1, 64)
+    assert "pip install sentencepiece" in caplog.text
+    with pytest.raises(NotImplementedError, match="pip install sentencepiece"):
+        model.tokenize("a dog")
+
+
+def test_pretraining_never_replaces_a_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not a model folder"):
+        pretrain("SigLIP-T-8-test", steps=1, batch_size=4, out=tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    path, _ = pretrain("SigLIP-T-8-test", steps=1, batch_size=4, out=tmp_path / "model")
+    pretrain("SigLIP-T-8-test", steps=1, batch_size=4, out=path)  # an earlier model folder is replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "model"]  # nothing temporary left
+
+
+def test_checkpoints_written_before_siglips_bias_was_a_head_parameter_still_load(synthetic_siglip):
+    backbone = create_clip("SigLIP-T-8-test", str(synthetic_siglip[0]))
+    head = TextClassifierHead(trainable=True)
+    task = ActionRecognition(backbone, 2, transfer=Frozen(), head=head, class_names=["up", "down"])
+    state = {k: v for k, v in task.state_dict().items() if k != "head.logit_bias"}
+    task.on_load_checkpoint({"state_dict": state})
+    task.load_state_dict(state, strict=True)  # the bias it was built with fills in
+    trainable = {k: v for k, v in task.trainable_state_dict().items() if k != "head.logit_bias"}
+    checkpoint = {"state_dict": trainable, "trainable_only": True}
+    task.on_load_checkpoint(checkpoint)  # checks the names, then loads
+
+
+def test_qa_never_trains_siglips_bias(synthetic_siglip):
+    from lit_i2v.tasks import VideoQuestionAnswering
+
+    task = VideoQuestionAnswering(create_clip("SigLIP-T-8-test", str(synthetic_siglip[0])), mode="mc")
+    assert "backbone.logit_bias" not in task.trainable_names() and "backbone.logit_scale" in task.trainable_names()

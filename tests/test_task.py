@@ -112,9 +112,11 @@ def test_full_finetune_trains_the_image_tower_only_by_default():
     projection = {"backbone.visual.head.weight"}  # off the path of a linear head on tower features
     assert visual - projection <= names and not names & projection
     assert not any(n.startswith("backbone.text.") for n in names)
-    both = make_task(FullFinetune(towers=["visual", "text"]))
+    both = make_task(FullFinetune(towers=["visual", "text"]), head=PromptEncoderHead(), class_names=NAMES)
     assert "backbone.text.blocks.0.attn.qkv.weight" in both.trainable_names()
     assert "backbone.logit_scale" in both.trainable_names()
+    unread = make_task(FullFinetune(towers=["visual", "text"]))  # a linear head: no loss reaches the text tower
+    assert not any(n.startswith(("backbone.text.", "backbone.logit_")) for n in unread.trainable_names())
     with pytest.raises(ValueError, match="transfer.towers: unknown"):
         FullFinetune(towers=["audio"])
 

@@ -69,8 +69,13 @@ class CLIP(nn.Module):
         self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if spec.logit_bias else None
         self.tokenizer = Tokenizer(spec.text["context_length"]) if spec.text["vocab_size"] == 49408 else None
         folder = cfg.extra.get("tokenizer") if cfg is not None else None
+        self._no_tokenizer = "these weights have none"  # why ``tokenize`` cannot, if it cannot
         if folder is not None and self.tokenizer is None:  # SigLIP's, saved beside its weights
-            self.tokenizer = FolderTokenizer(folder, spec.text["context_length"])
+            try:
+                self.tokenizer = FolderTokenizer(folder, spec.text["context_length"])
+            except ImportError as err:  # spiece.model without sentencepiece: the towers still load
+                self._no_tokenizer = str(err)
+                log.warning("%s: the model loads, but cannot tokenize text", err)
         self.visual.set_grad_checkpointing(grad_checkpointing)
         self.pretrained_cfg = {
             "source": None,
@@ -98,7 +103,7 @@ class CLIP(nn.Module):
         if self.tokenizer is None:
             raise NotImplementedError(
                 f"{self.arch}: its tokenizer (SentencePiece or Gemma's) comes from its weights' folder "
-                "(tokenizer.json or spiece.model), and these weights have none; load a folder that has one, or pass "
+                f"(tokenizer.json or spiece.model), and {self._no_tokenizer}; load a folder that has one, or pass "
                 "token ids to encode_text"
             )
         return self.tokenizer(texts).to(self.logit_scale.device)

@@ -155,8 +155,8 @@ PRETRAINED: dict[str, PretrainedCfg] = {
 def _webli(arch: str) -> PretrainedCfg:
     """SigLIP and SigLIP 2 trained on WebLI, as open_clip shares them on the Hugging Face hub: a folder holding
     ``open_clip_model.safetensors``, ``open_clip_config.json`` (mean, std) and the tokenizer (``pretrained: webli``;
-    ``SigLIP2-B-16-384`` is ``timm/ViT-B-16-SigLIP2-384``). open_clip's SO400M/14 at 378 px reads the 384-px weights,
-    its position embedding resampled."""
+    ``SigLIP2-B-16-384`` is ``timm/ViT-B-16-SigLIP2-384``). open_clip's SO400M/14 at 378 px reads the 384-px weights
+    (the same 27x27 patches: 378 is 27 x 14)."""
     family, size = arch.split("-", 2)[:2]
     rest = arch.removeprefix(f"{family}-{size}-")  # "16-384", "14"
     repo = f"timm/ViT-{size}-{rest.split('-')[0]}-{family}{rest[len(rest.split('-')[0]) :]}"

@@ -510,8 +510,11 @@ def _hub_weights(repo: str) -> Path:
 
     try:
         files = set(HfApi().list_repo_files(repo))
-    except Exception:  # offline (HF_HUB_OFFLINE, no network): what an earlier download left in the cache
-        folder = Path(snapshot_download(repo, local_files_only=True))
+    except Exception as err:  # offline (HF_HUB_OFFLINE, no network): what an earlier download left in the cache
+        try:
+            folder = Path(snapshot_download(repo, local_files_only=True))
+        except Exception:
+            raise err from None  # nothing cached: the hub's own reason (offline, gated, not found)
         return next((folder / n for n in OPEN_CLIP_FILES if (folder / n).is_file()), folder)
     for name in OPEN_CLIP_FILES:
         if name in files:

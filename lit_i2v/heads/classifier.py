@@ -23,11 +23,13 @@ from lit_i2v.backbones import CLIP, scaled_logits
 class Head(nn.Module):
     """Base class. ``needs_projection``: the head reads CLIP-projected features (E) rather than tower features;
     ``needs_class_names``: ``build`` needs the class names; ``needs_tokens``: ``forward(x, tokens)`` also reads the
-    last block's patch tokens ``(B, T, N, D)`` (video-conditioned text prompts)."""
+    last block's patch tokens ``(B, T, N, D)`` (video-conditioned text prompts); ``reads_text_tower``: the text tower
+    (and the backbone's logit scale and bias) is on the training path, so a strategy may train it (ViFi-CLIP)."""
 
     needs_projection = False
     needs_class_names = False
     needs_tokens = False
+    reads_text_tower = False
 
     @classmethod
     def tiny(cls) -> Head:
@@ -124,6 +126,7 @@ class PromptEncoderHead(Head):
 
     needs_projection = True
     needs_class_names = True
+    reads_text_tower = True
 
     def __init__(self, templates: list[str] | None = None) -> None:
         super().__init__()

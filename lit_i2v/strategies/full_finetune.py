@@ -7,7 +7,7 @@ and embeddings are set in the task's optimizer groups (``tasks/optim.py``), not 
 
 By default only the image tower trains: a text tower that no loss reaches would hold parameters without gradients,
 which DDP rejects. Train it too (ViFi-CLIP) with ``towers: [visual, text]`` and a head that re-encodes the class
-prompts every step.
+prompts every step; under any other head, action recognition keeps the text tower frozen whatever ``towers`` says.
 """
 
 from __future__ import annotations

@@ -131,6 +131,10 @@ class VideoTask(L.LightningModule):
         state = checkpoint.get("state_dict") or {}
         for key in [k for k in state if k.startswith("strategy.")]:  # written before the argument was ``transfer``
             state[f"transfer.{key.removeprefix('strategy.')}"] = state.pop(key)
+        expected = self.trainable_names() if checkpoint.get("trainable_only") else self.state_dict()
+        for key in [k for k in expected if k.endswith("logit_bias") and k not in state and state]:
+            # written before SigLIP's bias was a head's and a trainable parameter: the value it was built with
+            state[key] = self.state_dict()[key].clone()
         if checkpoint.get("trainable_only"):
             self.load_trainable_state_dict(checkpoint["state_dict"])  # checks the names, then loads
             self.strict_loading = False

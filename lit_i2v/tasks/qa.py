@@ -55,6 +55,8 @@ class VideoQuestionAnswering(VideoTask):
     ) -> None:
         super().__init__(backbone, transfer, optim=optim, runtime=runtime)
         self.save_hyperparameters(ignore=["backbone", "transfer", "temporal"])
+        if backbone.logit_bias is not None:
+            backbone.logit_bias.requires_grad_(False)  # SigLIP's bias: a softmax over answers never reads it
         if mode == "open" and num_answers < 1:
             raise ValueError("model.num_answers: open-ended QA needs the size of the answer vocabulary")
         self.mode = mode

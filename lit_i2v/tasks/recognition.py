@@ -6,10 +6,10 @@ confusion matrix: ``lit_i2v.metrics.mean_class_accuracy``) and the loss (the neg
 probability of the true class), each over the whole split and all ranks. With ``loss: sigmoid`` (SigLIP's, Zhai et
 al. 2023) every class is scored on its own: training minimises ``-log σ(z·logit)`` summed over classes (z = +1 for
 the label, -1 for the others; binary cross-entropy, soft targets under smoothing and mixing), and evaluation
-averages the per-class sigmoids over the views, as SigLIP's zero-shot classifier scores classes. Evaluation videos
-that failed to decode come with ``valid=False`` and are left out of the metrics (and counted in
-``<stage>/skipped``); the number of videos scored is logged as ``<stage>/videos`` so a reader can check that every
-video counted exactly once.
+averages the per-class sigmoids over the views, as SigLIP's zero-shot classifier scores classes (the evaluation loss
+is then the negative log of the true class's view-averaged sigmoid, not the training loss). Evaluation videos that
+failed to decode come with ``valid=False`` and are left out of the metrics (and counted in ``<stage>/skipped``); the
+number of videos scored is logged as ``<stage>/videos`` so a reader can check that every video counted exactly once.
 """
 
 from __future__ import annotations
@@ -110,8 +110,19 @@ class ActionRecognition(VideoTask):
             # The head reads tower features, so CLIP's projection is off the forward path: a parameter without
             # gradients would only cost optimizer state, and DDP rejects it.
             backbone.visual.head.requires_grad_(False)
+        if not self.head.reads_text_tower:
+            # Likewise the text tower, scale and bias when no loss reaches them (a text classifier encodes its prompts
+            # once, at build; a linear head never): a strategy training both towers trains the image tower here.
+            for name, param in backbone.named_parameters():
+                if name.startswith(("text.", "logit_")):
+                    param.requires_grad_(False)
         if loss not in ("softmax", "sigmoid"):
             raise ConfigError(f"model.init_args.loss: {loss!r}; choose softmax (CLIP's) or sigmoid (SigLIP's)")
+        if loss == "sigmoid" and self.head.needs_class_names and backbone.logit_bias is None:
+            raise ConfigError(
+                f"model.init_args.loss: sigmoid with a text head needs a backbone with a learnt logit bias (SigLIP); "
+                f"{backbone.arch}'s scaled cosines (up to 100) would saturate every class's sigmoid at 1"
+            )
         self.loss = loss
         self.label_smoothing = label_smoothing
         self.mixer = Mixer(mixup_alpha, cutmix_alpha, mix_prob)

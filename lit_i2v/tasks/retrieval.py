@@ -89,6 +89,10 @@ class TextVideoRetrieval(VideoTask):
                               f"family); {backbone.arch} was trained with softmax")  # fmt: skip
         super().__init__(backbone, transfer, optim=optim, runtime=runtime)
         self.save_hyperparameters(ignore=["backbone", "transfer", "temporal"])
+        if loss == "softmax" and backbone.logit_bias is not None:
+            backbone.logit_bias.requires_grad_(
+                False
+            )  # SigLIP's bias, which the softmax loss never reads (DDP rejects it)
         self.temporal = temporal or MeanPool()
         self.temporal.build(backbone.embed_dim, backbone)
         self.conditioned = getattr(self.temporal, "text_conditioned", False)
@@ -137,8 +141,10 @@ class TextVideoRetrieval(VideoTask):
         return self.encode_videos(video)
 
     def logit_scale(self) -> Tensor:
-        """The scale the loss multiplies similarities by: CLIP's clamped at 100, SigLIP's as it is."""
-        return scaled_logits(torch.ones((), device=self.device), self.backbone.logit_scale)
+        """The scale the loss multiplies similarities by: clamped at 100 under the softmax loss, as CLIP's; as it is
+        under the sigmoid loss (SigLIP's)."""
+        scale = self.backbone.logit_scale.float()
+        return scale.exp() if self.loss == "sigmoid" else scale.clamp(max=4.6052).exp()
 
     # ---- training ------------------------------------------------------------------------------------------------
 

@@ -345,8 +345,9 @@ class EvalTransform:
     ) -> None:
         if crops not in (1, 3):
             raise ValueError(f"crops must be 1 or 3, got {crops}")
-        if resize not in ("short_side", "squash") or (resize == "squash" and crops != 1):
-            raise ValueError(f"resize {resize!r} with crops {crops}: short_side (1 or 3 crops) or squash (1 view)")
+        if resize not in ("short_side", "squash") or (resize == "squash" and (crops != 1 or short_side)):
+            raise ValueError(f"resize {resize!r} with crops {crops}, short_side {short_side}: short_side (1 or 3 "
+                             "crops) or squash (1 view, no short side)")  # fmt: skip
         self.size, self.short_side, self.crops, self.resize = size, short_side or size, crops, resize
 
     def __call__(self, frames: Tensor, rng: random.Random | None = None) -> Tensor:
