@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lit_i2v.backbones import CLIP
+from lit_i2v.backbones import CLIP, sigmoid_pair_loss
 from lit_i2v.backbones.folder_tokenizer import FolderTokenizer, canonicalize
 from lit_i2v.backbones.registry import get_arch
 from lit_i2v.backbones.weights import cache_dir, to_open_clip_timm, to_openai
@@ -79,8 +79,7 @@ def contrastive_loss(model: CLIP, images: torch.Tensor, tokens: torch.Tensor) ->
     target = torch.arange(len(images))
     if model.logit_bias is not None:  # SigLIP: -Σ log σ(z·(t·cos + b)) / n, z = +1 for the pairs, -1 otherwise
         logits = scale * image_emb @ text_emb.t() + model.logit_bias
-        signs = 2 * torch.eye(len(images)) - 1
-        return -F.logsigmoid(signs * logits).sum() / len(images), logits
+        return sigmoid_pair_loss(logits), logits
     logits = scale.clamp(max=100) * image_emb @ text_emb.t()
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2, logits
 

@@ -1,6 +1,6 @@
 """Image-language backbones: CLIP towers, tokenizer, weight formats and the name registry."""
 
-from lit_i2v.backbones.clip import CLIP, create_clip, scaled_logits
+from lit_i2v.backbones.clip import CLIP, create_clip, scaled_logits, sigmoid_pair_loss
 from lit_i2v.backbones.extractor import FeatureExtractor
 from lit_i2v.backbones.registry import ARCHS, PRETRAINED, list_pretrained
 from lit_i2v.backbones.tokenizer import Tokenizer
@@ -17,4 +17,5 @@ __all__ = [
     "list_pretrained",
     "read_checkpoint",
     "scaled_logits",
+    "sigmoid_pair_loss",
 ]

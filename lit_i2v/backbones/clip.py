@@ -136,6 +136,14 @@ def scaled_logits(cosine: Tensor, logit_scale: Tensor, logit_bias: Tensor | None
     return logit_scale.float().exp() * cosine.float() + logit_bias.float()
 
 
+def sigmoid_pair_loss(logits: Tensor) -> Tensor:
+    """SigLIP's loss over a batch's ``(N, N)`` pair logits whose diagonal holds the matching pairs:
+    ``-Σ log σ(z·logit) / N`` with z = +1 on the diagonal and -1 elsewhere (Zhai et al. 2023)."""
+    n = logits.shape[0]
+    signs = 2 * torch.eye(n, device=logits.device, dtype=logits.dtype) - 1
+    return -F.logsigmoid(signs * logits).sum() / n
+
+
 def create_clip(name: str, pretrained: str | None = None, **kwargs) -> CLIP:
     """``create_clip("ViT-B-16", "openai")``: the Python entry point, as ``open_clip.create_model``."""
     return CLIP(arch=name, pretrained=pretrained, **kwargs)

@@ -7,6 +7,7 @@ A new model is usually just an entry here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -157,9 +158,8 @@ def _webli(arch: str) -> PretrainedCfg:
     ``open_clip_model.safetensors``, ``open_clip_config.json`` (mean, std) and the tokenizer (``pretrained: webli``;
     ``SigLIP2-B-16-384`` is ``timm/ViT-B-16-SigLIP2-384``). open_clip's SO400M/14 at 378 px reads the 384-px weights
     (the same 27x27 patches: 378 is 27 x 14)."""
-    family, size = arch.split("-", 2)[:2]
-    rest = arch.removeprefix(f"{family}-{size}-")  # "16-384", "14"
-    repo = f"timm/ViT-{size}-{rest.split('-')[0]}-{family}{rest[len(rest.split('-')[0]) :]}"
+    family, size, patch, resolution = re.fullmatch(r"(SigLIP2?)-(B|L|SO400M)-(\d+)(-\d+)?", arch).groups()
+    repo = f"timm/ViT-{size}-{patch}-{family}{resolution or ''}"  # SigLIP2-B-16-384 -> timm/ViT-B-16-SigLIP2-384
     if arch == "SigLIP-SO400M-14-378":
         repo = "timm/ViT-SO400M-14-SigLIP-384"
     return PretrainedCfg(hf_hub=repo, folder=True, notes="open_clip's WebLI weights")

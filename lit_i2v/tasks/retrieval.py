@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lit_i2v.backbones import CLIP, scaled_logits
+from lit_i2v.backbones import CLIP, scaled_logits, sigmoid_pair_loss
 from lit_i2v.errors import ConfigError
 from lit_i2v.heads import MeanPool, Temporal
 from lit_i2v.metrics import chunked_similarity, dual_softmax, retrieval_metrics
@@ -154,12 +154,10 @@ class TextVideoRetrieval(VideoTask):
         backbone = self.backbone
         bias = backbone.logit_bias if self.loss == "sigmoid" else None
         logits = scaled_logits(self.similarity(texts, videos), backbone.logit_scale, bias)  # (N, N): text i, video i
-        n = logits.shape[0]
         if self.loss == "sigmoid":
-            signs = 2 * torch.eye(n, device=logits.device) - 1  # +1 for the pairs, -1 for every other combination
-            loss = -F.logsigmoid(signs * logits).sum() / n
+            loss = sigmoid_pair_loss(logits)
         else:
-            target = torch.arange(n, device=logits.device)
+            target = torch.arange(logits.shape[0], device=logits.device)
             loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
         batch_size = batch["video"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
