@@ -2,7 +2,9 @@
 
 FLOPs are counted by running one view through the model under ``torch.utils.flop_counter.FlopCounterMode``, which
 counts a multiply-add as two FLOPs; they are halved to the papers' (fvcore's) convention of one FLOP per
-multiply-add, so ViT-B/16 at 224 px counts about 17.6 GFLOPs a frame.
+multiply-add, so ViT-B/16 at 224 px counts about 17.6 GFLOPs a frame. The counter sees matrix products and
+convolutions only: the selective scan (MoMa), element-wise work with none, adds its FLOPs by formula
+(:func:`lit_i2v.ops.counting_scan_flops`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from lit_i2v.ops import counting_scan_flops
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -52,10 +56,10 @@ def count_gflops(model: torch.nn.Module, frames: int, size: int) -> float:
     with torch.no_grad():
         if hasattr(head, "prepare_evaluation"):
             head.prepare_evaluation()
-        with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
+        with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter, counting_scan_flops() as scans:
             model(video)
     model.train(was_training)
-    return counter.get_total_flops() / 2 / 1e9
+    return (counter.get_total_flops() / 2 + scans[0]) / 1e9
 
 
 def plain_backbone_params(arch: str) -> int:

@@ -12,6 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lit_i2v"
 
 # layer -> the lit_i2v layers and third-party packages it must not import
 FORBIDDEN = {
+    "ops": {"lit_i2v.backbones", "lit_i2v.data", "lit_i2v.tasks", "lit_i2v.strategies", "lit_i2v.heads",
+            "lit_i2v.pretrain", "lit_i2v.extract", "lit_i2v.cli", "lightning"},  # operators: torch alone
     "backbones": {"lit_i2v.data", "lit_i2v.tasks", "lit_i2v.strategies", "lit_i2v.heads", "lit_i2v.pretrain",
                   "lit_i2v.extract", "lit_i2v.cli", "lightning"},
     "strategies": {"lit_i2v.data", "lit_i2v.tasks", "lit_i2v.heads", "lit_i2v.pretrain", "lit_i2v.cli", "lightning"},
