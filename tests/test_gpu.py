@@ -82,3 +82,60 @@ def test_the_gpu_resizes_and_decodes_as_the_cpu_does():
     assert on_gpu.device.type == "cuda" and difference.mean() < 0.5 and difference.max() <= 4
     images = decode_jpegs([torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs[0]], "cuda")
     assert all(image.device.type == "cuda" and image.shape == (3, 96, 128) for image in images)
+
+
+def test_the_selective_scan_on_cuda_equals_the_cpu_and_mamba_ssm():
+    """The chunked torch scan on the GPU equals the CPU's, forward and backward; with mamba_ssm installed (the
+    ``[mamba]`` extra), its fused kernel equals both, and ``backend='auto'`` picks it."""
+    from lit_i2v.ops import selective_scan
+    from lit_i2v.ops.selective_scan import mamba_available
+
+    torch.manual_seed(0)
+    b, d, n, length = 8, 64, 16, 8 * 196
+    cpu = {"u": torch.randn(b, d, length), "delta": torch.randn(b, d, length), "A": -torch.rand(d, n) * 4,
+           "B": torch.randn(b, n, length), "C": torch.randn(b, n, length), "D": torch.randn(d),
+           "delta_bias": torch.randn(d)}  # fmt: skip
+
+    def run(tensors: dict, backend: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        leaves = {k: v.clone().requires_grad_() for k, v in tensors.items()}
+        out = selective_scan(**leaves, delta_softplus=True, backend=backend)
+        out.square().mean().backward()
+        return out.detach().cpu(), [v.grad.cpu() for v in leaves.values()]
+
+    ref_out, ref_grads = run(cpu, "torch")
+    gpu = {k: v.cuda() for k, v in cpu.items()}
+    backends = ["torch"] + (["cuda"] if mamba_available() else [])
+    for backend in backends:
+        out, grads = run(gpu, backend)
+        assert torch.allclose(out, ref_out, rtol=1e-3, atol=1e-4), backend
+        for name, g, ref in zip(cpu, grads, ref_grads, strict=True):
+            assert torch.allclose(g, ref, rtol=1e-3, atol=1e-4 * ref.abs().max()), (backend, name)
+
+
+def test_a_moma_layer_under_bf16_autocast_on_the_gpu():
+    """MoMa's SSM layer as a bf16 fit runs it (autocast: u, Δ, B, C in bf16; A, D and Δ's bias in fp32): finite
+    outputs and gradients on the torch scan and, where it imports, mamba_ssm's kernel, close to the fp32 CPU layer."""
+    from lit_i2v.ops.selective_scan import mamba_available
+    from lit_i2v.strategies.moma import SSMModulator
+
+    torch.manual_seed(0)
+    layer = SSMModulator(64, 1, 32, 16, 2, 4, False, ("spatial", "temporal"), True)
+    torch.nn.init.normal_(layer.out_proj.weight, std=0.05)
+    x = torch.randn(2 * 8, 1 + 49, 64)  # 2 clips of 8 frames, 7x7 patches and a class token
+    reference = layer(x, 8)
+    layer, x = layer.cuda(), x.cuda()
+    for backend in ["torch"] + (["cuda"] if mamba_available() else []):
+        import lit_i2v.strategies.moma as moma
+
+        scan = moma.selective_scan
+        moma.selective_scan = lambda *a, **k: scan(*a, **k, backend=backend)  # noqa: B023
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = layer(x.requires_grad_(), 8)
+            out.float().square().mean().backward()
+        finally:
+            moma.selective_scan = scan
+        assert torch.isfinite(out).all() and all(torch.isfinite(p.grad).all() for p in layer.parameters())
+        assert torch.allclose(out.float().cpu(), reference, atol=0.05, rtol=0.05), backend
+        layer.zero_grad()
+        x.grad = None

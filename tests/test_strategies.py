@@ -18,6 +18,7 @@ from lit_i2v.strategies import (
     DiST,
     Frozen,
     LoRA,
+    MoMa,
     PartialFinetune,
     STAdapter,
     TimmImageModel,
@@ -38,6 +39,11 @@ NORMS = 2 * DEPTH * 2 * W + 2 * 2 * W  # norm1/norm2 per block, norm_pre and nor
 
 def adapter(hidden):  # a D->h->D bottleneck with biases
     return W * hidden + hidden + hidden * W + W
+
+
+def moma(hidden=W // 2, state=4, rank=2, gate=False):  # one MoMa SSM layer (Mamba's layout, out doubled to y1, y2)
+    projections = W * hidden * (2 if gate else 1) + hidden * (rank + 2 * state) + (rank * hidden + hidden)
+    return 2 * W + projections + (4 * hidden + hidden) + hidden * state + hidden + hidden * 2 * W
 
 
 MESSAGE = (W * W + W) + 2 * W + (3 * W * W + 3 * W) + (W * W + W)  # X-CLIP per block: fc, LN, attention in/out
@@ -68,6 +74,10 @@ STRATEGIES = {name.lower(): cls.tiny for name, cls in exported_strategies().item
     "xclip_messages_only": lambda: XCLIP(train_tower=False),
     "vpt_plus_adaptformer": lambda: Compose([VPT(num_prompts=3), AdaptFormer(hidden=8)]),  # prompts beside adapters
     "vpt_plus_st_adapter": lambda: Compose([VPT(num_prompts=3), STAdapter(channels=16)]),  # prompts: prefix tokens
+    "moma_padded_gated": lambda: MoMa(window=3, class_token="own", state=4, gate=True),  # 4x4 grid in 3x3 windows
+    "moma_full_frames_one_scan": lambda: MoMa(
+        window=None, state=4, orders=["temporal"], bidirectional=False, pool="tower"
+    ),  # fmt: skip
 }
 # Trainable backbone parameters each method's arithmetic gives on the tiny tower (None: the whole tower).
 COUNTS = {
@@ -95,6 +105,9 @@ COUNTS = {
     "vpt_plus_adaptformer": 3 * W + DEPTH * adapter(8),
     "vpt_plus_st_adapter": 3 * W + DEPTH * (W * 16 + 16 + 16 * 3 + 16 + 16 * W + W),
     "withextramodel": DEPTH * 4 * (W + 3 * W),  # a frozen second tower beside LoRA on the backbone
+    "moma": DEPTH * moma(),
+    "moma_padded_gated": DEPTH * moma(gate=True),
+    "moma_full_frames_one_scan": DEPTH * moma(),
 }
 
 

@@ -10,6 +10,7 @@ from lit_i2v.strategies.extra_model import ExtraModel, TimmImageModel, WithExtra
 from lit_i2v.strategies.frozen import Frozen
 from lit_i2v.strategies.full_finetune import FullFinetune
 from lit_i2v.strategies.lora import LoRA
+from lit_i2v.strategies.moma import MoMa
 from lit_i2v.strategies.partial import PartialFinetune
 from lit_i2v.strategies.st_adapter import STAdapter
 from lit_i2v.strategies.vita import VitaCLIP
@@ -27,6 +28,7 @@ __all__ = [
     "Frozen",
     "FullFinetune",
     "LoRA",
+    "MoMa",
     "PartialFinetune",
     "STAdapter",
     "TransferStrategy",

@@ -52,8 +52,8 @@ class Compose(TransferStrategy):
         own_forward = [type(s).__name__ for s in strategies if type(s).forward is not TransferStrategy.forward]
         if own_forward:
             raise ValueError(
-                f"transfer.strategies: {own_forward} compute their own features (side networks) and cannot be "
-                "composed with others; use them alone"
+                f"transfer.strategies: {own_forward} compute their own features (a side network or their own "
+                "pooling) and cannot be composed with others; use them alone"
             )
         prefixes = [s.prefix for s in strategies if s.prefix]
         if len(prefixes) != len(set(prefixes)):
