@@ -80,6 +80,9 @@ RUNS = {  # name: (strategy, temporal module, extra overrides)
          "--model.init_args.transfer.max_frames=8", "--model.init_args.head=lit_i2v.heads.TextClassifierHead",
          "--model.init_args.head.trainable=false", CLASS_NAMES],
     ),
+    "MoMa (4x4 windows, 4 scans, state 16)": (
+        "lit_i2v.strategies.MoMa", "lit_i2v.heads.MeanPool", ["--model.init_args.transfer.window=4"],
+    ),
     "EVL side network (4 layers)": (
         "lit_i2v.strategies.EVL", "lit_i2v.heads.MeanPool",
         ["--model.init_args.transfer.heads=3", "--model.init_args.transfer.max_frames=8"],
