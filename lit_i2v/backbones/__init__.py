@@ -1,7 +1,9 @@
-"""Image-language backbones: CLIP towers, tokenizer, weight formats and the name registry."""
+"""Image-language backbones: CLIP towers, tokenizer, weight formats and the name registry; LLaVA-family multimodal
+LLMs (their vision tower in lit_i2v, projector and LLM from transformers)."""
 
 from lit_i2v.backbones.clip import CLIP, create_clip, scaled_logits, sigmoid_pair_loss
 from lit_i2v.backbones.extractor import FeatureExtractor
+from lit_i2v.backbones.llava import LLaVA
 from lit_i2v.backbones.registry import ARCHS, PRETRAINED, list_pretrained
 from lit_i2v.backbones.tokenizer import Tokenizer
 from lit_i2v.backbones.weights import WeightsError, read_checkpoint
@@ -10,6 +12,7 @@ __all__ = [
     "ARCHS",
     "CLIP",
     "FeatureExtractor",
+    "LLaVA",
     "PRETRAINED",
     "Tokenizer",
     "WeightsError",
