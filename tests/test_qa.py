@@ -31,15 +31,39 @@ def test_qa_formats(tmp_path):
     ]))  # fmt: skip
     records, extras = read_qa(tmp_path / "qa.json", "/v", "qa", ["singing", "man"], video_prefix="video")
     assert records[0].path == "/v/video7010.mp4" and [r.label for r in records] == [0, -1]  # -1: not in vocabulary
-    assert extras[1] == {"question": "who talks?", "qtype": "1", "candidates": []}
+    assert extras[1] == {"question": "who talks?", "qtype": "1", "candidates": [], "answer": "a dinosaur"}
     (tmp_path / "mc.csv").write_text("key,vid_key,video_id,a1,a2,a3,answer\nmc0,msr7,video7,a cat,a dog,a man,2\n")
     records, extras = read_qa(tmp_path / "mc.csv", "/v", "mc")
     assert records[0].label == 2 and extras[0]["candidates"] == ["a cat", "a dog", "a man"]
+    assert extras[0]["answer"] == "a man"  # the right option's text
     (tmp_path / "bad.json").write_text(json.dumps([{"video_id": 1, "candidates": ["a"], "answer": 3}]))
     with pytest.raises(AnnotationError, match="answer 3 is not one of 1 options"):
         read_qa(tmp_path / "bad.json", "/v", "mc")
     with pytest.raises(AnnotationError, match="needs data.annotations.answers"):
         read_qa(tmp_path / "qa.json", "/v", "qa")
+    records, extras = read_qa(tmp_path / "qa.json", "/v", "open", video_prefix="video")  # generative: no vocabulary
+    assert [r.label for r in records] == [-1, -1] and [e["answer"] for e in extras] == ["singing", "a dinosaur"]
+
+
+def test_generative_qa_formats(tmp_path):
+    """ActivityNet-QA's question and answer files joined by question_id (types named); Video-ChatGPT's instructions."""
+    (tmp_path / "test_q.json").write_text(json.dumps([
+        {"video_name": "abc", "question_id": "abc_1", "question": "is the man happy"},
+        {"video_name": "xyz", "question_id": "xyz_3", "question": "what colour is the car"},
+    ]))  # fmt: skip
+    (tmp_path / "test_a.json").write_text(json.dumps([
+        {"question_id": "xyz_3", "answer": "red", "type": 4}, {"question_id": "abc_1", "answer": "yes", "type": 3},
+    ]))  # fmt: skip
+    records, extras = read_qa(tmp_path / "test_q.json", "/v", "activitynet", video_prefix="v_")
+    assert [r.path for r in records] == ["/v/v_abc.mp4", "/v/v_xyz.mp4"]
+    assert [(e["answer"], e["qtype"]) for e in extras] == [("yes", "yes_no"), ("red", "colour")]
+    (tmp_path / "lone_q.json").write_text("[]")
+    with pytest.raises(AnnotationError, match="answers file lone_a.json is not beside it"):
+        read_qa(tmp_path / "lone_q.json", "/v", "activitynet")
+    (tmp_path / "instruct.json").write_text(json.dumps([{"video_id": "v_k1", "q": "describe it", "a": "a dog runs"}]))
+    records, extras = read_qa(tmp_path / "instruct.json", "/v", "videochatgpt")
+    assert records[0].path == "/v/v_k1.mp4" and extras[0]["question"] == "describe it"
+    assert extras[0]["answer"] == "a dog runs" and records[0].label == -1
 
 
 def test_synthetic_questions_need_time_for_motion(qa_root):

@@ -10,6 +10,7 @@ from lit_i2v.strategies.extra_model import ExtraModel, TimmImageModel, WithExtra
 from lit_i2v.strategies.frozen import Frozen
 from lit_i2v.strategies.full_finetune import FullFinetune
 from lit_i2v.strategies.lora import LoRA
+from lit_i2v.strategies.mllm import MultimodalLLM
 from lit_i2v.strategies.moma import MoMa
 from lit_i2v.strategies.partial import PartialFinetune
 from lit_i2v.strategies.st_adapter import STAdapter
@@ -29,6 +30,7 @@ __all__ = [
     "FullFinetune",
     "LoRA",
     "MoMa",
+    "MultimodalLLM",
     "PartialFinetune",
     "STAdapter",
     "TransferStrategy",

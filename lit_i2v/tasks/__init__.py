@@ -8,11 +8,13 @@ from lit_i2v.tasks.grounding import TemporalGrounding
 from lit_i2v.tasks.qa import VideoQuestionAnswering
 from lit_i2v.tasks.recognition import ActionRecognition
 from lit_i2v.tasks.retrieval import TextVideoRetrieval
+from lit_i2v.tasks.video_chat import GenerativeVideoQA
 
 __all__ = [
     "ActionRecognition",
     "AtomicCheckpointIO",
     "Distillation",
+    "GenerativeVideoQA",
     "Optimization",
     "Runtime",
     "TemporalGrounding",

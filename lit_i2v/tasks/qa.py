@@ -116,6 +116,12 @@ class VideoQuestionAnswering(VideoTask):
         return self.video_embedding(video)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        if self.mode == "open" and bool((batch["label"] < 0).any()):
+            raise ValueError(
+                "a training answer has no index in an answer vocabulary (a generative format: open, activitynet, "
+                "videochatgpt); VideoQuestionAnswering chooses among answers: use data format qa with "
+                "data.annotations.answers, or lit_i2v.tasks.GenerativeVideoQA"
+            )
         v = self.video_embedding(self.normalize(batch["video"]))
         scores = self.scores(v, batch["question"], batch["candidates"])
         loss = F.cross_entropy(scores.float(), batch["label"])

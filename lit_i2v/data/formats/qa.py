@@ -9,8 +9,17 @@ Formats (``format``):
   out of training, as in the papers' top-K answer setting).
 - ``mc``: multiple choice (MSRVTT-MC: ``multiple_choice.csv`` with ``video_id, a1..a5, answer`` where ``answer``
   is the index of the right option), or JSON ``[{"video_id", "question"?, "candidates": [...], "answer": i}]``.
+- ``open``: the ``qa`` layout without an answer vocabulary (generative QA writes its answers): every question is
+  kept, label -1.
+- ``activitynet``: ActivityNet-QA (Yu et al., AAAI 2019), a questions file ``<split>_q.json`` (``[{"video_name",
+  "question_id", "question"}]``) and beside it the answers file ``<split>_a.json`` (``[{"question_id", "answer",
+  "type"}]``, type 0-8: motion, spatial relation, temporal relation, yes/no, colour, object, location, number,
+  other); ``path`` names the questions file; videos ``v_<video_name><video_ext>`` (set ``video_prefix: v_``).
+- ``videochatgpt``: Video-ChatGPT's instruction data (VideoInstruct-100K, ``[{"video_id", "q", "a"}]``), for
+  training generative models.
 
-Samples add ``question`` (a string), ``qtype`` and, for ``mc``, ``candidates`` (a list per sample) to the batch.
+Samples add ``question`` (a string), ``qtype``, ``answer`` (the reference answer's text, which generative QA reads)
+and, for ``mc``, ``candidates`` (a list per sample) to the batch.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from lit_i2v.data.formats.annotations import (
 )
 from lit_i2v.data.synthetic import write_qa
 
-QAFormat = Literal["qa", "mc"]
+QAFormat = Literal["qa", "mc", "open", "activitynet", "videochatgpt"]
+GENERATIVE = ("open", "activitynet", "videochatgpt")  # formats with answers as text only (label -1)
+ACTIVITYNET_TYPES = ["motion", "spatial", "temporal", "yes_no", "colour", "object", "location", "number", "other"]
 
 
 def read_answers(path: str | Path) -> list[str]:
@@ -63,8 +74,13 @@ def read_qa(
                     raise AnnotationError(f"{path}:{line}: needs video_id, a1..aN and answer columns")
                 rows.append({"video_id": row["video_id"], "question": "", "candidates": options,
                              "answer": int(row["answer"]), "type": "mc"})  # fmt: skip
+    elif format == "activitynet":
+        rows = _activitynet_rows(path)
     else:
         rows = read_json(path)
+        if format == "videochatgpt":
+            rows = [{"video_id": r.get("video_id"), "question": r.get("q", ""), "answer": r.get("a"),
+                     "type": "instruction"} if isinstance(r, dict) else r for r in rows]  # fmt: skip
     index = {a: i for i, a in enumerate(answers or [])}
     records, extras = [], []
     for i, row in enumerate(rows):
@@ -76,16 +92,40 @@ def read_qa(
             label = int(row["answer"])
             if not 0 <= label < len(candidates):
                 raise AnnotationError(f"{path}: item {i}: answer {label} is not one of {len(candidates)} options")
+        elif format in GENERATIVE:
+            candidates, label = [], index.get(str(row["answer"]), -1)
         else:
             if not answers:
                 raise AnnotationError(f"{path}: open-ended QA needs data.annotations.answers (the answer vocabulary)")
             candidates, label = [], index.get(str(row["answer"]), -1)
         qtype = str(row.get("type", row.get("category_id", "all")))
         records.append(VideoRecord(str(root / f"{video_prefix}{vid}{video_ext}"), label, vid))
-        extras.append({"question": str(row.get("question", "")), "qtype": qtype, "candidates": candidates})
+        answer = candidates[label] if format == "mc" else str(row["answer"])  # the text, for generative QA
+        extras.append({"question": str(row.get("question", "")), "qtype": qtype, "candidates": candidates,
+                       "answer": answer})  # fmt: skip
     if not records:
         raise AnnotationError(f"{path}: no questions")
     return records, extras
+
+
+def _activitynet_rows(path: Path) -> list[dict]:
+    """ActivityNet-QA's questions file and, beside it, its answers file, joined by ``question_id``."""
+    answers_path = path.with_name(path.name.replace("_q.json", "_a.json"))
+    if answers_path == path or not answers_path.is_file():
+        raise AnnotationError(f"{path}: ActivityNet-QA's answers file {answers_path.name} is not beside it")
+    answers = {str(a["question_id"]): a for a in read_json(answers_path)}
+    rows = []
+    for i, q in enumerate(read_json(path)):
+        a = answers.get(str(q.get("question_id")))
+        if a is None or "video_name" not in q:
+            raise AnnotationError(
+                f"{path}: item {i} needs video_name and a question_id that {answers_path.name} answers"
+            )
+        kind = a.get("type", 8)
+        qtype = ACTIVITYNET_TYPES[int(kind)] if str(kind).isdigit() and int(kind) < 9 else str(kind)
+        rows.append({"video_id": q["video_name"], "question": q.get("question", ""), "answer": a["answer"],
+                     "type": qtype})  # fmt: skip
+    return rows
 
 
 class Questions(Annotations):
@@ -93,7 +133,8 @@ class Questions(Annotations):
     is the answer's index in the vocabulary, or the right option.
 
     Args:
-        format: ``qa`` (open-ended) or ``mc`` (multiple choice).
+        format: ``qa`` (open-ended, over an answer vocabulary), ``mc`` (multiple choice), or for generative QA
+            ``open``, ``activitynet``, ``videochatgpt`` (answers as text, no vocabulary).
         answers: the answer vocabulary file (open-ended).
         video_prefix: put before ``video_id`` in file names (MSRVTT-QA: ``video``).
         video_ext: extension of a video's file.

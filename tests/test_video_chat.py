@@ -1,0 +1,155 @@
+"""Generative video QA on a tiny LLaVA written by transformers: prompts, what trains, learning, generation, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from lit_i2v.backbones.llava import LLaVA  # noqa: E402
+from lit_i2v.backbones.llava_tiny import write_tiny_llava  # noqa: E402
+from lit_i2v.heads.frame_tokens import NextVideoPool, PLLaVAPool, VideoChatGPTPool  # noqa: E402
+from lit_i2v.metrics.answers import contains_match, exact_match, normalize_answer  # noqa: E402
+from lit_i2v.strategies import EVL, MultimodalLLM, STAdapter  # noqa: E402
+from lit_i2v.tasks import GenerativeVideoQA  # noqa: E402
+from lit_i2v.tasks.video_chat import IGNORE  # noqa: E402
+
+TEMPLATE = "user : {video} {question} assistant :"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_tiny_llava(tmp_path_factory.mktemp("llava") / "tiny")
+
+
+def task(folder, transfer=None, **kwargs) -> GenerativeVideoQA:
+    torch.manual_seed(0)
+    return GenerativeVideoQA(LLaVA(str(folder)), transfer, template=TEMPLATE, max_new_tokens=4, **kwargs)
+
+
+def test_prompts_hold_the_placeholders_and_the_loss_reads_the_answer_only(folder):
+    model = task(folder)
+    tok = model.backbone.tokenizer
+    ids, mask, labels = model.encode_prompts(
+        ["what is the circle doing ?", "what colour ?"], 3, ["up", "left to right"]
+    )
+    assert ((ids == model.backbone.image_token_id).sum(1) == 3).all()
+    answer = tok(" left to right", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert labels[1][labels[1] != IGNORE].tolist() == answer  # the answer and end of sequence, nothing else
+    assert (labels[mask == 0] == IGNORE).all()
+    left, left_mask, _ = model.encode_prompts(["what colour ?", "what is the circle doing ?"], 3, left=True)
+    assert left_mask[:, -1].all() and not left_mask[0, 0]  # padded on the left, for generation
+
+
+@pytest.mark.parametrize(
+    ("transfer", "trains"),
+    [
+        (MultimodalLLM(), set()),
+        (MultimodalLLM(projector=True), {"multi_modal_projector"}),
+        (MultimodalLLM(llm_lora_rank=4), {"q_proj.lora_A", "q_proj.lora_B", "v_proj.lora_A", "v_proj.lora_B"}),
+        (MultimodalLLM(STAdapter(channels=8), projector=True), {"st_adapter", "multi_modal_projector"}),
+    ],
+    ids=["training-free", "projector", "llm-lora", "st-adapter+projector"],
+)
+def test_one_predicate_decides_what_trains(folder, transfer, trains):
+    model = task(folder, transfer)
+    names = model.trainable_names()
+    assert all(any(t in n for t in trains) for n in names)
+    assert all(any(t in n for n in names) for t in trains)
+    small = model.trainable_state_dict()
+    assert set(small) == set(names)
+
+
+def test_llm_lora_keeps_names_and_merges_to_the_same_outputs(folder):
+    model = task(folder, MultimodalLLM(llm_lora_rank=4)).eval()
+    plain = set(LLaVA(str(folder)).state_dict())
+    assert plain <= set(model.backbone.state_dict())  # pretrained names unchanged
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+        video = torch.randn(1, 2, 3, 32, 32)
+        before = model(video)
+        model.transfer.merge(model.backbone)
+        assert set(model.backbone.state_dict()) == plain
+        assert torch.allclose(model(video), before, atol=1e-5)
+
+
+def test_a_network_beside_the_tower_is_refused(folder):
+    with pytest.raises(ValueError, match="transfer.vision: EVL is a network beside the tower"):
+        task(folder, MultimodalLLM(EVL(num_layers=1, heads=2)))
+
+
+@pytest.mark.parametrize("frame_tokens", [None, NextVideoPool(), PLLaVAPool(shape=(2, 2, 2)), VideoChatGPTPool()],
+                         ids=["frames", "next-video", "pllava", "video-chatgpt"])  # fmt: skip
+def test_training_makes_the_model_answer_and_exact_match_counts_it(folder, frame_tokens):
+    """Two clips with their own answers: untrained, the tiny LLM answers neither; after 40 steps that train the
+    projector and the LLM (the tower frozen), it writes both answers, which exact match scores 100%."""
+    model = task(folder, MultimodalLLM(projector=True, language_model=True), frame_tokens=frame_tokens)
+    torch.manual_seed(3)
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    questions, answers = ["what is the circle doing ?"] * 2, ["left to right", "down"]
+    before = model.generate(model.normalize(video), questions)
+    assert not any(exact_match(a, r) for a, r in zip(before, answers, strict=True))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    batch = {"video": video, "question": questions, "answer": answers}
+    for _ in range(40):
+        optimizer.zero_grad()
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    after = model.eval().generate(model.normalize(video), questions)
+    assert after == answers
+
+
+def test_batched_generation_equals_one_at_a_time(folder):
+    """Left padding and the attention mask: a short and a long question together answer as they do alone."""
+    model = task(folder, MultimodalLLM(projector=True)).eval()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in model.backbone.language_model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)  # an LLM whose answers depend on its input
+    video = model.normalize(torch.randint(0, 256, (2, 2, 3, 32, 32), dtype=torch.uint8))
+    questions = ["what colour ?", "what is the red circle doing in the video ?"]
+    together = model.generate(video, questions)
+    alone = [model.generate(video[i : i + 1], [q])[0] for i, q in enumerate(questions)]
+    assert together == alone
+
+
+def test_answer_normalisation_and_matches():
+    assert normalize_answer("The Cat, sat.") == "cat sat"
+    assert exact_match("A dog!", "dog") and not exact_match("a dog runs", "dog")
+    assert contains_match("the person is moving left to right", "left to right")
+    assert not contains_match("leftover", "left") and not contains_match("anything", "")
+
+
+def test_likelihood_ranks_the_answer_the_model_was_taught(folder):
+    """After teaching each clip its answer, ranking a closed vocabulary (or the options of a multiple-choice
+    question) by the answer's log-likelihood picks it; the scores are the summed log-probabilities of the answer's
+    tokens and end of sequence, checked against the logits directly."""
+    vocabulary = ["up", "down", "left to right", "red"]
+    model = task(folder, MultimodalLLM(projector=True, language_model=True), answer_by="vocabulary", answers=vocabulary)
+    torch.manual_seed(3)
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    batch = {"video": video, "question": ["what is the circle doing ?"] * 2, "answer": ["left to right", "down"]}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(40):
+        optimizer.zero_grad()
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    model.eval()
+    clips = model.normalize(video)
+    assert model.answer(clips, batch) == ["left to right", "down"]
+    batch["candidates"] = [["red", "left to right", "up"], ["down", "up", "red"]]
+    model.answer_by = "choice"
+    assert model.answer(clips, batch) == ["left to right", "down"]
+    (scores,) = model.likelihoods(clips[:1], ["what is the circle doing ?"], [["up"]])
+    ids, mask, labels = model.encode_prompts(["what is the circle doing ?"], model.visual_tokens(clips[:1]).shape[1],
+                                             ["up"])  # fmt: skip
+    with torch.no_grad():
+        logp = model.backbone(model.backbone.splice(ids, model.visual_tokens(clips[:1])), mask).log_softmax(-1)
+    positions = (labels[0] != IGNORE).nonzero()[:, 0]
+    expected = sum(logp[0, i - 1, labels[0, i]] for i in positions)
+    assert torch.allclose(scores[0], expected, atol=1e-4)
+    with pytest.raises(ValueError, match="answer_by 'vocabulary' ranks a closed list of answers"):
+        task(folder, answer_by="vocabulary")
