@@ -76,7 +76,12 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
     params = list(model.named_parameters())
     gflops = count_gflops(model, frames, size)
     backbone_params = sum(p.numel() for p in model.backbone.parameters())
-    return {
+    mllm = hasattr(model.backbone, "language_model")  # a multimodal LLM: no text tower, an LLM
+    if mllm:
+        extra = sum(p.numel() for n, p in model.backbone.named_parameters() if n not in model.backbone.pretrained_names)
+    else:
+        extra = backbone_params - plain_backbone_params(model.backbone.arch)
+    result = {
         "model": type(model).__name__,
         "backbone": model.backbone.arch,
         "weights": model.backbone.pretrained_cfg["source"],
@@ -85,7 +90,7 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
         "trainable_params": sum(p.numel() for _, p in params if p.requires_grad),
         "image_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.visual.")),
         "text_tower_params": sum(p.numel() for n, p in params if n.startswith("backbone.text.")),
-        "extra_params": backbone_params - plain_backbone_params(model.backbone.arch),
+        "extra_params": extra,
         "strategy_params": sum(p.numel() for p in model.transfer.parameters()),  # a side network's own
         "frames": frames,
         "input_size": size,
@@ -95,6 +100,12 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
         "gflops_per_view": round(gflops, 3),
         "gflops_total": round(gflops * clips * crops, 3),
     }
+    if mllm:
+        grid = model.backbone.visual.grid_size
+        arranged = model.frame_tokens.arrange(torch.zeros(1, frames, 3, 1, 1, device="meta")).shape[1]
+        result["language_model_params"] = sum(p.numel() for p in model.backbone.language_model.parameters())
+        result["visual_tokens"] = model.frame_tokens.num_tokens(arranged, grid)
+    return result
 
 
 def format_summary(s: dict) -> str:
@@ -110,4 +121,12 @@ def format_summary(s: dict) -> str:
             f"GFLOPs       {s['gflops_per_view']:.2f} per view x {s['views']} views = {s['gflops_total']:.2f} "
             "(multiply-add = 1 FLOP)",
         ]
+        + (
+            [
+                f"LLM          {s['language_model_params'] / 1e6:.2f}M parameters; {s['visual_tokens']} visual "
+                "tokens a clip, whose prefill the GFLOPs include (the question's tokens add their own)"
+            ]
+            if "visual_tokens" in s
+            else []
+        )  # fmt: skip
     )

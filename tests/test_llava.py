@@ -101,3 +101,24 @@ def test_bad_folders_are_named_in_one_line(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_onevision"}))
     with pytest.raises(WeightsError, match=r"config.json: model_type 'llava_onevision'; lit_i2v reads llava"):
         LLaVA(str(tmp_path))
+
+
+def test_hub_names_read_the_hugging_face_cache_offline(llava_folder, tmp_path, monkeypatch):
+    """``hf-hub:org/name``: the snapshot in the Hugging Face cache's layout loads with the hub unreachable; a name
+    the cache lacks fails in one line that says how to fetch it."""
+    snapshot = tmp_path / "hub" / "models--llava-hf--tiny-test" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for f in llava_folder.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "hub" / "models--llava-hf--tiny-test" / "refs").mkdir()
+    (tmp_path / "hub" / "models--llava-hf--tiny-test" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model = LLaVA("hf-hub:llava-hf/tiny-test")
+    assert model.pretrained_cfg["source"] == str(snapshot)
+    with pytest.raises(WeightsError, match=r"hf-hub:llava-hf/absent: not in the Hugging Face cache .*huggingface-cli"):
+        LLaVA("hf-hub:llava-hf/absent")

@@ -153,3 +153,41 @@ def test_likelihood_ranks_the_answer_the_model_was_taught(folder):
     assert torch.allclose(scores[0], expected, atol=1e-4)
     with pytest.raises(ValueError, match="answer_by 'vocabulary' ranks a closed list of answers"):
         task(folder, answer_by="vocabulary")
+
+
+RECIPES = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "qa").rglob("llava-*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_real_recipes_fail_in_seconds_naming_the_weights(recipe, monkeypatch):
+    """Offline, each 7B recipe's backbone fails at once with the hub repository it needs and how to fetch it."""
+    import time
+
+    import huggingface_hub.constants as constants
+    import yaml
+
+    from lit_i2v.backbones.weights import WeightsError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    backbone = yaml.safe_load(recipe.read_text())["model"]["init_args"]["backbone"]
+    assert backbone["class_path"] == "lit_i2v.backbones.LLaVA"
+    repo = backbone["init_args"]["pretrained"]
+    start = time.perf_counter()
+    with pytest.raises(WeightsError, match=rf"{repo}: not in the Hugging Face cache .*huggingface-cli download"):
+        LLaVA(**backbone["init_args"])
+    assert time.perf_counter() - start < 10
+
+
+def test_a_bf16_true_step_and_validation_run(folder, tmp_path):
+    """The 7B evaluation recipes run in bf16-true: the tower, projector and LLM in bf16, the prompt spliced in bf16."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    model = task(folder, MultimodalLLM(projector=True), question_types=["motion"])
+    train, val = [model.example_batch(training=True)], [model.example_batch(training=False)]
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-true", max_steps=1, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, DataLoader(train, batch_size=None), DataLoader(val, batch_size=None))
+    assert torch.isfinite(trainer.callback_metrics["train/loss"]) and trainer.callback_metrics["val/questions"] == 2
+    assert next(model.backbone.language_model.parameters()).dtype == torch.bfloat16

@@ -91,6 +91,7 @@ class LLaVA(nn.Module):
 
     Args:
         pretrained: a llava-hf folder (``config.json`` with ``model_type`` llava, llava_next or llava_next_video), or
+            ``hf-hub:llava-hf/<name>`` (the Hugging Face cache, downloading what is missing when online), or
             ``synthetic``: the synthetic-pretrained tiny CLIP as vision tower and a tiny Llama, written in llava-hf's
             layout into lit_i2v's cache on first use (``lit_i2v.backbones.llava_tiny``).
         dtype: the parameters' dtype (``bfloat16`` for 7B models on GPUs; ``float32`` on CPU).
@@ -108,19 +109,27 @@ class LLaVA(nn.Module):
             from lit_i2v.backbones.llava_tiny import synthetic_llava
 
             pretrained = str(synthetic_llava())
-        folder = Path(pretrained).expanduser()
+        folder = hub_folder(pretrained.removeprefix("hf-hub:")) if pretrained.startswith("hf-hub:") else (
+            Path(pretrained).expanduser())  # fmt: skip
         config = read_config(folder)
         self.arch = f"{config['model_type']}:{folder.name}"
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):
             raise ValueError(f"dtype {dtype!r}: float32, bfloat16 or float16")
-        full, info = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True)
-        missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
-        if missing or unexpected:  # transformers would initialise the missing ones at random, with a warning
-            raise WeightsError(
-                f"{folder}: the weights do not fit {config['model_type']}'s config: missing {missing[:4]} "
-                f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)})"
+        if torch.empty(0).is_meta:  # ``summary``: shapes only, from config.json (a 7B model in a second, no weights)
+            from transformers import AutoConfig
+
+            full = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(folder), dtype=torch_dtype)
+        else:
+            full, info = AutoModelForImageTextToText.from_pretrained(
+                folder, dtype=torch_dtype, output_loading_info=True
             )
+            missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+            if missing or unexpected:  # transformers would initialise the missing ones at random, with a warning
+                raise WeightsError(
+                    f"{folder}: the weights do not fit {config['model_type']}'s config: missing {missing[:4]} "
+                    f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)})"
+                )
         hf_tower = full.model.vision_tower
         self.visual, keep = vision_tower(config)
         state = {f"vision_model.{k.removeprefix('vision_model.')}": v for k, v in hf_tower.state_dict().items()}
@@ -198,6 +207,25 @@ class LLaVA(nn.Module):
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """The LLM on spliced embeddings → logits ``(B, L, vocab)``."""
         return self.mllm(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+
+
+def hub_folder(repo: str) -> Path:
+    """A hub repository's snapshot folder: from the Hugging Face cache when it is there (offline too), else
+    downloaded; one line saying what to do when neither works."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # not cached (whole): download it
+        pass
+    try:
+        return Path(snapshot_download(repo))
+    except Exception as err:
+        raise WeightsError(
+            f"hf-hub:{repo}: not in the Hugging Face cache and not downloadable here ({type(err).__name__}); run "
+            f"`huggingface-cli download {repo} --local-dir <folder>` where the hub is reachable and set "
+            "model.init_args.backbone.init_args.pretrained to that folder"
+        ) from None
 
 
 def _dropped(key: str, keep: int) -> bool:
