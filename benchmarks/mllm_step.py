@@ -3,10 +3,11 @@
     python benchmarks/mllm_step.py [--device cpu] [--model synthetic] [--batch 4] [--out benchmarks/out/mllm]
 
 ``--model``: a llava-hf folder, ``hf-hub:llava-hf/...``, ``synthetic`` (the synthetic LLaVA: tiny CLIP tower,
-2-layer Llama) or ``tiny`` (the random tiny LLaVA of the tests, 32 px: overheads only). For each aggregator: the visual tokens a clip; the training step (forward, LM loss on the
-answer, backward, AdamW) with the projector and LoRA on the LLM training; and greedy generation of
-``--new-tokens`` tokens (the LLM forced to continue: end of sequence is suppressed), as new tokens per second over
-the batch. Best of ``--rounds``. On a GPU, bf16 autocast (``--precision bf16``) as the 7B recipes run.
+2-layer Llama) or ``tiny`` (the random tiny LLaVA of the tests, 32 px: overheads only). For each aggregator: the
+visual tokens a clip; the training step (forward, LM loss on the answer, backward, AdamW) with the projector and
+LoRA on the LLM training; and greedy generation of ``--new-tokens`` tokens (the LLM forced to continue: end of
+sequence is suppressed), as new tokens per second over the batch. Best of ``--rounds``. On a GPU, bf16 autocast
+(``--precision bf16``) as the 7B recipes run.
 """
 
 from __future__ import annotations

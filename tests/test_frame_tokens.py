@@ -10,6 +10,7 @@ from lit_i2v.heads.frame_tokens import (
     FrameTokens,
     ImageGrid,
     NextVideoPool,
+    OneVisionPool,
     PLLaVAPool,
     SlowFastPool,
     TokenAggregator,
@@ -28,7 +29,8 @@ def test_every_aggregator_gives_the_tokens_it_declares(name, frames, grid):
     arranged = aggregator.arrange(video)
     tokens = torch.randn(2, arranged.shape[1], grid * grid, 8)
     out = aggregator(tokens)
-    assert out.shape == (2, aggregator.num_tokens(frames, grid), 8)
+    newline = int(aggregator.appends_newline)  # the task appends the model's newline after these
+    assert out.shape == (2, aggregator.num_tokens(frames, grid) - newline, 8)
 
 
 def test_video_chatgpt_means_over_patches_then_over_frames():
@@ -99,3 +101,39 @@ def test_next_video_pooling_and_projection_equal_transformers(tmp_path):
         mine = ours.project(NextVideoPool()(tokens))
     assert mine.shape == expected.shape == (2, 3 * 4, 48)
     assert torch.allclose(mine, expected, atol=1e-5)
+
+
+def test_onevision_video_tokens_and_logits_equal_transformers(tmp_path):
+    """A llava_onevision folder (SigLIP tower without its head, Qwen2 LLM) that transformers writes: lit_i2v's SigLIP
+    tower, the projector, ``OneVisionPool`` and the newline the task appends equal ``get_video_features``; the LLM's
+    logits on a prompt holding them equal the model's own on its video placeholders."""
+    pytest.importorskip("transformers")
+    import transformers
+
+    from lit_i2v.backbones.llava import LLaVA
+    from lit_i2v.strategies import MultimodalLLM
+    from lit_i2v.tasks import GenerativeVideoQA
+
+    from .test_llava import write_llava
+
+    folder = write_llava(tmp_path / "tiny-onevision", model_type="llava_onevision")
+    theirs = transformers.AutoModelForImageTextToText.from_pretrained(folder).eval()
+    ours = LLaVA(str(folder)).eval()
+    assert ours.visual.num_prefix_tokens == 0 and len(ours.visual.blocks) == 3  # feature layer -1: every block
+    assert sum(p.numel() for p in ours.parameters()) + ours.dropped_params == sum(
+        p.numel() for p in theirs.parameters()
+    )
+    task = GenerativeVideoQA(ours, MultimodalLLM(), frame_tokens=OneVisionPool(), template="{video} {question}").eval()
+    torch.manual_seed(0)
+    video = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        expected = theirs.model.get_video_features(pixel_values_videos=video).pooler_output  # (B, T*4 + 1, E)
+        mine = task.visual_tokens(video)
+        assert mine.shape == expected.shape == (2, 3 * 4 + 1, 48)
+        assert torch.allclose(mine, expected, atol=1e-5)
+        tok = ours.tokenizer
+        words = ["<s>", "what", "is", "the", "circle", "doing", "?"]
+        ids = torch.tensor([tok.convert_tokens_to_ids(words[:1] + ["<video>"] * 13 + words[1:])] * 2)
+        logits = theirs(input_ids=ids, pixel_values_videos=video).logits
+        placeholders = torch.where(ids == tok.convert_tokens_to_ids("<video>"), ours.image_token_id, ids)
+        assert torch.allclose(ours(ours.splice(placeholders, mine)), logits, atol=1e-4)

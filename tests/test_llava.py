@@ -98,9 +98,17 @@ def test_both_key_layouts_load_the_same_model(llava_folder, tmp_path):
 def test_bad_folders_are_named_in_one_line(tmp_path):
     with pytest.raises(WeightsError, match="no config.json: not a llava-hf folder"):
         LLaVA(str(tmp_path))
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_onevision"}))
-    with pytest.raises(WeightsError, match=r"config.json: model_type 'llava_onevision'; lit_i2v reads llava"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
+    with pytest.raises(WeightsError, match=r"config.json: model_type 'qwen2_vl'; lit_i2v reads llava, llava_next"):
         LLaVA(str(tmp_path))
+    config = {"model_type": "llava", "vision_config": {"model_type": "dinov2"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="vision_config.model_type 'dinov2'; clip_vision_model or siglip"):
+        LLaVA(str(tmp_path))
+    folder = write_tiny_llava(tmp_path / "no-weights")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(WeightsError, match=r"no-weights: .*model.safetensors"):
+        LLaVA(str(folder))
 
 
 def test_hub_names_read_the_hugging_face_cache_offline(llava_folder, tmp_path, monkeypatch):

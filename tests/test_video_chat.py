@@ -191,3 +191,22 @@ def test_a_bf16_true_step_and_validation_run(folder, tmp_path):
     trainer.fit(model, DataLoader(train, batch_size=None), DataLoader(val, batch_size=None))
     assert torch.isfinite(trainer.callback_metrics["train/loss"]) and trainer.callback_metrics["val/questions"] == 2
     assert next(model.backbone.language_model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("model_type", ["llava", "llava_onevision"])
+@pytest.mark.parametrize("vision", ["STAdapter", "AIM", "LoRA"])
+def test_vision_strategies_adapt_both_kinds_of_tower(model_type, vision, tmp_path):
+    """CLIP's tower (LLaVA) and SigLIP's (OneVision: no class token) take the vision strategies as CLIP does: the
+    answer's loss reaches the strategy's parameters through the LLM and the projector."""
+    from lit_i2v.strategies import AIM, LoRA
+    from lit_i2v.strategies import STAdapter as ST
+
+    from .test_llava import write_llava
+
+    make = {"STAdapter": lambda: ST(channels=8), "AIM": lambda: AIM(max_frames=4), "LoRA": lambda: LoRA(rank=2)}
+    folder = write_llava(tmp_path / model_type, model_type=model_type)
+    model = task(folder, MultimodalLLM(make[vision]())).train()
+    trains = model.trainable_names()
+    assert trains and all(n.startswith("backbone.visual.") for n in trains)
+    model.training_step(model.example_batch(), 0).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -17,8 +17,9 @@ blocks that state needs and no final norm, so its last block's patch tokens, whi
 LLaVA's image features. The blocks after it and ``post_layernorm``, which transformers builds and runs but LLaVA never
 reads, are not built: ``dropped_params`` counts them, and ``params + dropped_params`` equals transformers' count.
 
-Needs the ``[mllm]`` extra (transformers). LLaVA-OneVision (a SigLIP tower) and LLaVA-NeXT's any-resolution image
-tiling are not read yet: the first is refused in one line, the second does not concern video frames.
+LLaVA-OneVision (``llava_onevision``: a SigLIP tower, feature layer -1, all tokens) maps its tower the same way, as
+lit_i2v's SigLIP (no class token); its video pooling is ``lit_i2v.heads.frame_tokens.OneVisionPool``. Needs the
+``[mllm]`` extra (transformers). LLaVA-NeXT's any-resolution image tiling does not concern video frames.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from lit_i2v.backbones.weights import WeightsError, convert_transformers, load_s
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPES = ("llava", "llava_next", "llava_next_video")
+MODEL_TYPES = ("llava", "llava_next", "llava_next_video", "llava_onevision")
+TOWERS = ("clip_vision_model", "siglip_vision_model")
 _ACTS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
@@ -51,13 +53,11 @@ def read_config(folder: Path) -> dict:
     config = json.loads(path.read_text())
     model_type = config.get("model_type")
     if model_type not in MODEL_TYPES:
-        raise WeightsError(
-            f"{path}: model_type {model_type!r}; lit_i2v reads {', '.join(MODEL_TYPES)} (llava_onevision's SigLIP "
-            "tower is not mapped yet)"
-        )
-    vision = config.get("vision_config", {})
-    if vision.get("model_type", "clip_vision_model") != "clip_vision_model":
-        raise WeightsError(f"{path}: vision_config.model_type {vision.get('model_type')!r}; only CLIP towers are read")
+        raise WeightsError(f"{path}: model_type {model_type!r}; lit_i2v reads {', '.join(MODEL_TYPES)}")
+    vision = config.setdefault("vision_config", {})
+    vision.setdefault("model_type", "siglip_vision_model" if model_type == "llava_onevision" else "clip_vision_model")
+    if vision["model_type"] not in TOWERS:
+        raise WeightsError(f"{path}: vision_config.model_type {vision['model_type']!r}; {' or '.join(TOWERS)} expected")
     layer = config.get("vision_feature_layer", -2)
     if not isinstance(layer, int):
         raise WeightsError(f"{path}: vision_feature_layer {layer}: several feature layers are not supported yet")
@@ -65,22 +65,26 @@ def read_config(folder: Path) -> dict:
 
 
 def vision_tower(config: dict) -> tuple[VisionTransformer, int]:
-    """lit_i2v's tower for the config's CLIP vision tower, cut after ``vision_feature_layer``; and the number of
-    transformers' blocks it keeps."""
+    """lit_i2v's tower for the config's CLIP or SigLIP vision tower, cut after ``vision_feature_layer``; and the number
+    of transformers' blocks it keeps."""
     v = config["vision_config"]
+    siglip = v["model_type"] == "siglip_vision_model"
     layers = v.get("num_hidden_layers", 24)
     feature_layer = config.get("vision_feature_layer", -2)
     keep = feature_layer % (layers + 1)  # hidden_states[k] is the output of k blocks; [0] is the embeddings
     if keep == 0:
         raise WeightsError(f"vision_feature_layer {feature_layer}: the embeddings, before any block, are not supported")
     width = v.get("hidden_size", 1024)
-    act = v.get("hidden_act", "quick_gelu")
+    act = v.get("hidden_act", "gelu_pytorch_tanh" if siglip else "quick_gelu")
     if act not in _ACTS:
         raise WeightsError(f"vision_config.hidden_act {act!r}: one of {', '.join(_ACTS)} expected")
     tower = VisionTransformer(
         image_size=v.get("image_size", 336), patch_size=v.get("patch_size", 14), width=width, layers=keep,
         heads=v.get("num_attention_heads", 16), mlp_ratio=v.get("intermediate_size", 4 * width) / width,
-        act=_ACTS[act], eps=v.get("layer_norm_eps", 1e-5), project=False,
+        act=_ACTS[act], eps=v.get("layer_norm_eps", 1e-6 if siglip else 1e-5), project=False,
+        # SigLIP: no class token, a bias in the patch embedding, no norm before the blocks; its pooling head, which
+        # LLaVA does not read, is dropped, and a strategy's per-frame feature is the mean of the patch tokens
+        class_token=not siglip, patch_bias=siglip, pre_norm=not siglip, pool="avg" if siglip else "token",
     )  # fmt: skip
     tower.norm = nn.Identity()  # LLaVA reads the block's output itself (transformers' post_layernorm is not read)
     return tower, keep
@@ -90,7 +94,8 @@ class LLaVA(nn.Module):
     """A LLaVA-family model: lit_i2v's vision tower (``visual``) and transformers' projector and LLM (``mllm``).
 
     Args:
-        pretrained: a llava-hf folder (``config.json`` with ``model_type`` llava, llava_next or llava_next_video), or
+        pretrained: a llava-hf folder (``config.json`` with ``model_type`` llava, llava_next, llava_next_video or
+            llava_onevision),
             ``hf-hub:llava-hf/<name>`` (the Hugging Face cache, downloading what is missing when online), or
             ``synthetic``: the synthetic-pretrained tiny CLIP as vision tower and a tiny Llama, written in llava-hf's
             layout into lit_i2v's cache on first use (``lit_i2v.backbones.llava_tiny``).
@@ -121,9 +126,12 @@ class LLaVA(nn.Module):
 
             full = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(folder), dtype=torch_dtype)
         else:
-            full, info = AutoModelForImageTextToText.from_pretrained(
-                folder, dtype=torch_dtype, output_loading_info=True
-            )
+            try:
+                full, info = AutoModelForImageTextToText.from_pretrained(
+                    folder, dtype=torch_dtype, output_loading_info=True
+                )
+            except OSError as err:  # no weight files, a truncated shard: transformers' own words, on one line
+                raise WeightsError(f"{folder}: {' '.join(str(err).split())}") from None
             missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
             if missing or unexpected:  # transformers would initialise the missing ones at random, with a warning
                 raise WeightsError(
@@ -143,7 +151,8 @@ class LLaVA(nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.image_token_id = full.config.image_token_id
         self.video_token_id = getattr(full.config, "video_token_id", None)
-        self.select_strategy = config.get("vision_feature_select_strategy", "default")
+        default = "full" if config["model_type"] == "llava_onevision" else "default"
+        self.select_strategy = config.get("vision_feature_select_strategy", default)
         if self.select_strategy not in ("default", "full"):
             raise WeightsError(f"{folder / 'config.json'}: vision_feature_select_strategy {self.select_strategy!r}")
         self.visual.set_grad_checkpointing(grad_checkpointing)
@@ -184,6 +193,12 @@ class LLaVA(nn.Module):
         if self.select_strategy == "full" and self.visual.num_prefix_tokens:
             raise NotImplementedError("vision_feature_select_strategy 'full' with a class token is not supported")
         return tokens
+
+    @property
+    def image_newline(self) -> Tensor | None:
+        """LLaVA-NeXT's and OneVision's learned newline embedding ``(E,)`` (OneVision ends a video's tokens with
+        it), or None."""
+        return getattr(self.mllm.model, "image_newline", None)
 
     def project(self, features: Tensor) -> Tensor:
         """Vision features ``(..., D)`` → the LLM's input embeddings ``(..., E)`` through the checkpoint's projector."""
@@ -231,7 +246,7 @@ def hub_folder(repo: str) -> Path:
 def _dropped(key: str, keep: int) -> bool:
     """Whether a converted vision key belongs to what LLaVA never reads: blocks after the feature layer, the final
     norm."""
-    if key.startswith("norm."):
+    if key.startswith(("norm.", "attn_pool.")):  # the final norm, SigLIP's pooling head
         return True
     if key.startswith("blocks."):
         return int(key.split(".")[1]) >= keep

@@ -71,6 +71,22 @@ def write_tiny_llava(folder: str | Path, model_type: str = "llava", seed: int = 
     if model_type == "llava":
         config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_id=image)
         cls = transformers.LlavaForConditionalGeneration
+    elif model_type == "llava_onevision":  # a SigLIP tower (no pooling head) and a Qwen2 LLM, as the real ones
+        vision = transformers.SiglipVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32,
+            patch_size=8, vision_use_head=False,
+        )  # fmt: skip
+        text = transformers.Qwen2Config(
+            vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=2, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
+        )  # fmt: skip
+        config = transformers.LlavaOnevisionConfig(
+            vision_config=vision, text_config=text, image_token_id=image,
+            video_token_id=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+        )  # fmt: skip
+        cls = transformers.LlavaOnevisionForConditionalGeneration
     elif model_type == "llava_next_video":
         config = transformers.LlavaNextVideoConfig(
             vision_config=vision, text_config=text, image_token_id=image,
@@ -78,7 +94,7 @@ def write_tiny_llava(folder: str | Path, model_type: str = "llava", seed: int = 
         )  # fmt: skip
         cls = transformers.LlavaNextVideoForConditionalGeneration
     else:
-        raise ValueError(f"model_type {model_type!r}: llava or llava_next_video")
+        raise ValueError(f"model_type {model_type!r}: llava, llava_next_video or llava_onevision")
     torch.manual_seed(seed)
     cls(config).eval().save_pretrained(tmp)
     mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]

@@ -198,7 +198,8 @@ class VisionTransformer(nn.Module):
         class_token: a class token before the patches (CLIP); without one (SigLIP) ``num_prefix_tokens`` is 0.
         patch_bias: a bias in the patch embedding (SigLIP).
         pre_norm: a LayerNorm before the blocks (``norm_pre``: CLIP; SigLIP has none).
-        pool: ``token`` (the class token, CLIP) or ``map`` (attention pooling, ``attn_pool``: SigLIP).
+        pool: ``token`` (the class token, CLIP), ``map`` (attention pooling, ``attn_pool``: SigLIP) or ``avg`` (the
+            mean of the patch tokens: a tower whose pooling head was dropped, LLaVA-OneVision's SigLIP).
         eps: LayerNorm epsilon (1e-5 CLIP, 1e-6 SigLIP).
         project: a projection ``head`` into the joint space (CLIP); SigLIP's pooled feature is its embedding
             (``head`` is then the identity and ``embed_dim`` the width).
@@ -225,8 +226,8 @@ class VisionTransformer(nn.Module):
         super().__init__()
         # a size that is not a multiple of the patch (SigLIP SO400M/14 at 384 px: 27x27 patches) leaves the last
         # pixels unseen, as the released model's convolution (and timm's) does
-        if pool not in ("token", "map") or (pool == "token" and not class_token):
-            raise ValueError(f"pool {pool!r}: 'token' needs a class token; 'map' pools by attention")
+        if pool not in ("token", "map", "avg") or (pool == "token" and not class_token):
+            raise ValueError(f"pool {pool!r}: 'token' needs a class token; 'map' pools by attention; 'avg' averages")
         act_layer = ACTIVATIONS[act]
         self.image_size = image_size
         self.patch_size = patch_size
@@ -341,7 +342,10 @@ class VisionTransformer(nn.Module):
     def forward_head(self, tokens: Tensor, project: bool = True) -> Tensor:
         """Tokens ``(..., L, D)`` → the pooled feature (the class token, or attention pooling), projected into the
         joint space ``(..., E)`` if ``project``."""
-        pooled = tokens[..., 0, :] if self.pool == "token" else self.attn_pool(tokens)
+        if self.pool == "avg":
+            pooled = tokens[..., self.num_prefix_tokens :, :].mean(-2)
+        else:
+            pooled = tokens[..., 0, :] if self.pool == "token" else self.attn_pool(tokens)
         return self.head(pooled) if project else pooled
 
     def forward(self, x: Tensor) -> Tensor:

@@ -73,6 +73,11 @@ class GenerativeVideoQA(VideoTask):
             raise ValueError("model.init_args.answers: answer_by 'vocabulary' ranks a closed list of answers; give it")
         self.answer_by, self.answers = answer_by, list(answers or [])
         self.frame_tokens = frame_tokens or FrameTokens()
+        if self.frame_tokens.appends_newline and getattr(backbone, "image_newline", None) is None:
+            raise ValueError(
+                f"model.init_args.frame_tokens: {type(self.frame_tokens).__name__} appends the model's learned "
+                "newline, which this backbone has not (LLaVA-OneVision's has)"
+            )
         self.template, self.max_new_tokens, self.num_beams = template, max_new_tokens, num_beams
         self.question_types = list(question_types or [])
         groups = ["all", *self.question_types]
@@ -109,8 +114,13 @@ class GenerativeVideoQA(VideoTask):
         tokens = self.transfer.encode(self.backbone, video, tokens=True).tokens  # (B, T, N, D)
         tokens = self.backbone.visual_features(tokens)
         if self.frame_tokens.after_projector:
-            return self.frame_tokens(self.backbone.project(tokens))
-        return self.backbone.project(self.frame_tokens(tokens))
+            visual = self.frame_tokens(self.backbone.project(tokens))
+        else:
+            visual = self.backbone.project(self.frame_tokens(tokens))
+        if self.frame_tokens.appends_newline:  # LLaVA-OneVision: one learned newline after the video's tokens
+            newline = self.backbone.image_newline.to(visual.dtype)
+            visual = torch.cat([visual, newline.expand(visual.shape[0], 1, -1)], 1)  # (B, M + 1, E)
+        return visual
 
     def forward(self, video: Tensor) -> Tensor:
         """Normalised clips → the LLM's logits over the visual tokens alone (what ``summary`` counts per clip: the

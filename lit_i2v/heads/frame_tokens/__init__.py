@@ -5,9 +5,10 @@ or after it (on the LLM's input embeddings), as its method does."""
 from lit_i2v.heads.frame_tokens.base import FrameTokens, TokenAggregator
 from lit_i2v.heads.frame_tokens.ig_vlm import ImageGrid
 from lit_i2v.heads.frame_tokens.next_video import NextVideoPool
+from lit_i2v.heads.frame_tokens.onevision import OneVisionPool
 from lit_i2v.heads.frame_tokens.pllava import PLLaVAPool
 from lit_i2v.heads.frame_tokens.slowfast_llava import SlowFastPool
 from lit_i2v.heads.frame_tokens.video_chatgpt import VideoChatGPTPool
 
-__all__ = ["FrameTokens", "ImageGrid", "NextVideoPool", "PLLaVAPool", "SlowFastPool", "TokenAggregator",
-           "VideoChatGPTPool"]  # fmt: skip
+__all__ = ["FrameTokens", "ImageGrid", "NextVideoPool", "OneVisionPool", "PLLaVAPool", "SlowFastPool",
+           "TokenAggregator", "VideoChatGPTPool"]  # fmt: skip

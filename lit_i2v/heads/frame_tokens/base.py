@@ -15,12 +15,14 @@ class TokenAggregator(nn.Module):
     """Frame tokens ``(B, T, N, D)`` of a square ``g x g`` patch grid → visual tokens ``(B, M, D)``.
 
     ``after_projector``: the method pools the LLM's input embeddings (the projector runs on every frame token
-    first), not the vision tower's features. ``arrange`` may rearrange the clip's pixels before the tower (IG-VLM);
-    by default it leaves them. ``num_tokens`` is M for T frames of a ``g x g`` grid: prompts hold that many
-    placeholders.
+    first), not the vision tower's features. ``appends_newline``: the task appends the backbone's learned newline
+    embedding after the aggregated tokens (LLaVA-OneVision); ``num_tokens`` counts it. ``arrange`` may rearrange the
+    clip's pixels before the tower (IG-VLM); by default it leaves them. ``num_tokens`` is M for T frames of a ``g x
+    g`` grid: prompts hold that many placeholders.
     """
 
     after_projector = False
+    appends_newline = False
 
     def arrange(self, video: Tensor) -> Tensor:
         """Normalised clips ``(B, T, 3, H, W)`` → what the vision tower sees (default: the clips)."""
