@@ -34,7 +34,6 @@ def test_every_aggregator_gives_the_tokens_it_declares(name, frames, grid):
 
 
 def test_video_chatgpt_means_over_patches_then_over_frames():
-    tokens = torch.arange(2 * 3 * 4, dtype=torch.float).view(1, 2, 3, 4).expand(1, 2, 3, 4)[..., None]  # T=2, N=3
     tokens = torch.arange(6.0).view(1, 2, 3, 1)  # frame 0: 0 1 2, frame 1: 3 4 5
     out = VideoChatGPTPool()(tokens)[0, :, 0]
     assert out.tolist() == [1.0, 4.0, 1.5, 2.5, 3.5]  # per-frame means, then per-position means

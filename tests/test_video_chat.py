@@ -35,11 +35,38 @@ def test_prompts_hold_the_placeholders_and_the_loss_reads_the_answer_only(folder
         ["what is the circle doing ?", "what colour ?"], 3, ["up", "left to right"]
     )
     assert ((ids == model.backbone.image_token_id).sum(1) == 3).all()
-    answer = tok(" left to right", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    assert labels[1][labels[1] != IGNORE].tolist() == answer  # the answer and end of sequence, nothing else
+    answer = labels[1][labels[1] != IGNORE].tolist()
+    assert answer[-1] == tok.eos_token_id and tok.decode(answer[:-1]) == "left to right"  # the answer and its end
     assert (labels[mask == 0] == IGNORE).all()
     left, left_mask, _ = model.encode_prompts(["what colour ?", "what is the circle doing ?"], 3, left=True)
     assert left_mask[:, -1].all() and not left_mask[0, 0]  # padded on the left, for generation
+
+
+def test_the_answer_is_tokenised_as_it_follows_the_prompt(folder):
+    """A byte-level BPE (Qwen2's kind) marks a word after a space (``Ġyes``) unlike one after a newline: the answer's
+    labels are the tokens that follow the prompt's own end, ``assistant\n`` then ``yes``, not a lone " yes"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    corpus = ["user what is it doing", "assistant\nyes", "assistant\nno", "yes no up down", "say yes"] * 20
+    core.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<eos>", "<image>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    byte_level = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", pad_token="<eos>")
+    model = GenerativeVideoQA(LLaVA(str(folder)), template="user {video} {question} assistant\n")
+    model.backbone.tokenizer = byte_level
+    model.backbone.image_token_id = byte_level.convert_tokens_to_ids("<image>")
+    ids, _, labels = model.encode_prompts(["what is it doing"], 2, ["yes"])
+    answer = labels[0][labels[0] != IGNORE].tolist()[:-1]
+    whole = byte_level("assistant\nyes", add_special_tokens=False)["input_ids"]
+    tail = byte_level("assistant\n", add_special_tokens=False)["input_ids"]
+    assert answer == whole[len(tail) :] != byte_level(" yes", add_special_tokens=False)["input_ids"]
 
 
 @pytest.mark.parametrize(
@@ -63,6 +90,7 @@ def test_one_predicate_decides_what_trains(folder, transfer, trains):
 
 def test_llm_lora_keeps_names_and_merges_to_the_same_outputs(folder):
     model = task(folder, MultimodalLLM(llm_lora_rank=4)).eval()
+    assert model.transfer.mergeable and not MultimodalLLM(STAdapter(channels=8), llm_lora_rank=4).mergeable
     plain = set(LLaVA(str(folder)).state_dict())
     assert plain <= set(model.backbone.state_dict())  # pretrained names unchanged
     with torch.no_grad():
@@ -159,7 +187,7 @@ RECIPES = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "c
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_real_recipes_fail_in_seconds_naming_the_weights(recipe, monkeypatch):
+def test_real_recipes_fail_in_seconds_naming_the_weights(recipe, monkeypatch, tmp_path):
     """Offline, each 7B recipe's backbone fails at once with the hub repository it needs and how to fetch it."""
     import time
 
@@ -170,6 +198,7 @@ def test_real_recipes_fail_in_seconds_naming_the_weights(recipe, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # hermetic: an empty cache, whatever this machine has
     backbone = yaml.safe_load(recipe.read_text())["model"]["init_args"]["backbone"]
     assert backbone["class_path"] == "lit_i2v.backbones.LLaVA"
     repo = backbone["init_args"]["pretrained"]

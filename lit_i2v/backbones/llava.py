@@ -139,6 +139,8 @@ class LLaVA(nn.Module):
                     f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)})"
                 )
         hf_tower = full.model.vision_tower
+        config = full.config.to_dict()  # every default filled in, as transformers runs the model
+        config["vision_config"].setdefault("model_type", read_config(folder)["vision_config"]["model_type"])
         self.visual, keep = vision_tower(config)
         state = {f"vision_model.{k.removeprefix('vision_model.')}": v for k, v in hf_tower.state_dict().items()}
         converted = {k.removeprefix("visual."): v for k, v in convert_transformers(state).items()}
@@ -188,10 +190,14 @@ class LLaVA(nn.Module):
         return self.visual.forward_video(video, project=False)
 
     def visual_features(self, tokens: Tensor) -> Tensor:
-        """The feature layer's tokens as LLaVA selects them: patches ``(B, T, N, D)``; with the ``full`` strategy a
-        tower with a class token would also hand it over, which strategies do not: refused."""
+        """The feature layer's patch tokens ``(B, T, N, D)`` as LLaVA selects them. ``default`` drops the first
+        token: the class token, which strategies have dropped already, or, on a tower without one (SigLIP),
+        transformers drops the first patch, and so does this, to give the checkpoint what it saw. ``full`` with a
+        class token would keep it, which strategies do not hand over: refused."""
         if self.select_strategy == "full" and self.visual.num_prefix_tokens:
             raise NotImplementedError("vision_feature_select_strategy 'full' with a class token is not supported")
+        if self.select_strategy == "default" and not self.visual.num_prefix_tokens:
+            return tokens[:, :, 1:]
         return tokens
 
     @property
@@ -221,7 +227,17 @@ class LLaVA(nn.Module):
 
     def forward(self, inputs_embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """The LLM on spliced embeddings → logits ``(B, L, vocab)``."""
-        return self.mllm(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+        return self.lm_head(self.hidden(inputs_embeds, attention_mask))
+
+    def hidden(self, inputs_embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """The LLM's last hidden states ``(B, L, H)`` (no key-value cache kept): losses and likelihoods apply
+        ``lm_head`` at the few positions they read, not to the vocabulary at every position."""
+        out = self.mllm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
+        return out.last_hidden_state
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.mllm.lm_head
 
 
 def hub_folder(repo: str) -> Path:
@@ -233,8 +249,8 @@ def hub_folder(repo: str) -> Path:
         return Path(snapshot_download(repo, local_files_only=True))
     except Exception:  # not cached (whole): download it
         pass
-    try:
-        return Path(snapshot_download(repo))
+    try:  # configs, tokenizer, chat template and the safetensors weights; not the .bin copies some repos also hold
+        return Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
     except Exception as err:
         raise WeightsError(
             f"hf-hub:{repo}: not in the Hugging Face cache and not downloadable here ({type(err).__name__}); run "

@@ -8,7 +8,10 @@ few answer words.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -21,6 +24,16 @@ TINY_WORDS = [
     "left", "to", "right", "up", "down", "approaching", "moving", "away", "appearing", "disappearing",
     "red", "green", "blue", "yellow", "white", "orange", "purple", "cyan", "circle", "square", "triangle", "diamond",
 ]  # fmt: skip  # the synthetic QA set's words (lit_i2v.data.synthetic) and the prompt's
+
+
+@contextlib.contextmanager
+def _writing(folder: Path) -> Iterator[bool]:
+    """Held while ``folder`` is written: concurrent processes (DDP ranks, test workers) wait for the first; yields
+    whether it still has to be written."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield not (folder / "config.json").is_file()
 
 
 def tiny_tokenizer(folder: Path):
@@ -54,11 +67,17 @@ def write_tiny_llava(folder: str | Path, model_type: str = "llava", seed: int = 
     """A tiny random LLaVA folder in llava-hf's layout, written by transformers' ``save_pretrained``: a CLIP tower of
     3 blocks at 32 px (8 px patches, width 32), a 2-layer Llama (width 48) and the word-level tokenizer. Builds in
     about a second; idempotent."""
-    import transformers
 
     folder = Path(folder)
-    if (folder / "config.json").is_file():
-        return folder
+    with _writing(folder) as needed:
+        if needed:
+            _write_tiny(folder, model_type, seed)
+    return folder
+
+
+def _write_tiny(folder: Path, model_type: str, seed: int) -> None:
+    import transformers
+
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     tok = tiny_tokenizer(tmp)
@@ -100,7 +119,6 @@ def write_tiny_llava(folder: str | Path, model_type: str = "llava", seed: int = 
     mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
     (tmp / "preprocessor_config.json").write_text(json.dumps({"image_mean": mean, "image_std": std}))
     tmp.replace(folder)
-    return folder
 
 
 def to_transformers_vision(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -141,13 +159,19 @@ def synthetic_llava(folder: str | Path | None = None, seed: int = 0) -> Path:
     """The synthetic LLaVA (idempotent): the synthetic-pretrained ``ViT-S-8-tiny`` (made on first use, about a CPU
     minute) as a transformers CLIP tower, a random 2-layer Llama (width 64) and projector, the word-level tokenizer
     and the tower's mean and std; in ``<cache>/llava-synthetic`` by default."""
+
+    folder = Path(folder) if folder is not None else cache_dir() / "llava-synthetic"
+    with _writing(folder) as needed:
+        if needed:
+            _write_synthetic(folder, seed)
+    return folder
+
+
+def _write_synthetic(folder: Path, seed: int) -> None:
     import transformers
 
     from lit_i2v.backbones.clip import create_clip
 
-    folder = Path(folder) if folder is not None else cache_dir() / "llava-synthetic"
-    if (folder / "config.json").is_file():
-        return folder
     clip = create_clip("ViT-S-8-tiny", "synthetic")
     visual = clip.visual
     tmp = folder.with_name(folder.name + ".tmp")
@@ -171,4 +195,3 @@ def synthetic_llava(folder: str | Path | None = None, seed: int = 0) -> Path:
     (tmp / "preprocessor_config.json").write_text(json.dumps({"image_mean": list(cfg["mean"]),
                                                               "image_std": list(cfg["std"])}))  # fmt: skip
     tmp.replace(folder)
-    return folder

@@ -52,6 +52,12 @@ class MultimodalLLM(TransferStrategy):
     def needs_class_token(self) -> bool:  # type: ignore[override]
         return self.vision.needs_class_token
 
+    @property
+    def mergeable(self) -> bool:  # type: ignore[override]
+        """LoRA on the LLM folds into its weights; a vision strategy must be mergeable too, or add nothing."""
+        adds = not isinstance(self.vision, Frozen)
+        return (self.llm_lora_rank > 0 or self.vision.mergeable) and (not adds or self.vision.mergeable)
+
     def reference_at_init(self) -> TransferStrategy:
         return MultimodalLLM(self.vision.reference_at_init())
 
@@ -98,6 +104,8 @@ class MultimodalLLM(TransferStrategy):
         return self.vision.encode(backbone, video, project=project, tokens=tokens)
 
     def merge(self, backbone: nn.Module) -> None:
+        if not self.mergeable:
+            raise NotImplementedError(f"{type(self.vision).__name__} cannot be merged into the tower's weights")
         for name, module in list(backbone.language_model.named_modules()):
             if isinstance(module, LoRALinear):
                 parent, _, child = name.rpartition(".")

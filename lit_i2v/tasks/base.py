@@ -104,7 +104,15 @@ class VideoTask(L.LightningModule):
     # ---- parameters ---------------------------------------------------------------------------------------------
 
     def trainable_names(self) -> list[str]:
-        return [n for n, p in self.named_parameters() if p.requires_grad]
+        """Names of the parameters that train, as ``state_dict`` names them: without the segments FSDP and
+        activation checkpointing insert when they wrap a module, so trainable-only checkpoints find them."""
+        names = []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                for wrapper in WRAPPER_SEGMENTS:
+                    name = name.replace(wrapper, "")
+                names.append(name)
+        return names
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Only the parameters that train: what a trainable-only checkpoint holds."""

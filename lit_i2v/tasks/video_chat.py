@@ -15,7 +15,6 @@ Evaluation reads the first view of each video (the video LLMs' protocol: one cli
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import SumMetric
 
@@ -27,7 +26,8 @@ from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 
 IGNORE = -100  # label of the positions the loss skips (PyTorch's cross-entropy default)
-LLAVA_15 = "USER: {video}\n{question} ASSISTANT:"  # LLaVA-1.5's conversation format (conv_vicuna_v1)
+LLAVA_15 = "USER: {video}\n{question} ASSISTANT:"  # LLaVA-1.5's conversation turns (conv_vicuna_v1), no system prompt
+CHUNK = 16  # answers scored at once when ranking by likelihood
 
 
 class GenerativeVideoQA(VideoTask):
@@ -137,15 +137,16 @@ class GenerativeVideoQA(VideoTask):
         ``left`` (generation)."""
         tok = self.backbone.tokenizer
         before, _, after = self.template.partition("{video}")
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pad = self.pad_id
         rows, labels = [], []
         for i, question in enumerate(questions):
             head = tok(before.format(question=question), add_special_tokens=True)["input_ids"]
-            tail = tok(after.format(question=question), add_special_tokens=False)["input_ids"]
+            tail_text = after.format(question=question)
+            tail = tok(tail_text, add_special_tokens=False)["input_ids"]
             ids = head + [self.backbone.image_token_id] * visual + tail
             label = [IGNORE] * len(ids)
             if answers is not None:
-                answer = tok(" " + answers[i].strip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                answer = self.answer_ids(tail_text, tail, answers[i]) + [tok.eos_token_id]
                 ids, label = ids + answer, label + answer
             rows.append(ids)
             labels.append(label)
@@ -158,13 +159,39 @@ class GenerativeVideoQA(VideoTask):
             out[i, span], mask[i, span], target[i, span] = torch.tensor(ids), 1, torch.tensor(label)
         return out.to(self.device), mask.to(self.device), target.to(self.device)
 
+    @property
+    def pad_id(self) -> int:
+        tok = self.backbone.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def answer_ids(self, tail_text: str, tail: list[int], answer: str) -> list[int]:
+        """The answer's tokens as they follow the prompt: the prompt's end and the answer are tokenised together
+        (a space between them unless the prompt ends in whitespace: ``ASSISTANT: yes``, Qwen's ``assistant\nyes``),
+        and the answer is what comes after the prompt's own tokens. So a byte-level BPE (Qwen2) gets ``yes``, not
+        the ``Ġyes`` a lone " yes" would give; if the join merges across the boundary, the answer alone is used."""
+        tok = self.backbone.tokenizer
+        sep = "" if not tail_text or tail_text[-1].isspace() else " "
+        joined = tok(tail_text + sep + answer.strip(), add_special_tokens=False)["input_ids"]
+        if joined[: len(tail)] == tail:
+            return joined[len(tail) :]
+        return tok(sep + answer.strip(), add_special_tokens=False)["input_ids"]
+
+    def answer_log_probs(self, embeds: Tensor, mask: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Log-probabilities of the labelled tokens ``(n,)`` and the row each belongs to ``(n,)``: ``lm_head`` and
+        the softmax only where a label is (position t predicts token t+1), not over the vocabulary everywhere."""
+        hidden = self.backbone.hidden(embeds, mask)[:, :-1]  # (B, L-1, H)
+        target = labels[:, 1:]
+        rows, cols = (target != IGNORE).nonzero(as_tuple=True)
+        logp = self.backbone.lm_head(hidden[rows, cols]).float().log_softmax(-1)  # (n, vocab)
+        return logp.gather(-1, target[rows, cols, None])[:, 0], rows
+
     # ---- training -----------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         visual = self.visual_tokens(self.normalize(batch["video"]))  # (B, M, E)
         ids, mask, labels = self.encode_prompts(batch["question"], visual.shape[1], batch["answer"])
-        logits = self.backbone(self.backbone.splice(ids, visual), mask)  # (B, L, vocab)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
+        logp, _ = self.answer_log_probs(self.backbone.splice(ids, visual), mask, labels)
+        loss = -logp.mean()  # cross-entropy over the answers' tokens
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["question"]))
         return loss
 
@@ -178,7 +205,7 @@ class GenerativeVideoQA(VideoTask):
         tok = self.backbone.tokenizer
         out = self.backbone.mllm.generate(
             inputs_embeds=self.backbone.splice(ids, visual), attention_mask=mask, max_new_tokens=self.max_new_tokens,
-            num_beams=self.num_beams, do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            num_beams=self.num_beams, do_sample=False, pad_token_id=self.pad_id,
         )  # fmt: skip
         return [text.strip() for text in tok.batch_decode(out, skip_special_tokens=True)]
 
@@ -189,12 +216,14 @@ class GenerativeVideoQA(VideoTask):
         visual = self.visual_tokens(video)  # (B, M, E)
         scores = []
         for b, (question, cands) in enumerate(zip(questions, options, strict=True)):
-            ids, mask, labels = self.encode_prompts([question] * len(cands), visual.shape[1], list(cands))
-            embeds = self.backbone.splice(ids, visual[b : b + 1].expand(len(cands), -1, -1))
-            logp = self.backbone(embeds, mask)[:, :-1].float().log_softmax(-1)  # (K, L-1, vocab)
-            target = labels[:, 1:]
-            picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]  # (K, L-1)
-            scores.append((picked * (target != IGNORE)).sum(1))
+            parts = []
+            for start in range(0, len(cands), CHUNK):  # a 1000-answer vocabulary: chunks, not 1000 prompts at once
+                chunk = list(cands[start : start + CHUNK])
+                ids, mask, labels = self.encode_prompts([question] * len(chunk), visual.shape[1], chunk)
+                embeds = self.backbone.splice(ids, visual[b : b + 1].expand(len(chunk), -1, -1))
+                logp, rows = self.answer_log_probs(embeds, mask, labels)
+                parts.append(torch.zeros(len(chunk), device=logp.device).index_add_(0, rows, logp))
+            scores.append(torch.cat(parts))
         return scores
 
     def answer(self, video: Tensor, batch: dict) -> list[str]:

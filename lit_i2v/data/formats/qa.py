@@ -79,8 +79,8 @@ def read_qa(
     else:
         rows = read_json(path)
         if format == "videochatgpt":
-            rows = [{"video_id": r.get("video_id"), "question": r.get("q", ""), "answer": r.get("a"),
-                     "type": "instruction"} if isinstance(r, dict) else r for r in rows]  # fmt: skip
+            names = {"q": "question", "a": "answer"}  # a missing key stays missing: the check below names it
+            rows = [{names.get(k, k): v for k, v in r.items()} | {"type": "instruction"} for r in rows]
     index = {a: i for i, a in enumerate(answers or [])}
     records, extras = [], []
     for i, row in enumerate(rows):
