@@ -103,7 +103,9 @@ def summarize(model: torch.nn.Module, data_cfg: Namespace | None = None) -> dict
     if mllm:
         grid = model.backbone.visual.grid_size
         arranged = model.frame_tokens.arrange(torch.zeros(1, frames, 3, 1, 1, device="meta")).shape[1]
-        result["language_model_params"] = sum(p.numel() for p in model.backbone.language_model.parameters())
+        projector = {id(p) for p in model.backbone.projector.parameters()}
+        llm = [p for n, p in model.backbone.named_parameters() if n.startswith("mllm.") and id(p) not in projector]
+        result["language_model_params"] = sum(p.numel() for p in llm)  # the decoder and lm_head (once if tied)
         result["visual_tokens"] = model.frame_tokens.num_tokens(arranged, grid)
     return result
 

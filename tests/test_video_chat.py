@@ -239,3 +239,21 @@ def test_vision_strategies_adapt_both_kinds_of_tower(model_type, vision, tmp_pat
     assert trains and all(n.startswith("backbone.visual.") for n in trains)
     model.training_step(model.example_batch(), 0).backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_summary_counts_the_llm_and_the_visual_tokens(capsys):
+    """``summary`` on the synthetic recipe (meta device: built from config.json): 8 frames of an 8x8 grid pooled 2x2
+    are 128 visual tokens; the LLM's parameters include its output layer; what trains is the projector and LLM."""
+    import json
+    from pathlib import Path
+
+    from lit_i2v.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "qa" / "synthetic_llava.yaml"
+    assert main(["summary", "--config", str(config), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = LLaVA("synthetic")
+    llm = sum(p.numel() for n, p in model.named_parameters() if n.startswith("mllm.") and "projector" not in n)
+    projector = sum(p.numel() for p in model.projector.parameters())
+    assert s["visual_tokens"] == 128 and s["language_model_params"] == llm
+    assert s["trainable_params"] == llm + projector and s["gflops_per_view"] > 0

@@ -232,6 +232,8 @@ class LLaVA(nn.Module):
     def hidden(self, inputs_embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """The LLM's last hidden states ``(B, L, H)`` (no key-value cache kept): losses and likelihoods apply
         ``lm_head`` at the few positions they read, not to the vocabulary at every position."""
+        if attention_mask is None:  # a prefill without padding (``summary``, on the meta device too): as transformers
+            return self.mllm.model(inputs_embeds=inputs_embeds).last_hidden_state
         out = self.mllm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
 

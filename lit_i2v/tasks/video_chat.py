@@ -123,9 +123,10 @@ class GenerativeVideoQA(VideoTask):
         return visual
 
     def forward(self, video: Tensor) -> Tensor:
-        """Normalised clips → the LLM's logits over the visual tokens alone (what ``summary`` counts per clip: the
-        tower, the aggregator, the projector and the LLM's prefill of M visual tokens; a question adds its own)."""
-        return self.backbone(self.visual_tokens(video))
+        """Normalised clips → the LLM's next-token logits after the visual tokens alone (what ``summary`` counts per
+        clip: the tower, the aggregator, the projector and the LLM's prefill of M visual tokens, ``lm_head`` at the
+        last; a question adds its own)."""
+        return self.backbone.lm_head(self.backbone.hidden(self.visual_tokens(video))[:, -1])
 
     # ---- prompts ------------------------------------------------------------------------------------------------
 
