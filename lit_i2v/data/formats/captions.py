@@ -1,4 +1,4 @@
-"""Videos with captions, for text-video retrieval: the annotation formats, read by ``Captions``.
+"""Videos with captions, for text-video retrieval and captioning: the annotation formats, read by ``Captions``.
 
 Formats (``format``):
 
@@ -16,6 +16,11 @@ Formats (``format``):
   paragraph-to-video retrieval: a video's descriptions are joined in order into one caption (CLIP4Clip's setting).
 - ``activitynet``: ActivityNet Captions' ``train.json``/``val_1.json`` (video id → ``{"sentences": [...], ...}``),
   paragraph-to-video: the sentences joined into one caption.
+- ``msrvtt_split``: MSR-VTT's own captioning splits (6513 train, 497 validate, 2990 test videos), read from
+  ``MSRVTT_data.json`` itself (its ``videos`` list names each video's split; the split file is that JSON for every
+  split), every caption kept: the captioning papers' setting.
+- ``vatex``: VATEX (Wang et al., ICCV 2019) JSON, ``[{"videoID", "enCap": [10 English captions], ...}]``; videos
+  ``<videoID><video_ext>``.
 
 Training samples one caption per video per step (a different one each epoch); evaluation scores every caption of
 the split against every video (``TextVideoRetrieval``).
@@ -39,7 +44,8 @@ from lit_i2v.data.formats.annotations import (
 )
 from lit_i2v.data.synthetic import write_captions
 
-CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "activitynet"]
+CaptionFormat = Literal["captions", "msrvtt", "jsfusion", "msvd", "didemo", "activitynet", "msrvtt_split", "vatex"]
+MSRVTT_SPLITS = {"train": "train", "val": "validate", "test": "test"}
 
 
 def _json(path: Path):
@@ -58,9 +64,14 @@ def _msvd_captions(path: Path) -> dict[str, list[str]]:
 
 
 def read_captions(
-    path: str | Path, root: str | Path, format: CaptionFormat, captions: str | None = None, video_ext: str = ".mp4"
+    path: str | Path,
+    root: str | Path,
+    format: CaptionFormat,
+    captions: str | None = None,
+    video_ext: str = ".mp4",
+    split: str = "train",
 ) -> tuple[list[VideoRecord], list[list[str]]]:
-    """Records (label -1) and, aligned with them, each video's captions."""
+    """Records (label -1) and, aligned with them, each video's captions (``split``: which of ``msrvtt_split``'s)."""
     path, root = Path(path), Path(root)
     by_video: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
@@ -112,6 +123,20 @@ def read_captions(
             if not isinstance(item, dict) or not item.get("sentences"):
                 raise AnnotationError(f"{path}: video {vid!r} needs a non-empty sentences list")
             by_video[vid] = [" ".join(s.strip() for s in item["sentences"])]
+    elif format == "msrvtt_split":
+        data = read_json(path)
+        if not isinstance(data, dict) or "videos" not in data or "sentences" not in data:
+            raise AnnotationError(f"{path}: format msrvtt_split reads MSRVTT_data.json (its videos and sentences)")
+        wanted = MSRVTT_SPLITS.get(split, split)
+        chosen = {v["video_id"] for v in data["videos"] if v.get("split") == wanted}
+        for s in data["sentences"]:
+            if s["video_id"] in chosen:
+                by_video.setdefault(s["video_id"], []).append(s["caption"])
+    elif format == "vatex":
+        for i, item in enumerate(_json(path)):
+            if not isinstance(item, dict) or "videoID" not in item or not item.get("enCap"):
+                raise AnnotationError(f"{path}: item {i} needs videoID and a non-empty enCap list")
+            by_video[str(item["videoID"])] = [str(c) for c in item["enCap"]]
     else:
         raise AnnotationError(f"{path}: unknown caption format {format!r} ({', '.join(CaptionFormat.__args__)})")
     if not by_video:
@@ -128,8 +153,8 @@ class Captions(Annotations):
     every caption of the split without asking the DataModule.
 
     Args:
-        format: ``captions``, ``msrvtt``, ``jsfusion``, ``msvd``, ``didemo`` or ``activitynet`` (see the module
-            docstring).
+        format: ``captions``, ``msrvtt``, ``jsfusion``, ``msvd``, ``didemo``, ``activitynet``, ``msrvtt_split`` or
+            ``vatex`` (see the module docstring).
         eval_format: the format of the val and test splits, when it differs (MSR-VTT: ``msrvtt`` for training,
             ``jsfusion`` for the 1k-A test).
         captions: the caption file of the ``msrvtt`` (``MSRVTT_data.json``) and ``msvd`` formats.
@@ -148,7 +173,7 @@ class Captions(Annotations):
 
     def read(self, path: str, root: str, split: str) -> tuple[list[VideoRecord], list[dict]]:
         fmt = self.format if split == "train" else self.eval_format
-        records, captions = read_captions(path, root, fmt, self.captions, self.video_ext)
+        records, captions = read_captions(path, root, fmt, self.captions, self.video_ext, split)
         return records, [{"captions": c} for c in captions]
 
     def sample(self, extra: dict, training: bool, rng: random.Random) -> dict:

@@ -1,0 +1,229 @@
+"""Video captioning: any strategy's frame features (or patch tokens) → a caption decoder → words.
+
+CLIP4Caption's layout (Tang et al., ACM MM 2021; ``lit_i2v.heads.CaptionDecoder``): training by teacher forcing with
+label smoothing on one reference a video, drawn anew each epoch (the DataModule's ``Captions``); evaluation by greedy
+or beam search (GNMT's length penalty ``((5 + n) / 6) ** length_penalty``), scored by the COCO caption code
+(``lit_i2v.metrics.caption_metrics``: BLEU-4, METEOR, ROUGE-L, CIDEr-D, logged x100 as papers print them). Under DDP
+each rank captions its share of the videos; the captions are gathered, each video counted once, and every rank
+scores the same set. The captions are written, as ``{video_id, caption}`` JSON, beside the logs. Evaluation reads
+the first view of each video.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.heads.caption_decoder import CaptionDecoder
+from lit_i2v.metrics.captions import caption_metrics
+from lit_i2v.strategies import Frozen, TransferStrategy
+from lit_i2v.tasks.args import Optimization, Runtime
+from lit_i2v.tasks.base import VideoTask
+
+IGNORE = -100
+
+
+class VideoCaptioning(VideoTask):
+    """Args:
+    backbone, transfer, optim, runtime: as every task; the default strategy is ``Frozen`` (CLIP4Caption's frozen
+        features).
+    decoder: the caption decoder (``CaptionDecoder``: layers, memory, maximum length).
+    project: the decoder reads CLIP's projected frame embeddings (CLIP4Caption) rather than the tower's features.
+    label_smoothing: of the training cross-entropy.
+    beam_size: 1 for greedy decoding.
+    length_penalty: GNMT's exponent in beam search (0: none).
+    """
+
+    monitor = "val/cider"
+
+    def __init__(
+        self,
+        backbone: CLIP,
+        transfer: TransferStrategy | None = None,
+        decoder: CaptionDecoder | None = None,
+        project: bool = True,
+        label_smoothing: float = 0.1,
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
+        optim: Optimization | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        super().__init__(backbone, transfer or Frozen(), optim=optim, runtime=runtime)
+        self.save_hyperparameters(ignore=["backbone", "transfer", "decoder"])
+        tok = backbone.tokenizer
+        if not hasattr(tok, "sot_id"):
+            raise ValueError(
+                f"model.init_args.backbone: {backbone.arch}'s tokenizer has no start-of-text marker; captioning uses "
+                "CLIP's BPE (its start and end markers), so use a CLIP backbone"
+            )
+        self.decoder = decoder or CaptionDecoder()
+        self.project = project and not self.decoder.needs_tokens
+        width = backbone.embed_dim if self.project else backbone.visual.width
+        self.decoder.build(width, backbone)
+        self.label_smoothing, self.beam_size, self.length_penalty = label_smoothing, beam_size, length_penalty
+        self._captions: dict[str, dict[str, str]] = {}
+        self._references: dict[str, dict[str, list[str]]] = {}
+
+    @classmethod
+    def tiny(cls) -> VideoCaptioning:
+        return cls(CLIP("ViT-T-8-test"), decoder=CaptionDecoder(layers=1, visual_layers=1, heads=2, max_length=12))
+
+    def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
+        """Clips and, in training, one ``caption`` per video; in evaluation every reference, ``captions``."""
+        batch = super().example_batch(size, training, frames, views)
+        words = ["a red circle moves left", "a blue square moves up", "a green diamond falls"]
+        if training:
+            return batch | {"caption": [words[i % len(words)] for i in range(size)]}
+        return batch | {"captions": [[words[i % len(words)], words[(i + 1) % len(words)]] for i in range(size)]}
+
+    # ---- features and tokens ------------------------------------------------------------------------------------
+
+    def memory(self, video: Tensor) -> Tensor:
+        """Normalised clips ``(B, T, 3, H, W)`` → what the decoder attends to ``(B, S, W)``."""
+        tokens = self.decoder.needs_tokens
+        features = self.transfer.encode(self.backbone, video, project=self.project, tokens=tokens)
+        return self.decoder.encode((features.tokens if tokens else features.frames).float())
+
+    def tokenize(self, captions: list[str]) -> tuple[Tensor, Tensor]:
+        """Captions → ``(B, L)`` token ids (start, words, end; cut to ``max_length``) and the padding mask."""
+        tok, limit = self.backbone.tokenizer, self.decoder.max_length
+        rows = [[tok.sot_id, *tok.encode(c)[: limit - 2], tok.eot_id] for c in captions]
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        padding = torch.ones(len(rows), width, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)], padding[i, : len(row)] = torch.tensor(row), False
+        return ids.to(self.device), padding.to(self.device)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """Normalised clips → the first word's logits after the start marker (what ``summary`` counts per view: the
+        tower, the visual encoder and one decoding step; a caption of n words takes n steps)."""
+        start = torch.full((video.shape[0], 1), self.backbone.tokenizer.sot_id, device=video.device)
+        return self.decoder(self.memory(video), start)[:, -1]
+
+    # ---- training -----------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        memory = self.memory(self.normalize(batch["video"]))
+        ids, padding = self.tokenize(batch["caption"])
+        logits = self.decoder(memory, ids[:, :-1], padding[:, :-1])  # (B, L-1, vocab)
+        target = ids[:, 1:].masked_fill(padding[:, 1:], IGNORE)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE,
+                               label_smoothing=self.label_smoothing)  # fmt: skip
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
+        return loss
+
+    # ---- decoding -----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def caption(self, video: Tensor) -> list[str]:
+        """Normalised clips ``(B, T, 3, H, W)`` → one caption each (greedy, or beam search with ``beam_size``)."""
+        memory = self.memory(video)
+        ids = self.greedy(memory) if self.beam_size == 1 else self.beam_search(memory)
+        return [self.backbone.tokenizer.decode(row).strip() for row in ids]
+
+    def greedy(self, memory: Tensor) -> list[list[int]]:
+        tok = self.backbone.tokenizer
+        seq = torch.full((memory.shape[0], 1), tok.sot_id, device=memory.device)
+        done = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
+        for _ in range(self.decoder.max_length - 1):
+            step = self.decoder(memory, seq)[:, -1].argmax(-1)  # (B,)
+            step = step.masked_fill(done, tok.eot_id)
+            seq = torch.cat([seq, step[:, None]], 1)
+            done |= step == tok.eot_id
+            if done.all():
+                break
+        return [self._words(row) for row in seq.tolist()]
+
+    def beam_search(self, memory: Tensor) -> list[list[int]]:
+        """Beam search per video: ``beam_size`` hypotheses extended by their best next tokens; a hypothesis that ends
+        leaves the beam with its score ``log p / ((5 + n) / 6) ** length_penalty`` (n: its words); the best ended
+        one wins (or the best unfinished at ``max_length``)."""
+        tok, k = self.backbone.tokenizer, self.beam_size
+        results = []
+        for b in range(memory.shape[0]):
+            mem = memory[b : b + 1]
+            beams = [([tok.sot_id], 0.0)]
+            finished: list[tuple[list[int], float]] = []
+            for _ in range(self.decoder.max_length - 1):
+                seqs = torch.tensor([s for s, _ in beams], device=memory.device)
+                logp = self.decoder(mem.expand(len(beams), -1, -1), seqs)[:, -1].float().log_softmax(-1)
+                total = torch.tensor([score for _, score in beams], device=memory.device)[:, None] + logp
+                top, index = total.flatten().topk(2 * k)
+                candidates = []
+                for score, flat in zip(top.tolist(), index.tolist(), strict=True):
+                    row, token = divmod(flat, logp.shape[1])
+                    seq = beams[row][0] + [token]
+                    if token == tok.eot_id:
+                        finished.append((seq, score / self._penalty(len(seq) - 2)))
+                    else:
+                        candidates.append((seq, score))
+                    if len(candidates) == k:
+                        break
+                beams = candidates
+                if len(finished) >= k or not beams:
+                    break
+            if not finished:
+                finished = [(s, score / self._penalty(len(s) - 1)) for s, score in beams]
+            results.append(self._words(max(finished, key=lambda f: f[1])[0]))
+        return results
+
+    def _penalty(self, words: int) -> float:
+        return ((5 + max(words, 1)) / 6) ** self.length_penalty
+
+    def _words(self, row: list[int]) -> list[int]:
+        tok = self.backbone.tokenizer
+        row = row[1:]  # the start marker
+        return row[: row.index(tok.eot_id)] if tok.eot_id in row else row
+
+    # ---- evaluation ---------------------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        captions = self.caption(self.normalize(batch["video"][:, 0]))  # the first view
+        found, refs = self._captions.setdefault(stage, {}), self._references.setdefault(stage, {})
+        for vid, text, references, ok in zip(batch["video_id"], captions, batch["captions"], batch["valid"].tolist(),
+                                             strict=True):  # fmt: skip
+            if ok:
+                found[str(vid)], refs[str(vid)] = text, list(references)
+        self.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
+
+    def _score(self, stage: str) -> None:
+        found, refs = self._captions.pop(stage, {}), self._references.pop(stage, {})
+        if dist.is_available() and dist.is_initialized():  # each video once: the ranks' captions, merged by id
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (found, refs))
+            found, refs = {}, {}
+            for f, r in gathered:
+                found.update(f)
+                refs.update(r)
+        if not found:
+            return
+        scores = caption_metrics(refs, found)
+        self.log(f"{stage}/videos", float(scores["videos"]), rank_zero_only=True)
+        for name in ("bleu4", "meteor", "rouge_l", "cider"):
+            if name in scores:
+                self.log(f"{stage}/{name}", 100 * scores[name], rank_zero_only=True)
+        if self.trainer.is_global_zero:
+            folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            out = [{"video_id": vid, "caption": text} for vid, text in sorted(found.items())]
+            path = folder / f"captions_{stage}_epoch{self.current_epoch}.json"
+            path.write_text(json.dumps({"captions": out, "metrics": scores}, indent=1))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")

@@ -1,0 +1,164 @@
+"""Video captioning: tokens, the decoder's causality, order-blind and temporal memories, decoding, DDP counting,
+formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lit_i2v.backbones import CLIP
+from lit_i2v.data.formats.annotations import AnnotationError
+from lit_i2v.data.formats.captions import read_captions
+from lit_i2v.heads import CaptionDecoder
+from lit_i2v.strategies import Frozen
+from lit_i2v.tasks import VideoCaptioning
+
+
+def task(memory: str = "frames", **kwargs) -> VideoCaptioning:
+    torch.manual_seed(0)
+    decoder = CaptionDecoder(layers=1, visual_layers=1, heads=2, memory=memory, max_length=12, dropout=0.0)
+    return VideoCaptioning(CLIP("ViT-T-8-test"), Frozen(), decoder, **kwargs)
+
+
+def clips(seed: int = 1) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.randn(2, 4, 3, 32, 32)
+
+
+def test_captions_become_start_words_end_and_are_cut_to_the_maximum():
+    model = task()
+    tok = model.backbone.tokenizer
+    ids, padding = model.tokenize(["a red circle", "a " * 30])
+    assert ids[0, 0] == tok.sot_id and tok.decode(ids[0, 1:4].tolist()).strip() == "a red circle"
+    assert ids[0, 4] == tok.eot_id and padding[0, 5:].all() and not padding[0, :5].any()
+    assert ids.shape[1] == 12 and ids[1, -1] == tok.eot_id  # cut to max_length, the end marker kept
+
+
+def test_the_decoder_is_causal_and_its_output_layer_is_its_embedding():
+    model = task().eval()
+    decoder = model.decoder
+    assert torch.equal(decoder.token_embedding.weight, model.backbone.text.token_embedding.weight)  # started from it
+    memory = decoder.encode(torch.randn(2, 4, model.backbone.embed_dim))
+    ids, _ = model.tokenize(["a red circle moves left", "a blue square moves up"])
+    changed = ids.clone()
+    changed[:, 4:] = 7  # later tokens change
+    with torch.no_grad():
+        a, b = decoder(memory, ids), decoder(memory, changed)
+    assert torch.allclose(a[:, :4], b[:, :4], atol=1e-5) and not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def perturb(model) -> None:
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+
+
+def test_a_mean_memory_is_blind_to_frame_order_and_a_frame_memory_is_not():
+    video = clips()
+    reverse = video.flip(1)
+    for memory, blind in (("mean", True), ("frames", False)):
+        model = task(memory).eval()
+        perturb(model)
+        with torch.no_grad():
+            same = torch.allclose(model(video), model(reverse), atol=1e-5)
+        assert same == blind, memory
+
+
+def test_training_makes_the_captioner_say_each_videos_caption():
+    model = task()
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    batch = {"video": video, "caption": ["a red circle moves left", "a blue square falls down"]}
+    before = model.eval().caption(model.normalize(video))
+    assert before != batch["caption"]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    model.eval()
+    assert model.caption(model.normalize(video)) == batch["caption"]
+    model.beam_size = 3
+    assert model.caption(model.normalize(video)) == batch["caption"]
+
+
+def sequence_log_prob(model, memory, words: list[int]) -> float:
+    tok = model.backbone.tokenizer
+    seq = torch.tensor([[tok.sot_id, *words, tok.eot_id]])
+    logp = model.decoder(memory, seq[:, :-1]).log_softmax(-1)
+    return float(logp[0].gather(-1, seq[0, 1:, None]).sum())
+
+
+def test_beam_search_finds_captions_at_least_as_likely_as_greedy():
+    """Without a length penalty, beam search's caption is at least as likely as greedy's (it keeps greedy's path
+    among its beams); with one beam it is greedy's."""
+    model = task(length_penalty=0.0).eval()
+    perturb(model)
+    with torch.no_grad():
+        memory = model.memory(clips())
+        greedy = model.greedy(memory)
+        model.beam_size = 1
+        assert model.beam_search(memory) == greedy
+        model.beam_size = 4
+        beams = model.beam_search(memory)
+        for b in range(2):
+            assert sequence_log_prob(model, memory[b : b + 1], beams[b]) >= (
+                sequence_log_prob(model, memory[b : b + 1], greedy[b]) - 1e-4
+            )
+
+
+def test_each_video_is_scored_once_across_ranks(monkeypatch, tmp_path):
+    """Two ranks that captioned overlapping videos (a padded sampler's repeats): the merged set counts each once."""
+    import lit_i2v.tasks.captioning as captioning
+
+    model = task()
+    seen = {}
+    monkeypatch.setattr(captioning.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(captioning.dist, "get_world_size", lambda: 2)
+
+    def gather(out, obj):
+        out[0] = obj
+        out[1] = ({"v2": "a cat", "v3": "a dog"}, {"v2": ["a cat"], "v3": ["a dog"]})
+
+    monkeypatch.setattr(captioning.dist, "all_gather_object", gather)
+    monkeypatch.setattr(captioning, "caption_metrics", lambda refs, found: seen.update(found) or {"videos": len(found)})
+
+    class Trainer:
+        is_global_zero, log_dir, default_root_dir, current_epoch = True, str(tmp_path), str(tmp_path), 0
+
+    model._trainer = Trainer()
+    monkeypatch.setattr(model, "log", lambda *a, **k: None)
+    model._captions["val"] = {"v1": "a bird", "v2": "a cat"}
+    model._references["val"] = {"v1": ["a bird"], "v2": ["a cat"]}
+    model._score("val")
+    assert seen == {"v1": "a bird", "v2": "a cat", "v3": "a dog"}
+    written = json.loads((tmp_path / "captions_val_epoch0.json").read_text())
+    assert [c["video_id"] for c in written["captions"]] == ["v1", "v2", "v3"]
+
+
+def test_captioning_formats(tmp_path):
+    data = {
+        "videos": [{"video_id": "video0", "split": "train"}, {"video_id": "video1", "split": "validate"},
+                   {"video_id": "video2", "split": "test"}],
+        "sentences": [{"video_id": "video0", "caption": "a man sings"}, {"video_id": "video2", "caption": "a dog"},
+                      {"video_id": "video0", "caption": "someone sings"}, {"video_id": "video1", "caption": "a car"}],
+    }  # fmt: skip
+    (tmp_path / "MSRVTT_data.json").write_text(json.dumps(data))
+    for split, vid, caps in (("train", "video0", ["a man sings", "someone sings"]), ("val", "video1", ["a car"]),
+                             ("test", "video2", ["a dog"])):  # fmt: skip
+        records, captions = read_captions(tmp_path / "MSRVTT_data.json", "/v", "msrvtt_split", split=split)
+        assert [r.video_id for r in records] == [vid] and captions == [caps]
+    (tmp_path / "vatex.json").write_text(json.dumps([{"videoID": "abc_000010_000020", "enCap": ["x", "y"]}]))
+    records, captions = read_captions(tmp_path / "vatex.json", "/v", "vatex")
+    assert records[0].path == "/v/abc_000010_000020.mp4" and captions == [["x", "y"]]
+    (tmp_path / "bad.json").write_text(json.dumps([{"videoID": "a"}]))
+    with pytest.raises(AnnotationError, match="item 0 needs videoID and a non-empty enCap list"):
+        read_captions(tmp_path / "bad.json", "/v", "vatex")
+
+
+def test_a_backbone_without_clips_start_marker_is_refused():
+    with pytest.raises(ValueError, match="has no start-of-text marker; captioning uses CLIP's BPE"):
+        VideoCaptioning(CLIP("SigLIP-T-8-test"))
