@@ -126,8 +126,13 @@ def test_each_video_is_scored_once_across_ranks(monkeypatch, tmp_path):
     monkeypatch.setattr(captioning.dist, "all_gather_object", gather)
     monkeypatch.setattr(captioning, "caption_metrics", lambda refs, found: seen.update(found) or {"videos": len(found)})
 
+    class TextLogger:  # W&B's log_text
+        def log_text(self, key, columns, data):
+            self.table = (key, columns, data)
+
     class Trainer:
         is_global_zero, log_dir, default_root_dir, current_epoch = True, str(tmp_path), str(tmp_path), 0
+        logger = TextLogger()
 
     model._trainer = Trainer()
     monkeypatch.setattr(model, "log", lambda *a, **k: None)
@@ -137,6 +142,8 @@ def test_each_video_is_scored_once_across_ranks(monkeypatch, tmp_path):
     assert seen == {"v1": "a bird", "v2": "a cat", "v3": "a dog"}
     written = json.loads((tmp_path / "captions_val_epoch0.json").read_text())
     assert [c["video_id"] for c in written["captions"]] == ["v1", "v2", "v3"]
+    key, columns, rows = Trainer.logger.table
+    assert key == "val/captions" and rows[0] == ["v1", "a bird", "a bird"]
 
 
 def test_captioning_formats(tmp_path):

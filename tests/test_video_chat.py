@@ -183,7 +183,7 @@ def test_likelihood_ranks_the_answer_the_model_was_taught(folder):
         task(folder, answer_by="vocabulary")
 
 
-RECIPES = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "qa").rglob("llava-*.yaml"))
+RECIPES = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "configs").rglob("llava-*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -257,3 +257,31 @@ def test_summary_counts_the_llm_and_the_visual_tokens(capsys):
     projector = sum(p.numel() for p in model.projector.parameters())
     assert s["visual_tokens"] == 128 and s["language_model_params"] == llm
     assert s["trainable_params"] == llm + projector and s["gflops_per_view"] > 0
+
+
+def test_an_mllm_learns_to_caption_and_is_scored_by_the_coco_code(folder, tmp_path):
+    """GenerativeCaptioning: the caption is the answer to one prompt; after teaching two clips their captions it
+    writes them, and a Lightning validation scores them with pycocoevalcap (CIDEr-D 10 on exact captions)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from lit_i2v.tasks import GenerativeCaptioning
+
+    pytest.importorskip("pycocoevalcap")
+    torch.manual_seed(0)
+    model = GenerativeCaptioning(LLaVA(str(folder)), MultimodalLLM(projector=True, language_model=True),
+                                 template=TEMPLATE, prompt="what happens ?", max_new_tokens=6)  # fmt: skip
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    captions = ["a red circle moving left", "a blue square moving down"]
+    batch = {"video": video, "caption": captions}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(40):
+        optimizer.zero_grad()
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    assert model.eval().generate(model.normalize(video), ["what happens ?"] * 2) == captions
+    val = {"video": video[:, None], "captions": [[c] for c in captions], "video_id": ["a", "b"],
+           "valid": torch.ones(2, dtype=torch.bool), "index": torch.arange(2), "skipped": torch.zeros(2)}  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    (scores,) = trainer.validate(model, DataLoader([val], batch_size=None))
+    assert scores["val/videos"] == 2 and scores["val/cider"] == pytest.approx(1000.0)  # 10, x100

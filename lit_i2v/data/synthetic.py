@@ -47,6 +47,20 @@ def templates() -> list[str]:
     return [t for t, _, _ in CLASSES]
 
 
+# The words that name each class's motion in a caption of either style ("moving red circle from left to right", "a red
+# circle: moving something from left to right"), in CLASSES order: how a generated caption's motion is read.
+MOTION_PATTERNS = [r"\bfrom left to right\b", r"\bfrom right to left\b", r"\bup\b", r"\bdown\b", r"\bapproaching\b",
+                   r"\bmoving away\b", r"\bappear\b", r"\bdisappear\b"]  # fmt: skip
+
+
+def caption_motion(text: str) -> int | None:
+    """The class whose motion a caption names (index into ``CLASSES``), or None if it names none or several."""
+    import re
+
+    found = [i for i, pattern in enumerate(MOTION_PATTERNS) if re.search(pattern, text.lower())]
+    return found[0] if len(found) == 1 else None
+
+
 def label_key(template: str) -> str:
     """SSv2's labels JSON keys are the templates without brackets."""
     return template.replace("[", "").replace("]", "")

@@ -6,7 +6,8 @@ it. No official code is released: the layout follows the paper, and these choice
 
 - the vocabulary is the backbone's tokenizer (CLIP's BPE, shipped in the package); the decoder's token embedding
   and its output layer are one matrix (tied), initialised from the text tower's token embedding, and its position
-  embedding from the text tower's (so no other tokenizer or weights are needed);
+  embedding from the text tower's (so no other tokenizer or weights are needed); the output layer has a bias (as
+  BERT's LM head), which learns at once that most of the 49k tokens never occur in captions;
 - ``memory``: what the decoder attends to: ``frames`` (the per-frame features in order, through the visual encoder
   with a learned frame position: the temporal captioner), ``mean`` (their average, one token: a frame-order-blind
   captioner, the baseline the synthetic set exposes), or ``tokens`` (every frame's patch tokens);
@@ -62,6 +63,7 @@ class CaptionDecoder(nn.Module):
         self.token_embedding = nn.Embedding(vocab, width)
         self.token_embedding.weight.data.copy_(text.token_embedding.weight.data)
         self.pos_embed = nn.Parameter(text.pos_embed.data[0, : self.max_length].clone())  # (max_length, W)
+        self.output_bias = nn.Parameter(torch.zeros(vocab))
         self.video_in = nn.Linear(video_width, width)
         self.frame_embed = nn.Parameter(torch.zeros(self.max_frames, width))
         layer = dict(d_model=width, nhead=self.heads, dim_feedforward=4 * width, dropout=self.dropout,
@@ -94,7 +96,7 @@ class CaptionDecoder(nn.Module):
         x = self.token_embedding(tokens) + self.pos_embed[:length]
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)  # True: not attended
         h = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=padding, tgt_is_causal=True)
-        return self.norm(h) @ self.token_embedding.weight.t()  # tied output layer
+        return self.norm(h) @ self.token_embedding.weight.t() + self.output_bias  # tied output layer
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, visual_layers={self.visual_layers}, memory={self.memory!r}"

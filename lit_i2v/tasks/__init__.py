@@ -9,12 +9,13 @@ from lit_i2v.tasks.grounding import TemporalGrounding
 from lit_i2v.tasks.qa import VideoQuestionAnswering
 from lit_i2v.tasks.recognition import ActionRecognition
 from lit_i2v.tasks.retrieval import TextVideoRetrieval
-from lit_i2v.tasks.video_chat import GenerativeVideoQA
+from lit_i2v.tasks.video_chat import GenerativeCaptioning, GenerativeVideoQA
 
 __all__ = [
     "ActionRecognition",
     "AtomicCheckpointIO",
     "Distillation",
+    "GenerativeCaptioning",
     "GenerativeVideoQA",
     "Optimization",
     "Runtime",

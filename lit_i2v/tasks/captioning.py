@@ -5,8 +5,8 @@ label smoothing on one reference a video, drawn anew each epoch (the DataModule'
 or beam search (GNMT's length penalty ``((5 + n) / 6) ** length_penalty``), scored by the COCO caption code
 (``lit_i2v.metrics.caption_metrics``: BLEU-4, METEOR, ROUGE-L, CIDEr-D, logged x100 as papers print them). Under DDP
 each rank captions its share of the videos; the captions are gathered, each video counted once, and every rank
-scores the same set. The captions are written, as ``{video_id, caption}`` JSON, beside the logs. Evaluation reads
-the first view of each video.
+scores the same set. The captions are written, as ``{video_id, caption}`` JSON, beside the logs, and a few of them
+with their references go to a logger that takes text (W&B's table). Evaluation reads the first view of each video.
 """
 
 from __future__ import annotations
@@ -194,27 +194,7 @@ class VideoCaptioning(VideoTask):
         self.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
 
     def _score(self, stage: str) -> None:
-        found, refs = self._captions.pop(stage, {}), self._references.pop(stage, {})
-        if dist.is_available() and dist.is_initialized():  # each video once: the ranks' captions, merged by id
-            gathered: list = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (found, refs))
-            found, refs = {}, {}
-            for f, r in gathered:
-                found.update(f)
-                refs.update(r)
-        if not found:
-            return
-        scores = caption_metrics(refs, found)
-        self.log(f"{stage}/videos", float(scores["videos"]), rank_zero_only=True)
-        for name in ("bleu4", "meteor", "rouge_l", "cider"):
-            if name in scores:
-                self.log(f"{stage}/{name}", 100 * scores[name], rank_zero_only=True)
-        if self.trainer.is_global_zero:
-            folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            out = [{"video_id": vid, "caption": text} for vid, text in sorted(found.items())]
-            path = folder / f"captions_{stage}_epoch{self.current_epoch}.json"
-            path.write_text(json.dumps({"captions": out, "metrics": scores}, indent=1))
+        score_captions(self, self._captions.pop(stage, {}), self._references.pop(stage, {}), stage)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -227,3 +207,31 @@ class VideoCaptioning(VideoTask):
 
     def on_test_epoch_end(self) -> None:
         self._score("test")
+
+
+def score_captions(module, found: dict[str, str], refs: dict[str, list[str]], stage: str) -> None:
+    """Gather the ranks' captions (each video once, merged by id), score them with the COCO caption code on every
+    rank, log the scores (x100) and, on rank 0, write them with the captions beside the logs."""
+    if dist.is_available() and dist.is_initialized():  # each video once: the ranks' captions, merged by id
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, (found, refs))
+        found, refs = {}, {}
+        for f, r in gathered:
+            found.update(f)
+            refs.update(r)
+    if not found:
+        return
+    scores = caption_metrics(refs, found)
+    module.log(f"{stage}/videos", float(scores["videos"]), rank_zero_only=True)
+    for name in ("bleu4", "meteor", "rouge_l", "cider"):
+        if name in scores:
+            module.log(f"{stage}/{name}", 100 * scores[name], rank_zero_only=True)
+    if module.trainer.is_global_zero:
+        folder = Path(module.trainer.log_dir or module.trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = [{"video_id": vid, "caption": text} for vid, text in sorted(found.items())]
+        path = folder / f"captions_{stage}_epoch{module.current_epoch}.json"
+        path.write_text(json.dumps({"captions": out, "metrics": scores}, indent=1))
+        if hasattr(module.logger, "log_text"):  # W&B: a few captions beside their references, each evaluation
+            rows = [[c["video_id"], c["caption"], " | ".join(refs[c["video_id"]][:3])] for c in out[:8]]
+            module.logger.log_text(key=f"{stage}/captions", columns=["video", "caption", "references"], data=rows)

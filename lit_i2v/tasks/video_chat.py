@@ -271,3 +271,72 @@ class GenerativeVideoQA(VideoTask):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, "test")
+
+
+class GenerativeCaptioning(GenerativeVideoQA):
+    """Video captioning with a multimodal LLM: the caption is the answer to one fixed ``prompt``.
+
+    Everything of ``GenerativeVideoQA`` (strategies, frame-token aggregators, what trains, generation) with
+    ``Captions`` data: training on one reference a video per epoch (``caption``), evaluation scored by the COCO caption
+    code on every reference (``captions``) as ``VideoCaptioning`` scores its decoder's captions, each video once
+    across ranks. With a CLIP tower and an MLP projector this is ClipCap's layout (Mokady et al. 2021: CLIP features
+    mapped to a causal LM's prefix), with the LLaVA checkpoint's LLM as the LM.
+
+    Args: as ``GenerativeVideoQA``, and ``prompt``: the question every video answers with its caption.
+    """
+
+    monitor = "val/cider"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        transfer: TransferStrategy | None = None,
+        frame_tokens: TokenAggregator | None = None,
+        template: str = LLAVA_15,
+        prompt: str = "Describe the video in one sentence.",
+        max_new_tokens: int = 32,
+        num_beams: int = 1,
+        optim: Optimization | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        super().__init__(backbone, transfer, frame_tokens, template, max_new_tokens=max_new_tokens,
+                         num_beams=num_beams, optim=optim, runtime=runtime)  # fmt: skip
+        self.prompt = prompt
+        self._found: dict[str, dict[str, str]] = {}
+        self._refs: dict[str, dict[str, list[str]]] = {}
+
+    @classmethod
+    def tiny(cls) -> GenerativeCaptioning:
+        from lit_i2v.backbones.llava import LLaVA
+        from lit_i2v.backbones.llava_tiny import write_tiny_llava
+        from lit_i2v.backbones.weights import cache_dir
+
+        folder = write_tiny_llava(cache_dir() / "llava-tiny-test")
+        return cls(LLaVA(str(folder)), MultimodalLLM(projector=True), template="user : {video} {question} assistant :",
+                   prompt="what happens ?", max_new_tokens=4)  # fmt: skip
+
+    def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
+        """Clips and, in training, one ``caption`` per video; in evaluation every reference, ``captions``."""
+        batch = VideoTask.example_batch(self, size, training, frames, views)
+        words = ["a red circle moving left", "a blue square moving up", "a green diamond moving down"]
+        if training:
+            return batch | {"caption": [words[i % len(words)] for i in range(size)]}
+        return batch | {"captions": [[words[i % len(words)], words[(i + 1) % len(words)]] for i in range(size)]}
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        questions = [self.prompt] * len(batch["caption"])
+        return super().training_step(batch | {"question": questions, "answer": batch["caption"]}, batch_idx)
+
+    def _evaluate(self, batch: dict, metrics: nn.ModuleDict, stage: str) -> None:
+        captions = self.generate(self.normalize(batch["video"][:, 0]), [self.prompt] * len(batch["captions"]))
+        found, refs = self._found.setdefault(stage, {}), self._refs.setdefault(stage, {})
+        for vid, text, references, ok in zip(batch["video_id"], captions, batch["captions"], batch["valid"].tolist(),
+                                             strict=True):  # fmt: skip
+            if ok:
+                found[str(vid)], refs[str(vid)] = text, list(references)
+        self.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
+
+    def _log_epoch(self, metrics: nn.ModuleDict, stage: str) -> None:
+        from lit_i2v.tasks.captioning import score_captions
+
+        score_captions(self, self._found.pop(stage, {}), self._refs.pop(stage, {}), stage)
