@@ -25,7 +25,11 @@ RUNS = {"frames in order (CLIP4Caption layout)": "synthetic", "frames averaged (
 
 
 def last_captions(run_dir: Path) -> dict:
-    files = sorted(run_dir.rglob("captions_val_epoch*.json"), key=lambda p: int(p.stem.rsplit("epoch", 1)[1]))
+    """The last epoch's validation captions of the newest run (version_N) under ``run_dir``."""
+    versions = sorted(run_dir.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    if versions:
+        run_dir = versions[-1]
+    files = sorted(run_dir.glob("captions_val_epoch*.json"), key=lambda p: int(p.stem.rsplit("epoch", 1)[1]))
     if not files:
         raise FileNotFoundError(f"no validation captions under {run_dir}: fit the recipe first")
     return json.loads(files[-1].read_text()) | {"file": str(files[-1])}

@@ -4,6 +4,9 @@ formats."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,6 +43,15 @@ def test_the_decoder_is_causal_and_its_output_layer_is_its_embedding():
     model = task().eval()
     decoder = model.decoder
     assert torch.equal(decoder.token_embedding.weight, model.backbone.text.token_embedding.weight)  # started from it
+    with torch.no_grad():
+        decoder.output_bias.normal_()
+        memory = decoder.encode(torch.randn(1, 4, model.backbone.embed_dim))
+        ids, _ = model.tokenize(["a red circle"])
+        x = decoder.token_embedding(ids) + decoder.pos_embed[: ids.shape[1]]
+        causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).triu(1)
+        h = decoder.norm(decoder.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True))
+        tied = h @ decoder.token_embedding.weight.t() + decoder.output_bias  # the output layer is the embedding
+        assert torch.allclose(decoder(memory, ids), tied, atol=1e-4)
     memory = decoder.encode(torch.randn(2, 4, model.backbone.embed_dim))
     ids, _ = model.tokenize(["a red circle moves left", "a blue square moves up"])
     changed = ids.clone()
@@ -92,9 +104,9 @@ def sequence_log_prob(model, memory, words: list[int]) -> float:
     return float(logp[0].gather(-1, seq[0, 1:, None]).sum())
 
 
-def test_beam_search_finds_captions_at_least_as_likely_as_greedy():
-    """Without a length penalty, beam search's caption is at least as likely as greedy's (it keeps greedy's path
-    among its beams); with one beam it is greedy's."""
+def test_beam_search_with_one_beam_is_greedy_and_wider_beams_score_their_pick():
+    """With one beam (and no length penalty) beam search is greedy decoding; with four, on these inputs, its caption
+    is at least as likely as greedy's (not guaranteed in general: greedy's prefix can be pruned)."""
     model = task(length_penalty=0.0).eval()
     perturb(model)
     with torch.no_grad():
@@ -124,6 +136,7 @@ def test_each_video_is_scored_once_across_ranks(monkeypatch, tmp_path):
         out[1] = ({"v2": "a cat", "v3": "a dog"}, {"v2": ["a cat"], "v3": ["a dog"]})
 
     monkeypatch.setattr(captioning.dist, "all_gather_object", gather)
+    monkeypatch.setattr(captioning.dist, "broadcast_object_list", lambda objects, src: None)  # rank 0 scored
     monkeypatch.setattr(captioning, "caption_metrics", lambda refs, found: seen.update(found) or {"videos": len(found)})
 
     class TextLogger:  # W&B's log_text
@@ -131,7 +144,7 @@ def test_each_video_is_scored_once_across_ranks(monkeypatch, tmp_path):
             self.table = (key, columns, data)
 
     class Trainer:
-        is_global_zero, log_dir, default_root_dir, current_epoch = True, str(tmp_path), str(tmp_path), 0
+        is_global_zero, default_root_dir, current_epoch, sanity_checking, loggers = True, str(tmp_path), 0, False, []
         logger = TextLogger()
 
     model._trainer = Trainer()
@@ -169,3 +182,61 @@ def test_captioning_formats(tmp_path):
 def test_a_backbone_without_clips_start_marker_is_refused():
     with pytest.raises(ValueError, match="has no start-of-text marker; captioning uses CLIP's BPE"):
         VideoCaptioning(CLIP("SigLIP-T-8-test"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_ddp_ranks_caption_each_video_once_and_write_the_captions(synth_root, tmp_path):
+    """A real 2-process DDP validation on CPU (gloo): 7 videos split between the ranks, gathered, scored once on
+    rank 0 (Java started once) and shared; the captions file names each video once; nothing waits forever."""
+    from lit_i2v.data.synthetic import write_captions
+
+    write_captions(synth_root)
+    items = json.loads((synth_root / "captions_validation.json").read_text())[:7]
+    (tmp_path / "seven.json").write_text(json.dumps(items))
+    run = tmp_path / "ddp"
+    config = ROOT / "configs" / "captioning" / "synthetic.yaml"
+    args = [sys.executable, "-m", "lit_i2v", "validate", "--config", str(config),
+            "--model.init_args.backbone.init_args.arch=ViT-T-8-test",
+            "--model.init_args.backbone.init_args.pretrained=null",
+            "--model.init_args.decoder.init_args.heads=2", "--model.init_args.decoder.init_args.max_length=8",
+            "--data.synthetic=null", f"--data.val={tmp_path / 'seven.json'}", f"--data.root={synth_root / 'videos'}",
+            "--data.eval_batch_size=2", "--data.num_workers=0", "--data.sampler.init_args.num_frames=4",
+            "--data.eval_transform=lit_i2v.data.EvalTransform", "--data.eval_transform.size=32",
+            f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
+            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (written,) = run.rglob("captions_val_epoch0.json")
+    captions = json.loads(written.read_text())
+    assert sorted(c["video_id"] for c in captions["captions"]) == sorted(str(i["video_id"]) for i in items)
+    assert captions["metrics"]["videos"] == 7
+
+
+def test_padding_does_not_change_a_short_captions_loss():
+    """A caption's logits are the same alone and padded in a batch beside a longer one (the key padding mask)."""
+    model = task().eval()
+    memory = model.decoder.encode(torch.randn(2, 4, model.backbone.embed_dim)).detach()
+    ids, padding = model.tokenize(["a cat", "a red circle moves slowly to the left"])
+    alone, _ = model.tokenize(["a cat"])
+    with torch.no_grad():
+        batched = model.decoder(memory, ids, padding)[0, : alone.shape[1]]
+        single = model.decoder(memory[:1], alone)[0]
+    assert torch.allclose(batched, single, atol=1e-4)
+
+
+@pytest.mark.parametrize("memory", ["frames", "mean", "tokens"])
+def test_every_trainable_parameter_gets_a_gradient(memory):
+    """What no loss reads never trains (DDP without find_unused_parameters stalls on it): full fine-tuning's text
+    tower, the final norm and projection with a token memory, the frame positions of a mean memory."""
+    from lit_i2v.strategies import FullFinetune
+
+    torch.manual_seed(0)
+    decoder = CaptionDecoder(layers=1, visual_layers=1, heads=2, memory=memory, max_length=12)
+    model = VideoCaptioning(CLIP("ViT-T-8-test"), FullFinetune(), decoder).train()
+    batch = model.example_batch()
+    model.training_step(batch, 0).backward()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert not any(n.startswith("backbone.text.") for n in trainable)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -169,10 +169,13 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         and what it holds. A split with none while others have theirs (a machine that holds the evaluation videos
         only) is a warning here, and an error when a stage asks for that split (``setup``)."""
         where = self.root or "the working directory"
-        splits: dict[str, str] = {}  # annotation file -> the first split that reads it (the test file is often val's)
+        # annotation file -> the first split that reads it (the test file is often val's); a format whose one file
+        # holds every split (MSR-VTT's MSRVTT_data.json) is checked split by split
+        per_split = getattr(self.annotations, "splits_share_a_file", False)
+        splits: dict[str, str] = {}
         for split in SPLITS:
             if self.files[split] is not None:
-                splits.setdefault(self.files[split], split)
+                splits.setdefault(self._absent_key(split) if per_split else self.files[split], split)
         for file, split in splits.items():
             records = self.records(split)
             if not records:
@@ -194,6 +197,9 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             raise FileNotFoundError(next(iter(self._absent.values())))
         for message in self._absent.values():
             log.warning("%s; a stage that reads that split will stop", message)
+
+    def _absent_key(self, split: str) -> str:
+        return f"{self.files[split]}#{split}"
 
     def describe(self) -> str:
         """Where the clips come from and who decodes them, in a few words (the start-up summary's data line)."""
@@ -238,8 +244,10 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         for split in wanted.get(stage or "", SPLITS):
             if split in self.datasets or self.files[split] is None:
                 continue
-            if self.files[split] in self._absent:  # none of its videos is there (``check_videos``)
-                raise FileNotFoundError(self._absent[self.files[split]])
+            key = self._absent_key(split) if getattr(self.annotations, "splits_share_a_file", False) else (
+                self.files[split])  # fmt: skip
+            if key in self._absent:  # none of its videos is there (``check_videos``)
+                raise FileNotFoundError(self._absent[key])
             self.datasets[split] = self.build_dataset(split)
 
     def clip_args(self, split: str) -> dict:

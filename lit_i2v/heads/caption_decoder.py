@@ -65,12 +65,14 @@ class CaptionDecoder(nn.Module):
         self.pos_embed = nn.Parameter(text.pos_embed.data[0, : self.max_length].clone())  # (max_length, W)
         self.output_bias = nn.Parameter(torch.zeros(vocab))
         self.video_in = nn.Linear(video_width, width)
-        self.frame_embed = nn.Parameter(torch.zeros(self.max_frames, width))
+        # frame positions, where the memory keeps frames apart (a parameter nothing reads would stall DDP)
+        self.frame_embed = nn.Parameter(torch.zeros(self.max_frames, width)) if self.memory != "mean" else None
         layer = dict(d_model=width, nhead=self.heads, dim_feedforward=4 * width, dropout=self.dropout,
                      activation="gelu", batch_first=True, norm_first=True)  # fmt: skip
-        self.visual = (
-            nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), self.visual_layers, enable_nested_tensor=False)
-            if self.visual_layers else nn.Identity()
+        self.visual = (  # pre-norm layers, then a final norm (as nn.Transformer's encoder): the memory is normalised
+            nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), self.visual_layers, nn.LayerNorm(width),
+                                  enable_nested_tensor=False)
+            if self.visual_layers else nn.LayerNorm(width)
         )  # fmt: skip
         self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), self.layers)
         self.norm = nn.LayerNorm(width)
@@ -81,22 +83,31 @@ class CaptionDecoder(nn.Module):
         if self.memory == "mean":
             features = features.mean(1, keepdim=True)  # (B, 1, C): the order of frames is gone
         x = self.video_in(features)
+        if self.memory != "mean" and x.shape[1] > self.max_frames:
+            raise ValueError(f"{x.shape[1]} frames, more than model.init_args.decoder.max_frames={self.max_frames}")
         if self.memory == "frames":
-            if x.shape[1] > self.max_frames:
-                raise ValueError(f"{x.shape[1]} frames, more than decoder.max_frames={self.max_frames}")
             x = x + self.frame_embed[: x.shape[1]]
         elif self.memory == "tokens":
             x = (x + self.frame_embed[: x.shape[1], None]).flatten(1, 2)  # (B, T*N, W)
         return self.visual(x)
 
-    def forward(self, memory: Tensor, tokens: Tensor, padding: Tensor | None = None) -> Tensor:
+    def forward(self, memory: Tensor, tokens: Tensor, padding: Tensor | None = None, last: bool = False) -> Tensor:
         """Memory ``(B, S, W)`` and caption tokens ``(B, L)`` (start marker first) → next-token logits
-        ``(B, L, vocab)``; ``padding`` ``(B, L)`` is True at padded positions."""
+        ``(B, L, vocab)``, or ``(B, vocab)`` at the last position only (``last``: decoding); ``padding`` ``(B, L)``
+        is True at padded positions. The output layer runs in fp32 (under bf16 autocast too): beam scores and
+        argmax ties over 49k tokens need its resolution."""
         length = tokens.shape[1]
         x = self.token_embedding(tokens) + self.pos_embed[:length]
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)  # True: not attended
-        h = self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=padding, tgt_is_causal=True)
-        return self.norm(h) @ self.token_embedding.weight.t() + self.output_bias  # tied output layer
+        h = self.norm(self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=padding, tgt_is_causal=True))
+        if last:
+            h = h[:, -1]
+        with torch.autocast(h.device.type, enabled=False):  # tied output layer
+            return h.float() @ self.token_embedding.weight.float().t() + self.output_bias.float()
+
+    def no_weight_decay(self) -> set[str]:
+        """Embeddings and positions, as the towers' (the task reads this)."""
+        return {"token_embedding.weight", "pos_embed", "frame_embed", "output_bias"}
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, visual_layers={self.visual_layers}, memory={self.memory!r}"

@@ -6,17 +6,22 @@ PTB tokenizer (Stanford CoreNLP, Java), then scored by BLEU-1..4 (Papineni et al
 (Java), ROUGE-L and CIDEr-D (its ``Cider`` class: TF-IDF n-grams with the clipping and length penalty of CIDEr-D,
 IDF from the references of the evaluated set), each exactly as that code does for the same predictions.
 
-SPICE is left out: its first use downloads Stanford models (a network), and video-captioning papers report the
-four above. Without Java, ``caption_metrics`` falls back to a plain tokenizer (lower case, punctuation removed) and
-BLEU, ROUGE-L and CIDEr-D only, and says so in its result (``tokenizer: simple, not comparable with papers``): the
-PTB tokenizer splits differently (``isn't`` → ``is n't``), which moves BLEU and CIDEr.
+SPICE is left out: its first use downloads Stanford models (a network), and video-captioning papers report the four
+above. CIDEr-D takes its IDF from the evaluated set's references, so one video scores 0 and a few are noisy. The PTB
+tokenizer writes temporary files beside pycocoevalcap's own (a read-only install cannot run it). Without Java,
+``caption_metrics`` falls back to a plain tokenizer (lower case, punctuation removed) and BLEU, ROUGE-L and CIDEr-D
+only, and says so in its result (``tokenizer: simple, not comparable with papers``): the PTB tokenizer splits
+differently (``isn't`` → ``is n't``), which moves BLEU and CIDEr.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import string
+
+log = logging.getLogger(__name__)
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
@@ -61,12 +66,28 @@ def caption_metrics(references: dict[str, list[str]], predictions: dict[str, str
     out["rouge_l"] = float(Rouge().compute_score(gts_tok, res_tok)[0])
     out["cider"] = float(Cider().compute_score(gts_tok, res_tok)[0])
     if java:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        meteor = Meteor()
-        out["meteor"] = float(meteor.compute_score(gts_tok, res_tok)[0])
+        out["meteor"] = _meteor(gts_tok, res_tok)
         out["tokenizer"] = "ptb"
     else:
         out["tokenizer"] = "simple, not comparable with papers (no Java: no PTB tokenizer, no METEOR)"
+        log.warning("caption metrics without Java: %s", out["tokenizer"])
     out["videos"] = len(predictions)
     return out
+
+
+def _meteor(gts: dict, res: dict) -> float:
+    """pycocoevalcap's METEOR (a Java process), stopped whatever happens: its ``compute_score`` keeps a lock when the
+    process fails, and its ``__del__`` would then wait on that lock forever."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    meteor = Meteor()
+    try:
+        if meteor.meteor_p.poll() is not None:
+            raise RuntimeError(f"METEOR's Java process exited at start (code {meteor.meteor_p.returncode}): memory?")
+        return float(meteor.compute_score(gts, res)[0])
+    finally:
+        if meteor.lock.locked():
+            meteor.lock.release()
+        with meteor.lock:
+            meteor.meteor_p.kill()
+            meteor.meteor_p.wait()

@@ -153,9 +153,10 @@ class VideoTask(L.LightningModule):
         return len(self.backbone.visual.blocks) + 1  # text tower, strategy modules and heads: full lr
 
     def _no_decay(self) -> set[str]:
-        names = {f"backbone.visual.{n}" for n in self.backbone.visual.no_weight_decay()}
-        if hasattr(self.backbone, "text"):  # a multimodal LLM has a language model instead of a text tower
-            names |= {f"backbone.text.{n}" for n in self.backbone.text.no_weight_decay()}
+        names = set()
+        for prefix, module in self.named_modules():  # the towers', a caption decoder's embeddings, ...
+            if hasattr(module, "no_weight_decay") and prefix:
+                names |= {f"{prefix}.{n}" for n in module.no_weight_decay()}
         names |= {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}  # Mamba's marker
         return names | {"backbone.logit_scale", "backbone.logit_bias"}
 

@@ -12,7 +12,6 @@ with their references go to a logger that takes text (W&B's table). Evaluation r
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -64,6 +63,13 @@ class VideoCaptioning(VideoTask):
             )
         self.decoder = decoder or CaptionDecoder()
         self.project = project and not self.decoder.needs_tokens
+        # parameters no loss reads never train (DDP would stall on them): the text tower, CLIP's scale and bias, and
+        # with a token memory the tower's final norm and projection
+        unread = ("text.", "logit_scale", "logit_bias") + (("visual.norm.", "visual.head.", "visual.attn_pool.")
+                                                           if self.decoder.needs_tokens else ())  # fmt: skip
+        for name, param in backbone.named_parameters():
+            if name.startswith(unread):
+                param.requires_grad_(False)
         width = backbone.embed_dim if self.project else backbone.visual.width
         self.decoder.build(width, backbone)
         self.label_smoothing, self.beam_size, self.length_penalty = label_smoothing, beam_size, length_penalty
@@ -105,7 +111,7 @@ class VideoCaptioning(VideoTask):
         """Normalised clips → the first word's logits after the start marker (what ``summary`` counts per view: the
         tower, the visual encoder and one decoding step; a caption of n words takes n steps)."""
         start = torch.full((video.shape[0], 1), self.backbone.tokenizer.sot_id, device=video.device)
-        return self.decoder(self.memory(video), start)[:, -1]
+        return self.decoder(self.memory(video), start, last=True)
 
     # ---- training -----------------------------------------------------------------------------------------------
 
@@ -133,7 +139,9 @@ class VideoCaptioning(VideoTask):
         seq = torch.full((memory.shape[0], 1), tok.sot_id, device=memory.device)
         done = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
         for _ in range(self.decoder.max_length - 1):
-            step = self.decoder(memory, seq)[:, -1].argmax(-1)  # (B,)
+            logits = self.decoder(memory, seq, last=True)  # (B, vocab)
+            logits[:, tok.sot_id] = float("-inf")  # the start marker is never a word
+            step = logits.argmax(-1)  # (B,)
             step = step.masked_fill(done, tok.eot_id)
             seq = torch.cat([seq, step[:, None]], 1)
             done |= step == tok.eot_id
@@ -143,8 +151,9 @@ class VideoCaptioning(VideoTask):
 
     def beam_search(self, memory: Tensor) -> list[list[int]]:
         """Beam search per video: ``beam_size`` hypotheses extended by their best next tokens; a hypothesis that ends
-        leaves the beam with its score ``log p / ((5 + n) / 6) ** length_penalty`` (n: its words); the best ended
-        one wins (or the best unfinished at ``max_length``)."""
+        leaves the beam with its score ``log p / ((5 + n) / 6) ** length_penalty`` (n: its words). The search stops
+        once ``beam_size`` hypotheses have ended (transformers' ``early_stopping=True``) and the best ended one wins;
+        at ``max_length`` with none ended, the best unfinished one."""
         tok, k = self.backbone.tokenizer, self.beam_size
         results = []
         for b in range(memory.shape[0]):
@@ -153,7 +162,9 @@ class VideoCaptioning(VideoTask):
             finished: list[tuple[list[int], float]] = []
             for _ in range(self.decoder.max_length - 1):
                 seqs = torch.tensor([s for s, _ in beams], device=memory.device)
-                logp = self.decoder(mem.expand(len(beams), -1, -1), seqs)[:, -1].float().log_softmax(-1)
+                logits = self.decoder(mem.expand(len(beams), -1, -1), seqs, last=True)
+                logits[:, tok.sot_id] = float("-inf")  # the start marker is never a word
+                logp = logits.log_softmax(-1)
                 total = torch.tensor([score for _, score in beams], device=memory.device)[:, None] + logp
                 top, index = total.flatten().topk(2 * k)
                 candidates = []
@@ -202,6 +213,9 @@ class VideoCaptioning(VideoTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    def on_validation_epoch_start(self) -> None:
+        self._captions.pop("val", None), self._references.pop("val", None)  # nothing from an interrupted pass
+
     def on_validation_epoch_end(self) -> None:
         self._score("val")
 
@@ -210,9 +224,14 @@ class VideoCaptioning(VideoTask):
 
 
 def score_captions(module, found: dict[str, str], refs: dict[str, list[str]], stage: str) -> None:
-    """Gather the ranks' captions (each video once, merged by id), score them with the COCO caption code on every
-    rank, log the scores (x100) and, on rank 0, write them with the captions beside the logs."""
-    if dist.is_available() and dist.is_initialized():  # each video once: the ranks' captions, merged by id
+    """Gather the ranks' captions (each video once, merged by id); score them with the COCO caption code on rank 0
+    alone (its Java processes once, not per rank) and share the scores; log them (x100) on every rank; on rank 0,
+    write them with the captions beside the logs. Lightning's sanity check is not scored."""
+    trainer = module.trainer
+    if getattr(trainer, "sanity_checking", False):
+        return
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed:
         gathered: list = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, (found, refs))
         found, refs = {}, {}
@@ -221,13 +240,18 @@ def score_captions(module, found: dict[str, str], refs: dict[str, list[str]], st
             refs.update(r)
     if not found:
         return
-    scores = caption_metrics(refs, found)
+    scores = [caption_metrics(refs, found) if trainer.is_global_zero else None]
+    if distributed:
+        dist.broadcast_object_list(scores, src=0)
+    scores = scores[0]
     module.log(f"{stage}/videos", float(scores["videos"]), rank_zero_only=True)
     for name in ("bleu4", "meteor", "rouge_l", "cider"):
         if name in scores:
             module.log(f"{stage}/{name}", 100 * scores[name], rank_zero_only=True)
-    if module.trainer.is_global_zero:
-        folder = Path(module.trainer.log_dir or module.trainer.default_root_dir)
+    if trainer.is_global_zero:
+        from lit_i2v.reports import log_dir  # the run's folder without trainer.log_dir's broadcast (rank 0 alone here)
+
+        folder = log_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         out = [{"video_id": vid, "caption": text} for vid, text in sorted(found.items())]
         path = folder / f"captions_{stage}_epoch{module.current_epoch}.json"

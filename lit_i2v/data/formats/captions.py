@@ -171,6 +171,11 @@ class Captions(Annotations):
         self.format, self.eval_format = format, eval_format or format
         self.captions, self.video_ext = captions, video_ext
 
+    @property
+    def splits_share_a_file(self) -> bool:
+        """MSR-VTT's captioning splits are all read from MSRVTT_data.json: the DataModule checks each split's videos."""
+        return "msrvtt_split" in (self.format, self.eval_format)
+
     def read(self, path: str, root: str, split: str) -> tuple[list[VideoRecord], list[dict]]:
         fmt = self.format if split == "train" else self.eval_format
         records, captions = read_captions(path, root, fmt, self.captions, self.video_ext, split)
