@@ -102,7 +102,8 @@ class CaptionDecoder(nn.Module):
         h = self.norm(self.decoder(x, memory, tgt_mask=causal, tgt_key_padding_mask=padding, tgt_is_causal=True))
         if last:
             h = h[:, -1]
-        with torch.autocast(h.device.type, enabled=False):  # tied output layer
+        device = h.device.type if h.device.type in ("cuda", "cpu") else "cpu"  # "meta" in summary: nothing to undo
+        with torch.autocast(device, enabled=False):  # tied output layer
             return h.float() @ self.token_embedding.weight.float().t() + self.output_bias.float()
 
     def no_weight_decay(self) -> set[str]:
