@@ -460,3 +460,15 @@ def test_labels_are_checked_only_where_they_are_classes(tmp_path):
     data = VideoDataModule(train=str(tmp_path / "train.json"), root=str(tmp_path), annotations=Captions(),
                            num_classes=5)  # fmt: skip
     assert data.records("train")[0].label == -1
+
+
+def test_synthetic_given_as_a_dict_from_python_is_built_or_named(tmp_path):
+    """``VideoDataModule(synthetic={"video_size": 64})`` (the YAML shape, from Python) builds the spec instead of
+    failing on a dict's missing attribute; an unknown key is named under ``data.synthetic``."""
+    from lit_i2v.data import Captions, Synthetic
+    from lit_i2v.errors import ConfigError
+
+    dm = VideoDataModule(annotations=Captions(), root=str(tmp_path), synthetic={"video_size": 48})
+    assert isinstance(dm.synthetic, Synthetic) and dm.synthetic.video_size == 48
+    with pytest.raises(ConfigError, match=r"data.synthetic: .*'video_szie'"):
+        VideoDataModule(annotations=Captions(), root=str(tmp_path), synthetic={"video_szie": 48})

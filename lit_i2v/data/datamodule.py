@@ -99,6 +99,11 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
         synthetic: Synthetic | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(synthetic, dict):  # the YAML shape, from Python: what jsonargparse would have built
+            try:
+                synthetic = Synthetic(**synthetic)
+            except TypeError as err:
+                raise ConfigError(f"data.synthetic: {err} (the arguments of lit_i2v.data.Synthetic)") from None
         self.synthetic = synthetic
         if synthetic is not None:
             given = [k for k, v in (("train", train), ("val", val), ("test", test), *annotations.files().items()) if v]
