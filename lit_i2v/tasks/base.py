@@ -22,6 +22,13 @@ from lit_i2v.tasks.optim import param_groups, total_steps, warmup_cosine
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 
 
+def unwrapped(name: str) -> str:
+    """A parameter's name as ``state_dict`` and the pretrained weights name it, without the wrappers' segments."""
+    for wrapper in WRAPPER_SEGMENTS:
+        name = name.replace(wrapper, "")
+    return name
+
+
 class VideoTask(L.LightningModule):
     """Base LightningModule.
 
@@ -106,13 +113,7 @@ class VideoTask(L.LightningModule):
     def trainable_names(self) -> list[str]:
         """Names of the parameters that train, as ``state_dict`` names them: without the segments FSDP and
         activation checkpointing insert when they wrap a module, so trainable-only checkpoints find them."""
-        names = []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                for wrapper in WRAPPER_SEGMENTS:
-                    name = name.replace(wrapper, "")
-                names.append(name)
-        return names
+        return [unwrapped(n) for n, p in self.named_parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Only the parameters that train: what a trainable-only checkpoint holds."""
@@ -174,9 +175,7 @@ class VideoTask(L.LightningModule):
         """Whether parameter ``name`` (of this task) was not loaded from pretrained weights (it gets
         ``new_lr_scale``): decided by where values came from, not by where a module sits. The optimizer is built
         after FSDP and activation checkpointing wrap the blocks, whose names then carry the wrappers' segments."""
-        for wrapper in WRAPPER_SEGMENTS:
-            name = name.replace(wrapper, "")
-        return name not in self._pretrained
+        return unwrapped(name) not in self._pretrained
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer over trainable parameters, grouped for layer decay and weight decay."""

@@ -197,12 +197,8 @@ class VideoCaptioning(VideoTask):
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         captions = self.caption(self.normalize(batch["video"][:, 0]))  # the first view
-        found, refs = self._captions.setdefault(stage, {}), self._references.setdefault(stage, {})
-        for vid, text, references, ok in zip(batch["video_id"], captions, batch["captions"], batch["valid"].tolist(),
-                                             strict=True):  # fmt: skip
-            if ok:
-                found[str(vid)], refs[str(vid)] = text, list(references)
-        self.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
+        collect_captions(self, batch, captions, self._captions.setdefault(stage, {}),
+                         self._references.setdefault(stage, {}), stage)  # fmt: skip
 
     def _score(self, stage: str) -> None:
         score_captions(self, self._captions.pop(stage, {}), self._references.pop(stage, {}), stage)
@@ -221,6 +217,15 @@ class VideoCaptioning(VideoTask):
 
     def on_test_epoch_end(self) -> None:
         self._score("test")
+
+
+def collect_captions(module, batch: dict, captions: list[str], found: dict, refs: dict, stage: str) -> None:
+    """Keep each valid video's caption and references (by video id) for ``score_captions``; log the skipped ones."""
+    for vid, text, references, ok in zip(batch["video_id"], captions, batch["captions"], batch["valid"].tolist(),
+                                         strict=True):  # fmt: skip
+        if ok:
+            found[str(vid)], refs[str(vid)] = text, list(references)
+    module.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
 
 
 def score_captions(module, found: dict[str, str], refs: dict[str, list[str]], stage: str) -> None:

@@ -328,13 +328,11 @@ class GenerativeCaptioning(GenerativeVideoQA):
         return super().training_step(batch | {"question": questions, "answer": batch["caption"]}, batch_idx)
 
     def _evaluate(self, batch: dict, metrics: nn.ModuleDict, stage: str) -> None:
+        from lit_i2v.tasks.captioning import collect_captions
+
         captions = self.generate(self.normalize(batch["video"][:, 0]), [self.prompt] * len(batch["captions"]))
-        found, refs = self._found.setdefault(stage, {}), self._refs.setdefault(stage, {})
-        for vid, text, references, ok in zip(batch["video_id"], captions, batch["captions"], batch["valid"].tolist(),
-                                             strict=True):  # fmt: skip
-            if ok:
-                found[str(vid)], refs[str(vid)] = text, list(references)
-        self.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
+        collect_captions(self, batch, captions, self._found.setdefault(stage, {}), self._refs.setdefault(stage, {}),
+                         stage)  # fmt: skip
 
     def _log_epoch(self, metrics: nn.ModuleDict, stage: str) -> None:
         from lit_i2v.tasks.captioning import score_captions
