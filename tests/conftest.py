@@ -43,6 +43,27 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is not None)  # stable: file order kept otherwise
 
 
+def hub_snapshot(monkeypatch, cache: Path, repo: str, files: Path | dict[str, str]) -> Path:
+    """``repo``'s snapshot in the Hugging Face cache's layout under ``cache`` (a folder's files, or names to texts),
+    with the hub offline and the cache pointed there: what ``hf-hub:repo`` finds on a machine that downloaded it."""
+    import huggingface_hub.constants as constants
+
+    home = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = home / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for name, text in files.items() if isinstance(files, dict) else ((f.name, f) for f in files.iterdir()):
+        if isinstance(text, Path):
+            (snapshot / name).write_bytes(text.read_bytes())
+        else:
+            (snapshot / name).write_text(text)
+    (home / "refs").mkdir()
+    (home / "refs" / "main").write_text("0123abcd")
+    for key, value in (("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", True)):
+        monkeypatch.setenv(key, str(int(value)) if value is True else value)
+        monkeypatch.setattr(constants, key, value)
+    return snapshot
+
+
 @pytest.fixture
 def no_wandb_key(tmp_path, monkeypatch):
     """A machine without W&B credentials (no key, no netrc, no mode set): runs go offline."""

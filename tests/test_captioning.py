@@ -180,7 +180,7 @@ def test_captioning_formats(tmp_path):
 
 
 def test_a_backbone_without_clips_start_marker_is_refused():
-    with pytest.raises(ValueError, match="has no start-of-text marker; captioning uses CLIP's BPE"):
+    with pytest.raises(ValueError, match="no start-of-text marker; CaptionDecoder uses CLIP's BPE.*decoder: PrefixLM"):
         VideoCaptioning(CLIP("SigLIP-T-8-test"))
 
 

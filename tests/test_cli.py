@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from lit_i2v.cli import main
+from tests.conftest import hub_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "trainer" not in p.parts)
@@ -76,9 +77,20 @@ def expected(config: Path) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("config", [c for c in RECIPES if "vit-b16" in c.name], ids=lambda p: p.name)
-def test_summary_of_recipes_without_weights(config, capsys):
+def test_summary_of_recipes_without_weights(config, capsys, tmp_path, monkeypatch):
     """Recipes are inspectable where their weights and data are absent; ViT-B/16 counts 17.6 GFLOPs a frame, and
-    each recipe costs what it declares (its paper's figures where the paper states them)."""
+    each recipe costs what it declares (its paper's figures where the paper states them). A recipe's GPT-2 is built
+    from GPT-2 small's config (transformers' defaults) in a Hugging Face cache that holds nothing else."""
+    if "hf-hub:openai-community/gpt2" in config.read_text():
+        from transformers import GPT2Config
+
+        from lit_i2v.backbones.causal_lm import write_tiny_gpt2
+
+        tiny = write_tiny_gpt2(tmp_path / "tiny-gpt2")
+        files = {n: (tiny / n).read_text() for n in ("vocab.json", "merges.txt", "tokenizer.json",
+                                                      "tokenizer_config.json")}  # fmt: skip
+        hub_snapshot(monkeypatch, tmp_path / "hub", "openai-community/gpt2",
+                     files | {"config.json": GPT2Config().to_json_string()})  # fmt: skip
     with pytest.warns(UserWarning, match="not on this machine"):
         assert main(["summary", "--config", str(config), "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 from lit_i2v.backbones.llava import LLaVA  # noqa: E402
 from lit_i2v.backbones.llava_tiny import write_tiny_llava  # noqa: E402
 from lit_i2v.backbones.weights import WeightsError  # noqa: E402
+from tests.conftest import hub_snapshot  # noqa: E402
 
 
 def write_llava(folder: Path, model_type: str = "llava") -> Path:
@@ -114,18 +115,7 @@ def test_bad_folders_are_named_in_one_line(tmp_path):
 def test_hub_names_read_the_hugging_face_cache_offline(llava_folder, tmp_path, monkeypatch):
     """``hf-hub:org/name``: the snapshot in the Hugging Face cache's layout loads with the hub unreachable; a name
     the cache lacks fails in one line that says how to fetch it."""
-    snapshot = tmp_path / "hub" / "models--llava-hf--tiny-test" / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
-    for f in llava_folder.iterdir():
-        (snapshot / f.name).write_bytes(f.read_bytes())
-    (tmp_path / "hub" / "models--llava-hf--tiny-test" / "refs").mkdir()
-    (tmp_path / "hub" / "models--llava-hf--tiny-test" / "refs" / "main").write_text("0123abcd")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    snapshot = hub_snapshot(monkeypatch, tmp_path / "hub", "llava-hf/tiny-test", llava_folder)
     model = LLaVA("hf-hub:llava-hf/tiny-test")
     assert model.pretrained_cfg["source"] == str(snapshot)
     with pytest.raises(WeightsError, match=r"hf-hub:llava-hf/absent: not in the Hugging Face cache .*huggingface-cli"):

@@ -242,9 +242,9 @@ class LLaVA(nn.Module):
         return self.mllm.lm_head
 
 
-def hub_folder(repo: str) -> Path:
+def hub_folder(repo: str, key: str = "model.init_args.backbone.init_args.pretrained") -> Path:
     """A hub repository's snapshot folder: from the Hugging Face cache when it is there (offline too), else
-    downloaded; one line saying what to do when neither works."""
+    downloaded; one line saying what to do when neither works (and which config ``key`` names the folder)."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -256,8 +256,8 @@ def hub_folder(repo: str) -> Path:
     except Exception as err:
         raise WeightsError(
             f"hf-hub:{repo}: not in the Hugging Face cache and not downloadable here ({type(err).__name__}); run "
-            f"`huggingface-cli download {repo} --local-dir <folder>` where the hub is reachable and set "
-            "model.init_args.backbone.init_args.pretrained to that folder"
+            f"`huggingface-cli download {repo} --local-dir <folder>` where the hub is reachable and set {key} to "
+            "that folder"
         ) from None
 
 

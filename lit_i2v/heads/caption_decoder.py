@@ -20,7 +20,38 @@ import torch
 from torch import Tensor, nn
 
 
-class CaptionDecoder(nn.Module):
+class CaptionHead(nn.Module):
+    """What ``VideoCaptioning`` reads of a caption decoder (``CaptionDecoder``, ``PrefixLM``):
+
+    - ``build(video_width, backbone)``: make the parameters that depend on the video features' width;
+    - ``encode(features)``: frame features ``(B, T, C)`` (or patch tokens ``(B, T, N, C)`` where ``needs_tokens``) →
+      the memory the decoder reads;
+    - ``forward(memory, tokens, padding, last)``: token rows ``(B, L)``, ``start_id`` first → next-token logits;
+    - ``encode_text``/``decode_text``: a caption's ids without markers, and back;
+    - ``start_id``, ``end_id`` (a caption's last token, where decoding stops), ``banned`` (ids never generated),
+      ``max_length`` (tokens a row may have, the markers included).
+    """
+
+    needs_tokens: bool = False
+    start_id: int
+    end_id: int
+    banned: tuple[int, ...] = ()
+    max_length: int
+
+    def build(self, video_width: int, backbone: nn.Module) -> None:
+        raise NotImplementedError
+
+    def encode(self, features: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def encode_text(self, caption: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode_text(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+
+class CaptionDecoder(CaptionHead):
     """Args:
     layers: decoder layers (CLIP4Caption: 2).
     visual_layers: visual-encoder layers over the memory (CLIP4Caption: 2; 0: none).
@@ -53,6 +84,14 @@ class CaptionDecoder(nn.Module):
 
     def build(self, video_width: int, backbone: nn.Module) -> None:
         """Sized from the video features' width and the text tower, whose token and position embeddings start it."""
+        tok = backbone.tokenizer
+        if not hasattr(tok, "sot_id"):
+            raise ValueError(
+                f"model.init_args.backbone: {backbone.arch}'s tokenizer has no start-of-text marker; CaptionDecoder "
+                "uses CLIP's BPE (its start and end markers), so use a CLIP backbone, or decoder: PrefixLM"
+            )
+        self.tokenizer, self.start_id, self.end_id = tok, tok.sot_id, tok.eot_id
+        self.banned = (tok.sot_id,)  # the start marker is never a word
         text = backbone.text
         vocab, width = text.token_embedding.weight.shape
         if self.max_length > text.pos_embed.shape[1]:
@@ -76,6 +115,13 @@ class CaptionDecoder(nn.Module):
         )  # fmt: skip
         self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), self.layers)
         self.norm = nn.LayerNorm(width)
+
+    def encode_text(self, caption: str) -> list[int]:
+        """A caption's token ids (no markers; the task adds them)."""
+        return self.tokenizer.encode(caption)
+
+    def decode_text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids).strip()
 
     def encode(self, features: Tensor) -> Tensor:
         """Video features ``(B, T, C)`` (``frames``/``mean``) or patch tokens ``(B, T, N, C)`` (``tokens``) → the

@@ -1,6 +1,8 @@
 """Video captioning: any strategy's frame features (or patch tokens) → a caption decoder → words.
 
-CLIP4Caption's layout (Tang et al., ACM MM 2021; ``lit_i2v.heads.CaptionDecoder``): training by teacher forcing with
+Two decoders with one surface: CLIP4Caption's layout (Tang et al., ACM MM 2021; ``lit_i2v.heads.CaptionDecoder``,
+over CLIP's BPE) and ClipCap's prefix onto a causal LM from transformers (Mokady et al., 2021;
+``lit_i2v.heads.PrefixLM``, GPT-2 and its tokenizer). Training by teacher forcing with
 label smoothing on one reference a video, drawn anew each epoch (the DataModule's ``Captions``); evaluation by greedy
 or beam search (GNMT's length penalty ``((5 + n) / 6) ** length_penalty``), scored by the COCO caption code
 (``lit_i2v.metrics.caption_metrics``: BLEU-4, METEOR, ROUGE-L, CIDEr-D, logged x100 as papers print them). Under DDP
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
-from lit_i2v.heads.caption_decoder import CaptionDecoder
+from lit_i2v.heads.caption_decoder import CaptionDecoder, CaptionHead
 from lit_i2v.metrics.captions import caption_metrics
 from lit_i2v.strategies import Frozen, TransferStrategy
 from lit_i2v.tasks.args import Optimization, Runtime
@@ -32,7 +34,8 @@ class VideoCaptioning(VideoTask):
     """Args:
     backbone, transfer, optim, runtime: as every task; the default strategy is ``Frozen`` (CLIP4Caption's frozen
         features).
-    decoder: the caption decoder (``CaptionDecoder``: layers, memory, maximum length).
+    decoder: the caption decoder: ``CaptionDecoder`` (layers, memory, maximum length) or ``PrefixLM`` (ClipCap:
+        the LM, its mapping network, whether the LM trains).
     project: the decoder reads CLIP's projected frame embeddings (CLIP4Caption) rather than the tower's features.
     label_smoothing: of the training cross-entropy.
     beam_size: 1 for greedy decoding.
@@ -45,7 +48,7 @@ class VideoCaptioning(VideoTask):
         self,
         backbone: CLIP,
         transfer: TransferStrategy | None = None,
-        decoder: CaptionDecoder | None = None,
+        decoder: CaptionHead | None = None,
         project: bool = True,
         label_smoothing: float = 0.1,
         beam_size: int = 1,
@@ -55,12 +58,6 @@ class VideoCaptioning(VideoTask):
     ) -> None:
         super().__init__(backbone, transfer or Frozen(), optim=optim, runtime=runtime)
         self.save_hyperparameters(ignore=["backbone", "transfer", "decoder"])
-        tok = backbone.tokenizer
-        if not hasattr(tok, "sot_id"):
-            raise ValueError(
-                f"model.init_args.backbone: {backbone.arch}'s tokenizer has no start-of-text marker; captioning uses "
-                "CLIP's BPE (its start and end markers), so use a CLIP backbone"
-            )
         self.decoder = decoder or CaptionDecoder()
         self.project = project and not self.decoder.needs_tokens
         # parameters no loss reads never train (DDP would stall on them): the text tower, CLIP's scale and bias, and
@@ -98,8 +95,8 @@ class VideoCaptioning(VideoTask):
 
     def tokenize(self, captions: list[str]) -> tuple[Tensor, Tensor]:
         """Captions → ``(B, L)`` token ids (start, words, end; cut to ``max_length``) and the padding mask."""
-        tok, limit = self.backbone.tokenizer, self.decoder.max_length
-        rows = [[tok.sot_id, *tok.encode(c)[: limit - 2], tok.eot_id] for c in captions]
+        dec, limit = self.decoder, self.decoder.max_length
+        rows = [[dec.start_id, *dec.encode_text(c)[: limit - 2], dec.end_id] for c in captions]
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         padding = torch.ones(len(rows), width, dtype=torch.bool)
@@ -110,7 +107,7 @@ class VideoCaptioning(VideoTask):
     def forward(self, video: Tensor) -> Tensor:
         """Normalised clips → the first word's logits after the start marker (what ``summary`` counts per view: the
         tower, the visual encoder and one decoding step; a caption of n words takes n steps)."""
-        start = torch.full((video.shape[0], 1), self.backbone.tokenizer.sot_id, device=video.device)
+        start = torch.full((video.shape[0], 1), self.decoder.start_id, device=video.device)
         return self.decoder(self.memory(video), start, last=True)
 
     # ---- training -----------------------------------------------------------------------------------------------
@@ -132,19 +129,19 @@ class VideoCaptioning(VideoTask):
         """Normalised clips ``(B, T, 3, H, W)`` → one caption each (greedy, or beam search with ``beam_size``)."""
         memory = self.memory(video)
         ids = self.greedy(memory) if self.beam_size == 1 else self.beam_search(memory)
-        return [self.backbone.tokenizer.decode(row).strip() for row in ids]
+        return [self.decoder.decode_text(row) for row in ids]
 
     def greedy(self, memory: Tensor) -> list[list[int]]:
-        tok = self.backbone.tokenizer
-        seq = torch.full((memory.shape[0], 1), tok.sot_id, device=memory.device)
+        dec = self.decoder
+        seq = torch.full((memory.shape[0], 1), dec.start_id, device=memory.device)
         done = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
         for _ in range(self.decoder.max_length - 1):
-            logits = self.decoder(memory, seq, last=True)  # (B, vocab)
-            logits[:, tok.sot_id] = float("-inf")  # the start marker is never a word
+            logits = dec(memory, seq, last=True)  # (B, vocab)
+            logits[:, list(dec.banned)] = float("-inf")
             step = logits.argmax(-1)  # (B,)
-            step = step.masked_fill(done, tok.eot_id)
+            step = step.masked_fill(done, dec.end_id)
             seq = torch.cat([seq, step[:, None]], 1)
-            done |= step == tok.eot_id
+            done |= step == dec.end_id
             if done.all():
                 break
         return [self._words(row) for row in seq.tolist()]
@@ -154,16 +151,16 @@ class VideoCaptioning(VideoTask):
         leaves the beam with its score ``log p / ((5 + n) / 6) ** length_penalty`` (n: its words). The search stops
         once ``beam_size`` hypotheses have ended (transformers' ``early_stopping=True``) and the best ended one wins;
         at ``max_length`` with none ended, the best unfinished one."""
-        tok, k = self.backbone.tokenizer, self.beam_size
+        dec, k = self.decoder, self.beam_size
         results = []
         for b in range(memory.shape[0]):
             mem = memory[b : b + 1]
-            beams = [([tok.sot_id], 0.0)]
+            beams = [([dec.start_id], 0.0)]
             finished: list[tuple[list[int], float]] = []
             for _ in range(self.decoder.max_length - 1):
                 seqs = torch.tensor([s for s, _ in beams], device=memory.device)
-                logits = self.decoder(mem.expand(len(beams), -1, -1), seqs, last=True)
-                logits[:, tok.sot_id] = float("-inf")  # the start marker is never a word
+                logits = dec(mem.expand(len(beams), -1, -1), seqs, last=True)
+                logits[:, list(dec.banned)] = float("-inf")
                 logp = logits.log_softmax(-1)
                 total = torch.tensor([score for _, score in beams], device=memory.device)[:, None] + logp
                 top, index = total.flatten().topk(2 * k)
@@ -171,7 +168,7 @@ class VideoCaptioning(VideoTask):
                 for score, flat in zip(top.tolist(), index.tolist(), strict=True):
                     row, token = divmod(flat, logp.shape[1])
                     seq = beams[row][0] + [token]
-                    if token == tok.eot_id:
+                    if token == dec.end_id:
                         finished.append((seq, score / self._penalty(len(seq) - 2)))
                     else:
                         candidates.append((seq, score))
@@ -189,9 +186,9 @@ class VideoCaptioning(VideoTask):
         return ((5 + max(words, 1)) / 6) ** self.length_penalty
 
     def _words(self, row: list[int]) -> list[int]:
-        tok = self.backbone.tokenizer
+        end = self.decoder.end_id
         row = row[1:]  # the start marker
-        return row[: row.index(tok.eot_id)] if tok.eot_id in row else row
+        return row[: row.index(end)] if end in row else row
 
     # ---- evaluation ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,188 @@
+"""ClipCap's prefix captioner (``PrefixLM``) on tiny GPT-2 folders written by transformers: loading, the prefix's place
+in the LM's input, decoding against transformers' own generation, what trains, ClipCap's parameter counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from lit_i2v.backbones import CLIP  # noqa: E402
+from lit_i2v.backbones.causal_lm import load_causal_lm, write_tiny_gpt2  # noqa: E402
+from lit_i2v.backbones.weights import WeightsError  # noqa: E402
+from lit_i2v.heads import PrefixLM  # noqa: E402
+from lit_i2v.strategies import Frozen  # noqa: E402
+from lit_i2v.tasks import VideoCaptioning  # noqa: E402
+from tests.conftest import hub_snapshot  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    return write_tiny_gpt2(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2")
+
+
+def task(folder, backbone: str = "ViT-T-8-test", **kwargs) -> VideoCaptioning:
+    torch.manual_seed(0)
+    options = dict(mapping="transformer", mapping_layers=1, mapping_heads=2, prefix_length=4, clip_length=3,
+                   max_length=12) | kwargs  # fmt: skip
+    return VideoCaptioning(CLIP(backbone), Frozen(), PrefixLM(str(folder), **options))
+
+
+def clips(seed: int = 1) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.randn(2, 4, 3, 32, 32)
+
+
+def test_a_gpt2_folder_loads_with_its_tokenizer_and_the_hub_name_reads_the_cache(gpt2, tmp_path, monkeypatch):
+    """The folder holds what GPT-2's repositories hold; its byte-level BPE round-trips captions (GPT-2's slow
+    tokenizer from vocab.json and merges.txt agrees); ``hf-hub:`` finds it in the Hugging Face cache offline."""
+    from transformers import GPT2LMHeadModel, GPT2Tokenizer
+
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json"} <= {
+        f.name for f in gpt2.iterdir()
+    }
+    model, tok, _ = load_causal_lm(str(gpt2))
+    assert isinstance(model, GPT2LMHeadModel) and model.training
+    text = "moving red circle from left to right"
+    assert tok.decode(tok.encode(text)) == text
+    slow = GPT2Tokenizer(str(gpt2 / "vocab.json"), str(gpt2 / "merges.txt"))
+    assert slow.encode(text) == tok.encode(text) and slow.encode("a purple zebra") == tok.encode("a purple zebra")
+    reference = GPT2LMHeadModel.from_pretrained(gpt2)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(),
+                                                 strict=True))  # fmt: skip
+    snapshot = hub_snapshot(monkeypatch, tmp_path / "hub", "openai-community/tiny-gpt2", gpt2)
+    assert load_causal_lm("hf-hub:openai-community/tiny-gpt2")[2] == snapshot
+
+
+def test_bad_language_models_are_refused_in_one_line(gpt2, tmp_path):
+    with pytest.raises(WeightsError, match=r"decoder.init_args.pretrained: .*empty has no config.json"):
+        load_causal_lm(str(tmp_path / "empty"))
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in gpt2.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(config | {"n_layer": 3}))
+    with pytest.raises(WeightsError, match=r"other: the weights do not fit gpt2's config: missing \['transformer.h.2"):
+        load_causal_lm(str(other))
+    for kwargs, message in [
+        (dict(mapping="conv"), "mapping 'conv': mlp or transformer"),
+        (dict(mapping="mlp", memory="frames"), "memory 'frames' needs mapping: transformer"),
+        (dict(prefix_length=40, max_length=30), "prefix_length \\+ max_length - 1 = 69, more than the 64 positions"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            PrefixLM(str(gpt2), **kwargs)
+
+
+@pytest.mark.parametrize("mapping", ["mlp", "transformer"])
+def test_the_prefix_takes_the_start_markers_place_in_the_lms_input(gpt2, mapping):
+    """Logits at row position i are the LM's at prefix position k - 1 + i over [prefix, words]: the prefix's last
+    embedding predicts the first word (ClipCap's ``logits[:, prefix_length - 1 : -1]``); right padding leaves a short
+    caption's logits as they are alone."""
+    model = task(gpt2, mapping=mapping).eval()
+    decoder, k = model.decoder, model.decoder.prefix_length
+    with torch.no_grad():
+        prefix = model.memory(clips())
+        assert prefix.shape == (2, k, decoder.width)
+        ids, padding = model.tokenize(["a red circle", "moving blue square from left to right"])
+        lm = decoder.language_model
+        direct = lm(inputs_embeds=torch.cat([prefix, lm.get_input_embeddings()(ids[:, 1:])], 1)).logits[:, k - 1 :]
+        assert torch.allclose(decoder(prefix, ids), direct, atol=1e-5)
+        alone, _ = model.tokenize(["a red circle"])
+        batched = decoder(prefix, ids, padding)[0, : alone.shape[1]]
+        assert torch.allclose(batched, decoder(prefix[:1], alone)[0], atol=1e-5)
+        assert torch.allclose(decoder(prefix, ids, last=True), direct[:, -1], atol=1e-5)
+
+
+def perturb(model) -> None:
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+
+
+def test_greedy_decoding_equals_transformers_generate_from_the_prefix(gpt2):
+    """The task's greedy loop (the whole row each step) picks the tokens transformers' ``generate`` picks from the
+    same prefix with its key-value cache, and stops at GPT-2's end-of-text."""
+    model = task(gpt2).eval()
+    perturb(model)
+    with torch.no_grad():
+        prefix = model.memory(clips())
+        ours = model.greedy(prefix)
+        eos = model.decoder.end_id
+        generated = model.decoder.language_model.generate(
+            inputs_embeds=prefix, max_new_tokens=model.decoder.max_length - 1, do_sample=False, eos_token_id=eos,
+            pad_token_id=eos, attention_mask=torch.ones(prefix.shape[:2], dtype=torch.long),
+        )  # fmt: skip
+    theirs = [row[: row.index(eos)] if eos in row else row for row in generated.tolist()]
+    assert ours == theirs and any(len(row) > 2 for row in ours)
+
+
+def test_frames_memory_sees_frame_order_and_mean_does_not(gpt2):
+    for memory, blind in (("mean", True), ("frames", False)):
+        model = task(gpt2, memory=memory).eval()
+        perturb(model)
+        with torch.no_grad():
+            same = torch.allclose(model(clips()), model(clips().flip(1)), atol=1e-5)
+        assert same == blind, memory
+
+
+def test_a_frozen_lm_stays_in_eval_mode_and_only_the_mapping_trains(gpt2):
+    """ClipCap's ``--only_prefix``: GPT-2 frozen (and without dropout); the mapping network gets every gradient.
+    GPT-2's parameters count as pretrained (``new_lr_scale`` spares them), the mapping's as new."""
+    model = task(gpt2, train_language_model=False).train()
+    assert not model.decoder.language_model.training and model.decoder.mapper.training
+    model.training_step(model.example_batch(), 0).backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("decoder.") and ".language_model." not in f".{n}" for n in trainable)
+    assert all(p.grad is not None for n, p in model.named_parameters() if n in trainable)
+    model._pretrained = model.pretrained_parameters()
+    assert not model.is_new("decoder.language_model.transformer.h.0.attn.c_attn.weight")
+    assert model.is_new("decoder.prefix_const")
+    tuned = task(gpt2, mapping="mlp").train()
+    tuned.training_step(tuned.example_batch(), 0).backward()
+    assert tuned.decoder.language_model.training
+    assert all(p.grad is not None for p in tuned.decoder.language_model.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["ViT-T-8-test", "SigLIP-T-8-test"])
+def test_training_makes_the_prefix_captioner_say_each_videos_caption(gpt2, backbone):
+    """Both towers caption through GPT-2's tokenizer (SigLIP has no start marker of its own: the prefix needs
+    none); greedy and beam search then say the trained captions."""
+    model = task(gpt2, backbone, mapping="mlp")
+    video = torch.randint(0, 128, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    video[1] += 128  # a dark and a bright video: their average embeddings differ
+    batch = {"video": video, "caption": ["moving red circle from left to right", "making blue square disappear"]}
+    assert model.eval().caption(model.normalize(video)) != batch["caption"]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model.training_step(batch, 0).backward()
+        optimizer.step()
+    model.eval()
+    assert model.caption(model.normalize(video)) == batch["caption"]
+    model.beam_size = 3
+    assert model.caption(model.normalize(video)) == batch["caption"]
+
+
+def test_clipcap_counts_on_gpt2_small_built_from_its_config(gpt2, tmp_path):
+    """GPT-2 small's config (transformers' defaults), built on the meta device as ``summary`` builds it: ClipCap's
+    MLP onto CLIP's 512-wide embedding and k = 10 adds 31.5M to GPT-2's 124.4M, the paper's 156M trainable."""
+    from transformers import GPT2Config
+
+    folder = tmp_path / "gpt2-small"
+    folder.mkdir()
+    GPT2Config().save_pretrained(folder)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((gpt2 / name).read_bytes())
+    with torch.device("meta"):
+        decoder = PrefixLM(str(folder), mapping="mlp", prefix_length=10)
+        decoder.build(512, None)
+    lm = sum(p.numel() for p in decoder.language_model.parameters())
+    mapping = sum(p.numel() for p in decoder.mapper.parameters())
+    assert lm == 124_439_808 and mapping == 512 * 3840 + 3840 + 3840 * 7680 + 7680
+    assert round((lm + mapping) / 1e6) == 156
