@@ -149,14 +149,50 @@ def test_each_video_is_scored_once_across_ranks(monkeypatch, tmp_path):
 
     model._trainer = Trainer()
     monkeypatch.setattr(model, "log", lambda *a, **k: None)
-    model._captions["val"] = {"v1": "a bird", "v2": "a cat"}
-    model._references["val"] = {"v1": ["a bird"], "v2": ["a cat"]}
+    collector = model._collected["val"] = captioning.CaptionCollector()
+    collector.found, collector.refs = {"v1": "a bird", "v2": "a cat"}, {"v1": ["a bird"], "v2": ["a cat"]}
     model._score("val")
     assert seen == {"v1": "a bird", "v2": "a cat", "v3": "a dog"}
     written = json.loads((tmp_path / "captions_val_epoch0.json").read_text())
     assert [c["video_id"] for c in written["captions"]] == ["v1", "v2", "v3"]
     key, columns, rows = Trainer.logger.table
     assert key == "val/captions" and rows[0] == ["v1", "a bird", "a bird"]
+
+
+def test_a_table_logger_gets_each_sample_videos_frames_beside_its_captions(monkeypatch, tmp_path):
+    """W&B's table: the first videos this rank captioned, each as a strip of 4 evenly spaced frames of the view it
+    captioned (the first), in the clip's own pixels, with its caption and references; skipped videos are not shown."""
+    import numpy as np
+
+    from lit_i2v.tasks.captioning import CaptionCollector, frame_strip
+
+    clip = torch.arange(8, dtype=torch.uint8).mul(30)[:, None, None, None].expand(8, 3, 2, 5)  # frame t is 30 t
+    strip = frame_strip(clip)
+    assert strip.shape == (2, 20, 3) and strip.dtype == np.uint8
+    assert [int(strip[0, 5 * i, 0]) for i in range(4)] == [0, 60, 150, 210]  # frames 0, 2, 5, 7
+    model = task()
+    monkeypatch.setattr(model, "log", lambda *a, **k: None)
+
+    class TableLogger:
+        def log_table(self, key, columns, data):
+            self.table = (key, columns, data)
+
+    class Trainer:
+        is_global_zero, default_root_dir, current_epoch, sanity_checking, loggers = True, str(tmp_path), 0, False, []
+        logger = TableLogger()
+
+    model._trainer = Trainer()
+    video = torch.randint(0, 256, (3, 2, 4, 3, 8, 8), dtype=torch.uint8)  # (B, views, T, 3, H, W)
+    batch = {"video": video, "video_id": ["a", "b", "c"], "captions": [["x a"], ["x b"], ["x c"]],
+             "valid": torch.tensor([True, False, True])}  # fmt: skip
+    collector = CaptionCollector()
+    collector.add(model, batch, ["one", "two", "three"], "val")
+    collector.score(model, "val")
+    key, columns, rows = Trainer.logger.table
+    assert key == "val/captions" and columns == ["video", "frames", "caption", "references"]
+    assert [(r[0], r[2], r[3]) for r in rows] == [("a", "one", "x a"), ("c", "three", "x c")]
+    shown = np.asarray(rows[1][1].image.convert("RGB"))
+    assert np.array_equal(shown, frame_strip(video[2, 0])) and shown.shape == (8, 32, 3)
 
 
 def test_captioning_formats(tmp_path):

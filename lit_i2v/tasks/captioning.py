@@ -7,14 +7,16 @@ label smoothing on one reference a video, drawn anew each epoch (the DataModule'
 or beam search (GNMT's length penalty ``((5 + n) / 6) ** length_penalty``), scored by the COCO caption code
 (``lit_i2v.metrics.caption_metrics``: BLEU-4, METEOR, ROUGE-L, CIDEr-D, logged x100 as papers print them). Under DDP
 each rank captions its share of the videos; the captions are gathered, each video counted once, and every rank
-scores the same set. The captions are written, as ``{video_id, caption}`` JSON, beside the logs, and a few of them
-with their references go to a logger that takes text (W&B's table). Evaluation reads the first view of each video.
+scores the same set. The captions are written, as ``{video_id, caption}`` JSON, beside the logs, and a few videos'
+frames with their captions and references go to a logger that takes tables (W&B). Evaluation reads the first view
+of each video.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -70,8 +72,7 @@ class VideoCaptioning(VideoTask):
         width = backbone.embed_dim if self.project else backbone.visual.width
         self.decoder.build(width, backbone)
         self.label_smoothing, self.beam_size, self.length_penalty = label_smoothing, beam_size, length_penalty
-        self._captions: dict[str, dict[str, str]] = {}
-        self._references: dict[str, dict[str, list[str]]] = {}
+        self._collected: dict[str, CaptionCollector] = {}
 
     @classmethod
     def tiny(cls) -> VideoCaptioning:
@@ -194,11 +195,10 @@ class VideoCaptioning(VideoTask):
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         captions = self.caption(self.normalize(batch["video"][:, 0]))  # the first view
-        collect_captions(self, batch, captions, self._captions.setdefault(stage, {}),
-                         self._references.setdefault(stage, {}), stage)  # fmt: skip
+        self._collected.setdefault(stage, CaptionCollector()).add(self, batch, captions, stage)
 
     def _score(self, stage: str) -> None:
-        score_captions(self, self._captions.pop(stage, {}), self._references.pop(stage, {}), stage)
+        self._collected.pop(stage, CaptionCollector()).score(self, stage)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -207,7 +207,7 @@ class VideoCaptioning(VideoTask):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self._captions.pop("val", None), self._references.pop("val", None)  # nothing from an interrupted pass
+        self._collected.pop("val", None)  # nothing from an interrupted pass
 
     def on_validation_epoch_end(self) -> None:
         self._score("val")
@@ -216,48 +216,80 @@ class VideoCaptioning(VideoTask):
         self._score("test")
 
 
-def collect_captions(module, batch: dict, captions: list[str], found: dict, refs: dict, stage: str) -> None:
-    """Keep each valid video's caption and references (by video id) for ``score_captions``; log the skipped ones."""
-    for vid, text, references, ok in zip(batch["video_id"], captions, batch["captions"], batch["valid"].tolist(),
-                                         strict=True):  # fmt: skip
-        if ok:
-            found[str(vid)], refs[str(vid)] = text, list(references)
-    module.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
+SAMPLES = 8  # videos a logger that takes tables shows, each with a strip of its frames
 
 
-def score_captions(module, found: dict[str, str], refs: dict[str, list[str]], stage: str) -> None:
-    """Gather the ranks' captions (each video once, merged by id); score them with the COCO caption code on rank 0
-    alone (its Java processes once, not per rank) and share the scores; log them (x100) on every rank; on rank 0,
-    write them with the captions beside the logs. Lightning's sanity check is not scored."""
-    trainer = module.trainer
-    if getattr(trainer, "sanity_checking", False):
-        return
-    distributed = dist.is_available() and dist.is_initialized()
-    if distributed:
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (found, refs))
-        found, refs = {}, {}
-        for f, r in gathered:
-            found.update(f)
-            refs.update(r)
-    if not found:
-        return
-    scores = [caption_metrics(refs, found) if trainer.is_global_zero else None]
-    if distributed:
-        dist.broadcast_object_list(scores, src=0)
-    scores = scores[0]
-    module.log(f"{stage}/videos", float(scores["videos"]), rank_zero_only=True)
-    for name in ("bleu4", "meteor", "rouge_l", "cider"):
-        if name in scores:
-            module.log(f"{stage}/{name}", 100 * scores[name], rank_zero_only=True)
-    if trainer.is_global_zero:
-        from lit_i2v.reports import log_dir  # the run's folder without trainer.log_dir's broadcast (rank 0 alone here)
+def frame_strip(clip: Tensor, frames: int = 4) -> np.ndarray:
+    """A clip ``(T, 3, H, W)`` in [0, 255] → ``frames`` evenly spaced frames side by side, ``(H, frames * W, 3)``
+    uint8: what a table row shows of its video."""
+    index = torch.linspace(0, clip.shape[0] - 1, min(frames, clip.shape[0])).round().long().to(clip.device)
+    picked = clip.index_select(0, index).float().clamp(0, 255).round().to(torch.uint8)  # (F, 3, H, W)
+    return picked.permute(2, 0, 3, 1).flatten(1, 2).cpu().numpy()  # (H, F * W, 3)
 
-        folder = log_dir(trainer)
-        folder.mkdir(parents=True, exist_ok=True)
-        out = [{"video_id": vid, "caption": text} for vid, text in sorted(found.items())]
-        path = folder / f"captions_{stage}_epoch{module.current_epoch}.json"
-        path.write_text(json.dumps({"captions": out, "metrics": scores}, indent=1))
-        if hasattr(module.logger, "log_text"):  # W&B: a few captions beside their references, each evaluation
-            rows = [[c["video_id"], c["caption"], " | ".join(refs[c["video_id"]][:3])] for c in out[:8]]
-            module.logger.log_text(key=f"{stage}/captions", columns=["video", "caption", "references"], data=rows)
+
+class CaptionCollector:
+    """One evaluation pass's captions, by video id: each valid video's caption and references, and the frames of
+    the first ``SAMPLES`` this rank saw; ``score`` then gathers, scores, writes and logs them."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}
+        self.refs: dict[str, list[str]] = {}
+        self.frames: dict[str, np.ndarray] = {}
+
+    def add(self, module, batch: dict, captions: list[str], stage: str) -> None:
+        """Keep each valid video's caption and references; log the skipped ones."""
+        for i, (vid, text, references, ok) in enumerate(zip(batch["video_id"], captions, batch["captions"],
+                                                             batch["valid"].tolist(), strict=True)):  # fmt: skip
+            if ok:
+                self.found[str(vid)], self.refs[str(vid)] = text, list(references)
+                if len(self.frames) < SAMPLES:
+                    self.frames[str(vid)] = frame_strip(batch["video"][i, 0])  # the first view, as captioned
+        module.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
+
+    def score(self, module, stage: str) -> None:
+        """Gather the ranks' captions (each video once, merged by id); score them with the COCO caption code on
+        rank 0 alone (its Java processes once, not per rank) and share the scores; log them (x100) on every rank; on
+        rank 0, write them with the captions beside the logs, and show a few videos' frames, captions and references
+        to a logger that takes tables (W&B). Lightning's sanity check is not scored."""
+        trainer = module.trainer
+        if getattr(trainer, "sanity_checking", False):
+            return
+        found, refs = self.found, self.refs
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (found, refs))
+            found, refs = {}, {}
+            for f, r in gathered:
+                found.update(f)
+                refs.update(r)
+        if not found:
+            return
+        scores = [caption_metrics(refs, found) if trainer.is_global_zero else None]
+        if distributed:
+            dist.broadcast_object_list(scores, src=0)
+        scores = scores[0]
+        module.log(f"{stage}/videos", float(scores["videos"]), rank_zero_only=True)
+        for name in ("bleu4", "meteor", "rouge_l", "cider"):
+            if name in scores:
+                module.log(f"{stage}/{name}", 100 * scores[name], rank_zero_only=True)
+        if trainer.is_global_zero:
+            from lit_i2v.reports import log_dir  # the run's folder without trainer.log_dir's broadcast (rank 0 here)
+
+            folder = log_dir(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            out = [{"video_id": vid, "caption": text} for vid, text in sorted(found.items())]
+            path = folder / f"captions_{stage}_epoch{module.current_epoch}.json"
+            path.write_text(json.dumps({"captions": out, "metrics": scores}, indent=1))
+            self._show(module.logger, stage, found, refs)
+
+    def _show(self, logger, stage: str, found: dict[str, str], refs: dict[str, list[str]]) -> None:
+        if hasattr(logger, "log_table") and self.frames:  # W&B: frames, caption, references
+            import wandb
+
+            rows = [[vid, wandb.Image(strip), found[vid], " | ".join(refs[vid][:3])] for vid, strip in
+                    self.frames.items()]  # fmt: skip
+            logger.log_table(key=f"{stage}/captions", columns=["video", "frames", "caption", "references"], data=rows)
+        elif hasattr(logger, "log_text"):
+            rows = [[vid, text, " | ".join(refs[vid][:3])] for vid, text in sorted(found.items())[:SAMPLES]]
+            logger.log_text(key=f"{stage}/captions", columns=["video", "caption", "references"], data=rows)

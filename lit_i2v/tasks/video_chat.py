@@ -302,8 +302,7 @@ class GenerativeCaptioning(GenerativeVideoQA):
         super().__init__(backbone, transfer, frame_tokens, template, max_new_tokens=max_new_tokens,
                          num_beams=num_beams, optim=optim, runtime=runtime)  # fmt: skip
         self.prompt = prompt
-        self._found: dict[str, dict[str, str]] = {}
-        self._refs: dict[str, dict[str, list[str]]] = {}
+        self._collected: dict = {}  # stage → lit_i2v.tasks.captioning.CaptionCollector
 
     @classmethod
     def tiny(cls) -> GenerativeCaptioning:
@@ -328,13 +327,12 @@ class GenerativeCaptioning(GenerativeVideoQA):
         return super().training_step(batch | {"question": questions, "answer": batch["caption"]}, batch_idx)
 
     def _evaluate(self, batch: dict, metrics: nn.ModuleDict, stage: str) -> None:
-        from lit_i2v.tasks.captioning import collect_captions
+        from lit_i2v.tasks.captioning import CaptionCollector
 
         captions = self.generate(self.normalize(batch["video"][:, 0]), [self.prompt] * len(batch["captions"]))
-        collect_captions(self, batch, captions, self._found.setdefault(stage, {}), self._refs.setdefault(stage, {}),
-                         stage)  # fmt: skip
+        self._collected.setdefault(stage, CaptionCollector()).add(self, batch, captions, stage)
 
     def _log_epoch(self, metrics: nn.ModuleDict, stage: str) -> None:
-        from lit_i2v.tasks.captioning import score_captions
+        from lit_i2v.tasks.captioning import CaptionCollector
 
-        score_captions(self, self._found.pop(stage, {}), self._refs.pop(stage, {}), stage)
+        self._collected.pop(stage, CaptionCollector()).score(self, stage)
