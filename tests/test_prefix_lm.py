@@ -57,9 +57,13 @@ def test_a_gpt2_folder_loads_with_its_tokenizer_and_the_hub_name_reads_the_cache
     assert load_causal_lm("hf-hub:openai-community/tiny-gpt2")[2] == snapshot
 
 
-def test_bad_language_models_are_refused_in_one_line(gpt2, tmp_path):
+def test_bad_language_models_are_refused_in_one_line(gpt2, tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match=r"decoder.init_args.pretrained: .*empty has no config.json"):
         load_causal_lm(str(tmp_path / "empty"))
+    hub_snapshot(monkeypatch, tmp_path / "hub", "openai-community/other", {"config.json": "{}"})  # the hub offline
+    with pytest.raises(WeightsError, match=r"hf-hub:openai-community/gpt2: not in the Hugging Face cache .* set "
+                                           r"model.init_args.decoder.init_args.pretrained to that folder"):  # fmt: skip
+        load_causal_lm("hf-hub:openai-community/gpt2")
     other = tmp_path / "other"
     other.mkdir()
     for f in gpt2.iterdir():
