@@ -190,3 +190,33 @@ def test_clipcap_counts_on_gpt2_small_built_from_its_config(gpt2, tmp_path):
     mapping = sum(p.numel() for p in decoder.mapper.parameters())
     assert lm == 124_439_808 and mapping == 512 * 3840 + 3840 + 3840 * 7680 + 7680
     assert round((lm + mapping) / 1e6) == 156
+
+
+def test_the_synthetic_clipcap_recipe_fits_and_captions_offline(synth_root, tmp_path):
+    """configs/captioning/synthetic_clipcap.yaml through the CLI (a tiny tower, a few steps): the synthetic GPT-2 is
+    written on first use, and validation writes every video's caption with the four metrics."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lit_i2v.data.synthetic import write_captions
+
+    write_captions(synth_root)
+    root = Path(__file__).resolve().parents[1]
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "lit_i2v", "fit", "--config", str(root / "configs/captioning/synthetic_clipcap.yaml"),
+            "--model.init_args.backbone.init_args.arch=ViT-T-8-test",
+            "--model.init_args.backbone.init_args.pretrained=null", "--data.synthetic=null",
+            f"--data.train={synth_root / 'captions_train.json'}",
+            f"--data.val={synth_root / 'captions_validation.json'}",
+            f"--data.root={synth_root / 'videos'}", "--data.batch_size=8", "--data.num_workers=0",
+            "--data.sampler.init_args.num_frames=4", "--data.train_transform=lit_i2v.data.TrainTransform",
+            "--data.train_transform.size=32", "--data.eval_transform=lit_i2v.data.EvalTransform",
+            "--data.eval_transform.size=32", "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1",
+            "--trainer.limit_train_batches=2", f"--trainer.default_root_dir={run}",
+            f"--trainer.logger.init_args.save_dir={run}", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (written,) = run.rglob("captions_val_epoch0.json")
+    result = json.loads(written.read_text())
+    assert len(result["captions"]) == 16 and {"bleu4", "rouge_l", "cider"} <= set(result["metrics"])
