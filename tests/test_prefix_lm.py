@@ -4,6 +4,7 @@ in the LM's input, decoding against transformers' own generation, what trains, C
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -75,7 +76,8 @@ def test_bad_language_models_are_refused_in_one_line(gpt2, tmp_path, monkeypatch
     for kwargs, message in [
         (dict(mapping="conv"), "mapping 'conv': mlp or transformer"),
         (dict(mapping="mlp", memory="frames"), "memory 'frames' needs mapping: transformer"),
-        (dict(prefix_length=40, max_length=30), "prefix_length \\+ max_length - 1 = 69, more than the 64 positions"),
+        (dict(prefix_length=40, max_length=30), "prefix_length \\+ max_length - 2 = 68, more than the 64 positions"),
+        (dict(dtype="bfloat16"), "dtype 'bfloat16' with train_language_model: AdamW's updates"),
     ]:
         with pytest.raises(ValueError, match=message):
             PrefixLM(str(gpt2), **kwargs)
@@ -192,6 +194,7 @@ def test_clipcap_counts_on_gpt2_small_built_from_its_config(gpt2, tmp_path):
     assert round((lm + mapping) / 1e6) == 156
 
 
+@pytest.mark.slow
 def test_the_synthetic_clipcap_recipe_fits_and_captions_offline(synth_root, tmp_path):
     """configs/captioning/synthetic_clipcap.yaml through the CLI (a tiny tower, a few steps): the synthetic GPT-2 is
     written on first use, and validation writes every video's caption with the four metrics."""
@@ -215,8 +218,47 @@ def test_the_synthetic_clipcap_recipe_fits_and_captions_offline(synth_root, tmp_
             "--data.eval_transform.size=32", "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1",
             "--trainer.limit_train_batches=2", f"--trainer.default_root_dir={run}",
             f"--trainer.logger.init_args.save_dir={run}", "--trainer.enable_progress_bar=false"]  # fmt: skip
-    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = os.environ | {"LIT_I2V_CACHE": str(tmp_path / "cache")}  # the synthetic GPT-2 written here
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "cache" / "gpt2-synthetic" / "model.safetensors").is_file()
     (written,) = run.rglob("captions_val_epoch0.json")
     result = json.loads(written.read_text())
     assert len(result["captions"]) == 16 and {"bleu4", "rouge_l", "cider"} <= set(result["metrics"])
+
+
+def test_summary_writes_the_synthetic_gpt2_on_cpu_and_leaves_the_random_state(tmp_path, monkeypatch, capsys):
+    """``summary`` builds on the meta device: the synthetic GPT-2 written on first use is still written with real
+    weights (on the CPU), and writing it does not reseed the caller's generator."""
+    from lit_i2v.cli import main
+
+    monkeypatch.setenv("LIT_I2V_CACHE", str(tmp_path))
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    with pytest.warns(UserWarning, match="not on this machine"):
+        assert main(["summary", "--config", "configs/captioning/synthetic_clipcap.yaml", "--json"]) == 0
+    assert (tmp_path / "gpt2-synthetic" / "model.safetensors").is_file()
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"] == "VideoCaptioning" and summary["trainable_params"] > 0
+    torch.manual_seed(3)
+    write_tiny_gpt2(tmp_path / "again", seed=7)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_output_layer_runs_in_fp32_under_bf16_autocast(gpt2):
+    """Under bf16 autocast the LM's body runs in bf16 and its output layer in fp32: the logits are the fp32 product
+    of the last hidden states and the tied embedding, not a bf16 product cast up."""
+    model = task(gpt2).eval()
+    lm = model.decoder.language_model
+    with torch.no_grad():
+        prefix = model.memory(clips())
+        ids, _ = model.tokenize(["a red circle", "moving blue square up"])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.decoder(prefix, ids)
+            words = lm.get_input_embeddings()(ids[:, 1:])
+            h = lm.base_model(inputs_embeds=torch.cat([prefix, words], 1), use_cache=False).last_hidden_state
+        h, weight = h[:, -ids.shape[1] :].float(), lm.get_output_embeddings().weight.float()
+        exact, rounded = h @ weight.t(), (h.bfloat16() @ weight.bfloat16().t()).float()
+    assert not torch.allclose(rounded, exact, atol=1e-5)  # a bf16 output layer would be told apart
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, exact, atol=1e-5)

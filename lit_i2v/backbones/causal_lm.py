@@ -1,10 +1,10 @@
 """Causal language models from transformers, as caption decoders (ClipCap's GPT-2: ``lit_i2v.heads.PrefixLM``).
 
-``load_causal_lm`` reads what users have: a transformers folder (``config.json``, safetensors weights, the tokenizer's
-files; GPT-2, OPT, Llama, Qwen2, ...), ``hf-hub:<repo>`` (the Hugging Face cache, downloading what is missing when
-online: ``hf-hub:openai-community/gpt2``), or ``synthetic``: a tiny random GPT-2 with a byte-level BPE learnt from the
-synthetic captions' words, written by transformers into lit_i2v's cache on first use (``synthetic_gpt2``). Weights
-that do not fit the config are refused, not initialised at random.
+``load_causal_lm`` reads what users have: a transformers folder (``config.json``, safetensors weights, the
+tokenizer's files; tested with GPT-2, the other causal LMs load the same way), ``hf-hub:<repo>`` (the Hugging Face
+cache, downloading what is missing when online: ``hf-hub:openai-community/gpt2``), or ``synthetic``: a tiny random
+GPT-2 with a byte-level BPE learnt from the synthetic captions' words, written by transformers into lit_i2v's cache on
+first use (``synthetic_gpt2``). Weights that do not fit the config are refused, not initialised at random.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def load_causal_lm(
     else:
         try:
             model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, output_loading_info=True)
-        except (OSError, ValueError) as err:  # no weights, a truncated shard, a model type with no causal LM
+        except (OSError, ValueError, RuntimeError) as err:  # no weights, a truncated shard, no causal LM, shapes
             raise WeightsError(f"{folder}: {' '.join(str(err).split())}") from None
         missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
         if missing or unexpected:
@@ -73,8 +73,8 @@ def write_tiny_gpt2(folder: str | Path, seed: int = 0, width: int = 32, layers: 
     ``TINY_CORPUS`` with GPT-2's ``<|endoftext|>``, and ``layers`` blocks of ``width``. About a second;
     idempotent."""
     folder = Path(folder)
-    with _writing(folder) as needed:
-        if needed:
+    with _writing(folder) as needed, torch.device("cpu"), torch.random.fork_rng():  # summary's meta device aside;
+        if needed:  # the caller's random state as it was, whether or not the folder had to be written
             _write_gpt2(folder, seed, width, layers)
     return folder
 

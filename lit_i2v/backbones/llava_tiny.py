@@ -69,8 +69,8 @@ def write_tiny_llava(folder: str | Path, model_type: str = "llava", seed: int = 
     about a second; idempotent."""
 
     folder = Path(folder)
-    with _writing(folder) as needed:
-        if needed:
+    with _writing(folder) as needed, torch.device("cpu"), torch.random.fork_rng():  # summary's meta device aside;
+        if needed:  # the caller's random state as it was, whether or not the folder had to be written
             _write_tiny(folder, model_type, seed)
     return folder
 
@@ -161,8 +161,8 @@ def synthetic_llava(folder: str | Path | None = None, seed: int = 0) -> Path:
     and the tower's mean and std; in ``<cache>/llava-synthetic`` by default."""
 
     folder = Path(folder) if folder is not None else cache_dir() / "llava-synthetic"
-    with _writing(folder) as needed:
-        if needed:
+    with _writing(folder) as needed, torch.device("cpu"), torch.random.fork_rng():  # summary's meta device aside;
+        if needed:  # the caller's random state as it was, whether or not the folder had to be written
             _write_synthetic(folder, seed)
     return folder
 

@@ -20,7 +20,11 @@ lit_i2v's choices, for video and for a framework (arguments where they are open)
 - a caption ends with the tokenizer's end-of-text token, learnt in training and where decoding stops (ClipCap
   stops at '.', which MSR-VTT's and VATEX's captions do not have); padding is masked from the loss, where ClipCap's
   ``ignore_index=0`` also ignores GPT-2's token 0 ("!");
-- the attention projections of the transformer mapping have biases (PyTorch's layer; ClipCap's have none).
+- the transformer mapping's query, key and value projections have biases and PyTorch's initialisation (its layer;
+  ClipCap's have none);
+- the LM's embeddings are exempt from weight decay, as the towers' are (ClipCap's AdamW has no weight decay at all);
+- the output layer runs in fp32, under bf16 autocast too, as ``CaptionDecoder``'s: beam scores and argmax ties need
+  its resolution.
 
 The decoder surface is ``CaptionDecoder``'s: token rows start with a marker that the prefix replaces, so
 ``VideoCaptioning``'s teacher forcing, greedy and beam search run on either decoder unchanged.
@@ -29,6 +33,7 @@ The decoder surface is ``CaptionDecoder``'s: token rows start with a marker that
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_i2v.backbones.causal_lm import load_causal_lm
@@ -84,9 +89,15 @@ class PrefixLM(CaptionHead):
         self.language_model, self.tokenizer, folder = load_causal_lm(pretrained, dtype)
         positions = getattr(self.language_model.config, "max_position_embeddings", None) or getattr(
             self.language_model.config, "n_positions", None)  # fmt: skip
-        if positions is not None and prefix_length + max_length - 1 > positions:
-            raise ValueError(f"{key}: prefix_length + max_length - 1 = {prefix_length + max_length - 1}, more than "
-                             f"the {positions} positions of {folder}")  # fmt: skip
+        longest = prefix_length + max_length - 2  # the prefix, then every token but the last is read
+        if positions is not None and longest > positions:
+            raise ValueError(f"{key}: prefix_length + max_length - 2 = {longest}, more than the {positions} positions "
+                             f"of {folder}")  # fmt: skip
+        if train_language_model and dtype != "float32":
+            raise ValueError(
+                f"{key}.dtype {dtype!r} with train_language_model: AdamW's updates of {dtype} weights round to zero "
+                "at fine-tuning rates; keep float32 weights and train under trainer.precision: bf16-mixed"
+            )
         self.language_model.requires_grad_(train_language_model)
         self.pretrained_names = frozenset(f"language_model.{n}" for n, _ in self.language_model.named_parameters())
         self.width = self.language_model.get_input_embeddings().weight.shape[1]
@@ -144,7 +155,8 @@ class PrefixLM(CaptionHead):
 
     def forward(self, memory: Tensor, tokens: Tensor, padding: Tensor | None = None, last: bool = False) -> Tensor:
         """Prefix ``(B, k, D)`` and token rows ``(B, L)`` (the start marker first, replaced by the prefix) →
-        next-token logits ``(B, L, vocab)``, or ``(B, vocab)`` at the last position only (``last``); fp32."""
+        next-token logits ``(B, L, vocab)``, or ``(B, vocab)`` at the last position only (``last``); the output
+        layer in fp32."""
         lm = self.language_model
         words = lm.get_input_embeddings()(tokens[:, 1:])
         x = torch.cat([memory.to(words.dtype), words], 1)  # (B, k + L - 1, D)
@@ -154,11 +166,19 @@ class PrefixLM(CaptionHead):
         if x.is_meta:  # ``summary``: transformers' mask helpers read values; a causal 4D mask is taken as it is
             mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()[None, None]
         keep = 1 if last else tokens.shape[1]
-        logits = lm(inputs_embeds=x, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits.float()
+        h = lm.base_model(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state[:, -keep:]
+        head = lm.get_output_embeddings()
+        device = h.device.type if h.device.type in ("cuda", "cpu") else "cpu"  # "meta" in summary: nothing to undo
+        with torch.autocast(device, enabled=False):
+            bias = head.bias.float() if head.bias is not None else None
+            logits = F.linear(h.float(), head.weight.float(), bias)
         return logits[:, -1] if last else logits
 
     def no_weight_decay(self) -> set[str]:
-        return {"prefix_const", "frame_embed"}
+        """The mapping's constants and frame positions, and the LM's token and position embeddings."""
+        embeddings = {f"language_model.{n}.weight" for n, m in self.language_model.named_modules()
+                      if isinstance(m, nn.Embedding)}  # fmt: skip
+        return {"prefix_const", "frame_embed"} | embeddings
 
     def extra_repr(self) -> str:
         return (f"pretrained={self.pretrained!r}, mapping={self.mapping!r}, prefix_length={self.prefix_length}, "
