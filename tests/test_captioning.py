@@ -80,11 +80,15 @@ def test_a_mean_memory_is_blind_to_frame_order_and_a_frame_memory_is_not():
 
 
 def test_training_makes_the_captioner_say_each_videos_caption():
-    model = task()
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
-    batch = {"video": video, "caption": ["a red circle moves left", "a blue square falls down"]}
-    before = model.eval().caption(model.normalize(video))
-    assert before != batch["caption"]
+    learns_to_say(task(), video, ["a red circle moves left", "a blue square falls down"])
+
+
+def learns_to_say(model: VideoCaptioning, video: torch.Tensor, captions: list[str]) -> None:
+    """60 AdamW steps on the clips and their captions: greedy decoding and beam search then say the captions, which
+    the untrained model did not."""
+    batch = {"video": video, "caption": captions}
+    assert model.eval().caption(model.normalize(video)) != batch["caption"]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     model.train()
     for _ in range(60):

@@ -18,6 +18,7 @@ from lit_i2v.heads import PrefixLM  # noqa: E402
 from lit_i2v.strategies import Frozen  # noqa: E402
 from lit_i2v.tasks import VideoCaptioning  # noqa: E402
 from tests.conftest import hub_snapshot  # noqa: E402
+from tests.test_captioning import learns_to_say  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -161,18 +162,7 @@ def test_training_makes_the_prefix_captioner_say_each_videos_caption(gpt2, backb
     model = task(gpt2, backbone, mapping="mlp")
     video = torch.randint(0, 128, (2, 4, 3, 32, 32), dtype=torch.uint8)
     video[1] += 128  # a dark and a bright video: their average embeddings differ
-    batch = {"video": video, "caption": ["moving red circle from left to right", "making blue square disappear"]}
-    assert model.eval().caption(model.normalize(video)) != batch["caption"]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    model.train()
-    for _ in range(60):
-        optimizer.zero_grad()
-        model.training_step(batch, 0).backward()
-        optimizer.step()
-    model.eval()
-    assert model.caption(model.normalize(video)) == batch["caption"]
-    model.beam_size = 3
-    assert model.caption(model.normalize(video)) == batch["caption"]
+    learns_to_say(model, video, ["moving red circle from left to right", "making blue square disappear"])
 
 
 def test_clipcap_counts_on_gpt2_small_built_from_its_config(gpt2, tmp_path):
