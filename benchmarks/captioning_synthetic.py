@@ -33,7 +33,12 @@ PAIRS = 2  # CLASSES come in time-reversed twins: (0, 1), (2, 3), ...
 def motion_scores(captions: list[dict], references: dict) -> dict:
     """The share of captions that name the video's motion; that name its pair (the motion or its time reversal);
     and, of those, the share that name the direction right: an order-blind captioner is at 50% there at best."""
-    named = [(caption_motion(c["caption"]), caption_motion(references[c["video_id"]][0])) for c in captions]
+    return motion_counts([(caption_motion(c["caption"]), caption_motion(references[c["video_id"]][0]))
+                          for c in captions])  # fmt: skip
+
+
+def motion_counts(named: list[tuple[int | None, int]]) -> dict:
+    """(named class or None, true class) pairs → the three shares (x100)."""
     in_pair = [(g, t) for g, t in named if g is not None and g // PAIRS == t // PAIRS]
     return {
         "motion_right": 100 * sum(g == t for g, t in named) / len(named),
@@ -51,6 +56,55 @@ def last_captions(run_dir: Path) -> dict:
     if not files:
         raise FileNotFoundError(f"no validation captions under {run_dir}: fit the recipe first")
     return json.loads(files[-1].read_text()) | {"file": str(files[-1])}
+
+
+def linear_probes(root: Path, frames: int = 8, steps: int = 500) -> dict[str, dict]:
+    """Whether the frozen tower's frame embeddings carry the direction at all: linear probes (z-scored inputs, L2 0.001,
+    Adam, full batch) from the 480 training videos' embeddings to their class, scored on the 160 validation videos
+    like the captions (top-1, pair, direction within pair), on the frames' embeddings concatenated in order, their
+    average, and the last minus the first."""
+    import av
+    import numpy as np
+    import torch
+
+    from lit_i2v.backbones import CLIP
+    from lit_i2v.data.synthetic import templates
+
+    clip = CLIP("ViT-S-8-tiny", pretrained="synthetic").eval()
+    mean, std = (torch.tensor(clip.pretrained_cfg[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+
+    def embeddings(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for item in json.loads((root / f"{split}.json").read_text()):
+            with av.open(str(root / "videos" / f"{item['id']}.mp4")) as container:
+                decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            index = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
+            video = torch.from_numpy(np.stack([decoded[i] for i in index])).permute(0, 3, 1, 2).float()
+            with torch.no_grad():
+                xs.append(clip.encode_video(((video - mean) / std)[None], project=True)[0])  # (T, D)
+            ys.append(templates().index(item["template"]))
+        return torch.stack(xs), torch.tensor(ys)
+
+    torch.manual_seed(0)
+    (train_x, train_y), (val_x, val_y) = embeddings("train"), embeddings("validation")
+    views = {"concatenated in order": lambda x: x.flatten(1), "averaged": lambda x: x.mean(1),
+             "last minus first": lambda x: x[:, -1] - x[:, 0]}  # fmt: skip
+    out = {}
+    for name, view in views.items():
+        a, b = view(train_x), view(val_x)
+        mu, sd = a.mean(0), a.std(0) + 1e-6
+        a, b = (a - mu) / sd, (b - mu) / sd
+        weight = torch.zeros(a.shape[1], len(templates()), requires_grad=True)
+        bias = torch.zeros(len(templates()), requires_grad=True)
+        optimizer = torch.optim.Adam([weight, bias], lr=1e-2)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(a @ weight + bias, train_y) + 1e-3 * weight.pow(2).sum()
+            loss.backward()
+            optimizer.step()
+        pred = (b @ weight + bias).argmax(1).tolist()
+        out[name] = motion_counts(list(zip(pred, val_y.tolist(), strict=True)))
+    return out
 
 
 def main() -> None:
@@ -76,13 +130,18 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
     lines = ["| captioner | CIDEr-D | BLEU-4 | METEOR | ROUGE-L | motion right | pair right | direction within pair |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         scores = f"{r['cider']:.1f} | {r['bleu4']:.1f} | {r['meteor']:.1f} | {r['rouge_l']:.1f}"
         motion = f"{r['motion_right']:.1f}% | {r['pair_right']:.1f}% | {r['direction_in_pair']:.1f}%"
         lines.append(f"| {r['run']} | {scores} | {motion} |")
+    probes = linear_probes(validation.parent)
+    lines += ["", "| linear probe on the frozen frame embeddings | top-1 | pair right | direction within pair |",
+              "|---|---|---|---|"]  # fmt: skip
+    for name, r in probes.items():
+        lines.append(f"| {name} | {r['motion_right']:.1f}% | {r['pair_right']:.1f}% | {r['direction_in_pair']:.1f}% |")
+    (out / "results.json").write_text(json.dumps({"captioners": rows, "probes": probes}, indent=1))
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
