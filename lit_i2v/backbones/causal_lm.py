@@ -73,8 +73,8 @@ def write_tiny_gpt2(folder: str | Path, seed: int = 0, width: int = 32, layers: 
     ``TINY_CORPUS`` with GPT-2's ``<|endoftext|>``, and ``layers`` blocks of ``width``. About a second;
     idempotent."""
     folder = Path(folder)
-    with _writing(folder) as needed, torch.device("cpu"), torch.random.fork_rng():  # summary's meta device aside;
-        if needed:  # the caller's random state as it was, whether or not the folder had to be written
+    with _writing(folder) as needed:
+        if needed:
             _write_gpt2(folder, seed, width, layers)
     return folder
 

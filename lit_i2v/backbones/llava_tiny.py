@@ -29,9 +29,11 @@ TINY_WORDS = [
 @contextlib.contextmanager
 def _writing(folder: Path) -> Iterator[bool]:
     """Held while ``folder`` is written: concurrent processes (DDP ranks, test workers) wait for the first; yields
-    whether it still has to be written."""
+    whether it still has to be written. Inside, modules are built on the CPU (``summary`` builds under the meta
+    device, whose tensors cannot be saved) and the caller's random state is kept, whether or not the folder had to
+    be written."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock, torch.device("cpu"), torch.random.fork_rng():
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         yield not (folder / "config.json").is_file()
 
@@ -69,8 +71,8 @@ def write_tiny_llava(folder: str | Path, model_type: str = "llava", seed: int = 
     about a second; idempotent."""
 
     folder = Path(folder)
-    with _writing(folder) as needed, torch.device("cpu"), torch.random.fork_rng():  # summary's meta device aside;
-        if needed:  # the caller's random state as it was, whether or not the folder had to be written
+    with _writing(folder) as needed:
+        if needed:
             _write_tiny(folder, model_type, seed)
     return folder
 
@@ -161,8 +163,8 @@ def synthetic_llava(folder: str | Path | None = None, seed: int = 0) -> Path:
     and the tower's mean and std; in ``<cache>/llava-synthetic`` by default."""
 
     folder = Path(folder) if folder is not None else cache_dir() / "llava-synthetic"
-    with _writing(folder) as needed, torch.device("cpu"), torch.random.fork_rng():  # summary's meta device aside;
-        if needed:  # the caller's random state as it was, whether or not the folder had to be written
+    with _writing(folder) as needed:
+        if needed:
             _write_synthetic(folder, seed)
     return folder
 
