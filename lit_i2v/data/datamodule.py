@@ -235,6 +235,19 @@ class VideoDataModule(SplitLoaders, L.LightningDataModule):
             self._records[split] = records
         return self._records[split]
 
+    def references(self, split: str) -> list[list[str]]:
+        """Every video's captions in ``split`` (``Captions`` annotations), in file order: the corpus whose document
+        frequencies CIDEr-D rewards use in self-critical training."""
+        if self.shards is not None:
+            raise ConfigError(f"data.shards: the shards keep no captions, so there are no {split} references to read")
+        self.records(split)
+        extras = self._extras[split] or []
+        if not extras or "captions" not in extras[0]:
+            raise ConfigError(
+                f"data.annotations: {type(self.annotations).__name__} gives no captions to read ({split})"
+            )
+        return [extra["captions"] for extra in extras]
+
     def check_labels(self, num_classes: int) -> None:
         """Check the labels of every split read so far, and of those read later, against ``num_classes`` (the task
         calls this in ``setup`` when the module was built without ``num_classes``)."""

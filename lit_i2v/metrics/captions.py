@@ -21,6 +21,8 @@ import re
 import shutil
 import string
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
@@ -91,3 +93,67 @@ def _meteor(gts: dict, res: dict) -> float:
         with meteor.lock:
             meteor.meteor_p.kill()
             meteor.meteor_p.wait()
+
+
+class CiderD:
+    """CIDEr-D (Vedantam et al., CVPR 2015) as pycocoevalcap's ``CiderScorer`` computes it, with the document
+    frequencies of a fixed corpus rather than of the scored set: the reward of self-critical training (Rennie et al.
+    2017), whose reference code (ruotianluo/self-critical.pytorch) takes them from the training references once.
+
+    Per n = 1..4: TF-IDF vectors (term count x (log corpus size - log max(1, document frequency))), the candidate's
+    clipped at each reference's (``min(c, r) * r``), cosine-normalised, times ``exp(-delta^2 / 72)`` where delta is
+    the difference in length, averaged over n and over the references, times 10. As in that code, a caption's
+    "length" is its bigram count (``if n == 1`` on the zero-based n-gram order), which equals the word count minus
+    one and so leaves delta unchanged for any caption of at least one word.
+
+    Args:
+        corpus: each document's references (token strings, words split by spaces: tokenise them first).
+    """
+
+    def __init__(self, corpus: list[list[str]], n: int = 4, sigma: float = 6.0) -> None:
+        from collections import Counter
+
+        if not corpus:
+            raise ValueError("CIDEr-D needs a corpus of references for its document frequencies")
+        self.n, self.sigma = n, sigma
+        self.frequency: Counter = Counter()
+        for refs in corpus:
+            self.frequency.update({g for ref in refs for g in self._ngrams(ref)})
+        self.log_size = float(np.log(len(corpus)))
+
+    def _ngrams(self, text: str) -> dict[tuple[str, ...], int]:
+        from collections import Counter
+
+        words = text.split()
+        return Counter(tuple(words[i : i + k]) for k in range(1, self.n + 1) for i in range(len(words) - k + 1))
+
+    def _vector(self, text: str) -> tuple[list[dict], np.ndarray, int]:
+        vec: list[dict] = [{} for _ in range(self.n)]
+        norm = np.zeros(self.n)
+        length = 0
+        for gram, count in self._ngrams(text).items():
+            k = len(gram) - 1
+            vec[k][gram] = weight = count * (self.log_size - np.log(max(1.0, self.frequency[gram])))
+            norm[k] += weight * weight
+            length += count if k == 1 else 0
+        return vec, np.sqrt(norm), length
+
+    def score(self, candidate: str, references: list[str]) -> float:
+        """One candidate against its references (token strings)."""
+        return self.scores([candidate], references)[0]
+
+    def scores(self, candidates: list[str], references: list[str]) -> list[float]:
+        """Candidates of one video (samples of a captioner) against its references, whose vectors are built once."""
+        refs = [self._vector(ref) for ref in references]
+        out = []
+        for candidate in candidates:
+            vec, norm, length = self._vector(candidate)
+            total = np.zeros(self.n)
+            for ref_vec, ref_norm, ref_length in refs:
+                for k in range(self.n):
+                    val = sum(min(w, ref_vec[k].get(g, 0.0)) * ref_vec[k].get(g, 0.0) for g, w in vec[k].items())
+                    if norm[k] != 0 and ref_norm[k] != 0:
+                        val /= norm[k] * ref_norm[k]
+                    total[k] += val * np.exp(-((length - ref_length) ** 2) / (2 * self.sigma**2))
+            out.append(float(10.0 * total.mean() / len(references)))
+        return out

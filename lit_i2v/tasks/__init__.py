@@ -2,7 +2,7 @@
 
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
-from lit_i2v.tasks.captioning import VideoCaptioning
+from lit_i2v.tasks.captioning import SelfCritical, VideoCaptioning
 from lit_i2v.tasks.checkpoint_io import AtomicCheckpointIO
 from lit_i2v.tasks.distillation import Distillation
 from lit_i2v.tasks.grounding import TemporalGrounding
@@ -21,6 +21,7 @@ __all__ = [
     "Runtime",
     "TemporalGrounding",
     "TextVideoRetrieval",
+    "SelfCritical",
     "VideoCaptioning",
     "VideoQuestionAnswering",
     "VideoTask",

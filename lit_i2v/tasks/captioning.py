@@ -9,12 +9,14 @@ or beam search (GNMT's length penalty ``((5 + n) / 6) ** length_penalty``), scor
 each rank captions its share of the videos; the captions are gathered, each video counted once, and every rank
 scores the same set. The captions are written, as ``{video_id, caption}`` JSON, beside the logs, and a few videos'
 frames with their captions and references go to a logger that takes tables (W&B). Evaluation reads the first view
-of each video.
+of each video. ``self_critical`` turns teacher forcing into self-critical sequence training with a CIDEr-D reward
+after a given epoch (``SelfCritical``).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,13 +25,55 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lit_i2v.backbones import CLIP
+from lit_i2v.errors import ConfigError
 from lit_i2v.heads.caption_decoder import CaptionDecoder, CaptionHead
-from lit_i2v.metrics.captions import caption_metrics
+from lit_i2v.metrics.captions import CiderD, caption_metrics, simple_tokenize
 from lit_i2v.strategies import Frozen, TransferStrategy
 from lit_i2v.tasks.args import Optimization, Runtime
 from lit_i2v.tasks.base import VideoTask
 
 IGNORE = -100
+
+
+@dataclass
+class SelfCritical:
+    """Self-critical sequence training (Rennie et al., *Self-critical Sequence Training for Image Captioning*, CVPR
+    2017), as its reference code (ruotianluo/self-critical.pytorch) runs it: after ``after_epoch`` epochs of teacher
+    forcing, each video's captioner samples ``samples`` captions (multinomial, temperature 1, up to the decoder's
+    ``max_length``), each scored by CIDEr-D against all the video's references, and the loss is
+    ``-(reward - baseline) * log p`` of every sampled token (the end marker included), averaged over the tokens. Rewards
+    are computed on lower-cased words without punctuation (``simple_tokenize``), not the PTB tokenizer. lit_i2v's
+    choices: captions are sampled with the decoder's dropout off, and their log-probabilities come from one
+    teacher-forced pass over them, with dropout as in training (the reference code keeps the sampling pass's).
+
+    Args:
+        after_epoch: epochs of teacher forcing first (the reference code's ``self_critical_after``); 0: from the
+            start.
+        samples: captions sampled a video.
+        baseline: ``greedy``: the video's greedy caption's reward (Rennie et al.); ``mean``: the mean reward of the
+            video's other samples (Luo, *A Better Variant of Self-Critical Sequence Training*, 2020; no greedy pass).
+        document_frequency: where CIDEr-D's IDF comes from: ``train``, every training video's references, read once
+            (the reference code's cached training n-grams); ``batch``, the batch's references.
+    """
+
+    after_epoch: int = 0
+    samples: int = 5
+    baseline: str = "greedy"
+    document_frequency: str = "train"
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("after_epoch", self.after_epoch >= 0, "at least 0"),
+            ("samples", self.samples >= (2 if self.baseline == "mean" else 1),
+             "at least 2 with baseline mean" if self.baseline == "mean" else "at least 1"),
+            ("baseline", self.baseline in ("greedy", "mean"), "greedy or mean"),
+            ("document_frequency", self.document_frequency in ("train", "batch"), "train or batch"),
+        ]  # fmt: skip
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(
+                    f"model.init_args.self_critical.{key}: must be {expected}, got {getattr(self, key)!r}"
+                )
 
 
 class VideoCaptioning(VideoTask):
@@ -42,6 +86,8 @@ class VideoCaptioning(VideoTask):
     label_smoothing: of the training cross-entropy.
     beam_size: 1 for greedy decoding.
     length_penalty: GNMT's exponent in beam search (0: none).
+    self_critical: self-critical training with a CIDEr-D reward after some epochs of teacher forcing
+        (``SelfCritical``); None: teacher forcing throughout.
     """
 
     monitor = "val/cider"
@@ -55,6 +101,7 @@ class VideoCaptioning(VideoTask):
         label_smoothing: float = 0.1,
         beam_size: int = 1,
         length_penalty: float = 1.0,
+        self_critical: SelfCritical | None = None,
         optim: Optimization | None = None,
         runtime: Runtime | None = None,
     ) -> None:
@@ -72,6 +119,8 @@ class VideoCaptioning(VideoTask):
         width = backbone.embed_dim if self.project else backbone.visual.width
         self.decoder.build(width, backbone)
         self.label_smoothing, self.beam_size, self.length_penalty = label_smoothing, beam_size, length_penalty
+        self.self_critical = self_critical
+        self._cider: CiderD | None = None  # CIDEr-D over the training references, built at the first self-critical step
         self._collected: dict[str, CaptionCollector] = {}
 
     @classmethod
@@ -114,6 +163,9 @@ class VideoCaptioning(VideoTask):
     # ---- training -----------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        sc = self.self_critical
+        if sc is not None and self.current_epoch >= sc.after_epoch:
+            return self.self_critical_step(batch)
         memory = self.memory(self.normalize(batch["video"]))
         ids, padding = self.tokenize(batch["caption"])
         logits = self.decoder(memory, ids[:, :-1], padding[:, :-1])  # (B, L-1, vocab)
@@ -123,7 +175,76 @@ class VideoCaptioning(VideoTask):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
         return loss
 
+    def self_critical_step(self, batch: dict) -> Tensor:
+        """``SelfCritical``'s loss on a batch (its ``captions``: every reference of each video)."""
+        sc, dec = self.self_critical, self.decoder
+        memory = self.memory(self.normalize(batch["video"]))
+        references = [[simple_tokenize(c) for c in captions] for captions in batch["captions"]]
+        cider = self._cider if sc.document_frequency == "train" else CiderD(references)
+        if cider is None:
+            datamodule = self.trainer.datamodule
+            if not hasattr(datamodule, "references"):
+                raise ConfigError(
+                    "model.init_args.self_critical.document_frequency: train reads the training captions from a "
+                    f"VideoDataModule with Captions, not {type(datamodule).__name__}; use batch"
+                )
+            corpus = datamodule.references("train")
+            cider = self._cider = CiderD([[simple_tokenize(c) for c in captions] for captions in corpus])
+        k = sc.samples
+        training = dec.training
+        dec.eval()  # captions drawn from the policy that evaluation runs: no dropout (the gradient pass keeps it)
+        try:
+            with torch.no_grad():
+                sampled = self.sample(memory.detach().repeat_interleave(k, 0))  # (B*k, L), start marker first
+                baseline = self.greedy(memory.detach()) if sc.baseline == "greedy" else None
+        finally:
+            dec.train(training)
+
+        def rewards_of(rows: list[list[int]], per_video: int) -> Tensor:  # (videos, per_video)
+            texts = [simple_tokenize(dec.decode_text(row)) for row in rows]
+            return torch.tensor([cider.scores(texts[v * per_video : (v + 1) * per_video], refs)
+                                 for v, refs in enumerate(references)])  # fmt: skip
+
+        rewards = rewards_of([self._words(row) for row in sampled.tolist()], k)
+        if baseline is not None:
+            base = rewards_of(baseline, 1)
+        else:  # the mean of the other samples
+            base = (rewards.sum(1, keepdim=True) - rewards) / (k - 1)
+        advantage = (rewards - base).flatten().to(memory.device)
+        # the sampled tokens' log-probabilities, with gradients: one teacher-forced pass over the samples
+        ended = sampled[:, 1:] == dec.end_id
+        after_end = (ended.cumsum(1) - ended.long()) > 0  # past each row's first end marker
+        padding = torch.cat([torch.zeros_like(after_end[:, :1]), after_end], 1)
+        logits = dec(memory.repeat_interleave(k, 0), sampled[:, :-1], padding[:, :-1])
+        logp = logits.float().log_softmax(-1).gather(-1, sampled[:, 1:, None])[..., 0]  # (B*k, L-1)
+        mask = (~padding[:, 1:]).float()
+        loss = -(advantage[:, None] * logp * mask).sum() / mask.sum()
+        size = len(references)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/reward", rewards.mean().item(), batch_size=size)
+        if baseline is not None:
+            self.log("train/reward_greedy", base.mean().item(), batch_size=size)
+        return loss
+
     # ---- decoding -----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, memory: Tensor) -> Tensor:
+        """A caption sampled for each memory row (multinomial over the next-token distribution, banned ids never
+        drawn): ``(N, L)`` token ids, start marker first, each row ending at its first end marker and padded with end
+        markers after it; rows reach ``max_length`` tokens when no end is drawn."""
+        dec = self.decoder
+        seq = torch.full((memory.shape[0], 1), dec.start_id, device=memory.device)
+        done = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
+        for _ in range(dec.max_length - 1):
+            logits = dec(memory, seq, last=True).float()
+            logits[:, list(dec.banned)] = float("-inf")
+            step = torch.multinomial(logits.softmax(-1), 1)[:, 0].masked_fill(done, dec.end_id)
+            seq = torch.cat([seq, step[:, None]], 1)
+            done |= step == dec.end_id
+            if done.all():
+                break
+        return seq
 
     @torch.no_grad()
     def caption(self, video: Tensor) -> list[str]:

@@ -148,9 +148,9 @@ def read_captions(
 
 
 class Captions(Annotations):
-    """Captions, for text-video retrieval: training samples carry one of their video's captions (``caption``, a
-    different one each epoch), evaluation samples all of them (``captions``, a list per video), so the task scores
-    every caption of the split without asking the DataModule.
+    """Captions, for text-video retrieval and captioning: training samples carry one of their video's captions
+    (``caption``, a different one each epoch) and all of them (``captions``, a list per video), evaluation samples
+    all of them, so the task scores every caption of the split without asking the DataModule.
 
     Args:
         format: ``captions``, ``msrvtt``, ``jsfusion``, ``msvd``, ``didemo``, ``activitynet``, ``msrvtt_split`` or
@@ -182,7 +182,8 @@ class Captions(Annotations):
         return records, [{"captions": c} for c in captions]
 
     def sample(self, extra: dict, training: bool, rng: random.Random) -> dict:
-        return {"caption": rng.choice(extra["captions"])} if training else extra
+        # training: one caption to learn, and all of them (self-critical training's reward reads them)
+        return {"caption": rng.choice(extra["captions"]), "captions": extra["captions"]} if training else extra
 
     def files(self) -> dict[str, str | None]:
         return {"annotations.captions": self.captions}
