@@ -197,3 +197,10 @@ def test_references_of_labels_are_refused_in_one_line(synth_root):
                          annotations=Labels(str(synth_root / "labels.json")), num_workers=0)  # fmt: skip
     with pytest.raises(ConfigError, match=r"^data\.annotations: Labels gives no captions to read \(train\)$"):
         dm.references("train")
+
+
+def test_a_batch_without_every_reference_is_refused_in_one_line():
+    model = task(self_critical=SelfCritical(document_frequency="batch"))
+    video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match=r"^model\.init_args\.self_critical: the reward reads every reference"):
+        model.training_step({"video": video, "caption": ["a cat", "a dog"]}, 0)

@@ -178,6 +178,11 @@ class VideoCaptioning(VideoTask):
     def self_critical_step(self, batch: dict) -> Tensor:
         """``SelfCritical``'s loss on a batch (its ``captions``: every reference of each video)."""
         sc, dec = self.self_critical, self.decoder
+        if "captions" not in batch:
+            raise ConfigError(
+                "model.init_args.self_critical: the reward reads every reference of each training video "
+                "(the batch's captions, which lit_i2v.data.Captions gives); this batch has none"
+            )
         memory = self.memory(self.normalize(batch["video"]))
         references = [[simple_tokenize(c) for c in captions] for captions in batch["captions"]]
         cider = self._cider if sc.document_frequency == "train" else CiderD(references)
