@@ -204,3 +204,13 @@ def test_a_batch_without_every_reference_is_refused_in_one_line():
     video = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     with pytest.raises(ConfigError, match=r"^model\.init_args\.self_critical: the reward reads every reference"):
         model.training_step({"video": video, "caption": ["a cat", "a dog"]}, 0)
+
+
+def test_a_self_critical_step_on_the_tasks_own_example_batch_reaches_every_trainable_parameter():
+    """The example batch carries every reference, as the DataModule's do, and every trainable parameter is in the
+    self-critical loss's graph (an untrained model's advantages may all be 0, so not the gradients' values)."""
+    model = task(self_critical=SelfCritical(samples=3, document_frequency="batch"))
+    loss = model.training_step(model.example_batch(size=3), 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -41,10 +41,18 @@ class SelfCritical:
     2017), as its reference code (ruotianluo/self-critical.pytorch) runs it: after ``after_epoch`` epochs of teacher
     forcing, each video's captioner samples ``samples`` captions (multinomial, temperature 1, up to the decoder's
     ``max_length``), each scored by CIDEr-D against all the video's references, and the loss is
-    ``-(reward - baseline) * log p`` of every sampled token (the end marker included), averaged over the tokens. Rewards
-    are computed on lower-cased words without punctuation (``simple_tokenize``), not the PTB tokenizer. lit_i2v's
-    choices: captions are sampled with the decoder's dropout off, and their log-probabilities come from one
-    teacher-forced pass over them, with dropout as in training (the reference code keeps the sampling pass's).
+    ``-(reward - baseline) * log p`` of every sampled token (the end marker included), averaged over the tokens.
+
+    lit_i2v's choices, where it differs from that code:
+
+    - rewards are computed on lower-cased words without punctuation (``simple_tokenize``), and without an
+      end-of-sentence token in the n-grams (the reference code counts one, so it rewards ending where the references
+      end; here only CIDEr-D's length penalty weighs a caption that never ends);
+    - the memory (visual encoder, and the strategy's tower where it trains) runs once, in training mode, and serves
+      the samples, the greedy baseline and the gradient pass; the decoding steps that draw the samples and the greedy
+      caption run without the decoder's dropout, and the samples' log-probabilities come from one teacher-forced pass
+      over them with it (the reference code keeps the sampling pass's graph, and decodes the greedy baseline with the
+      whole model in evaluation mode).
 
     Args:
         after_epoch: epochs of teacher forcing first (the reference code's ``self_critical_after``); 0: from the
@@ -128,11 +136,12 @@ class VideoCaptioning(VideoTask):
         return cls(CLIP("ViT-T-8-test"), decoder=CaptionDecoder(layers=1, visual_layers=1, heads=2, max_length=12))
 
     def example_batch(self, size: int = 2, training: bool = True, frames: int = 4, views: int = 2) -> dict:
-        """Clips and, in training, one ``caption`` per video; in evaluation every reference, ``captions``."""
+        """Clips, every reference of each video (``captions``) and, in training, the one to learn (``caption``)."""
         batch = super().example_batch(size, training, frames, views)
         words = ["a red circle moves left", "a blue square moves up", "a green diamond falls"]
-        if training:
-            return batch | {"caption": [words[i % len(words)] for i in range(size)]}
+        if training:  # one caption to learn, and every reference (self-critical training's reward reads them)
+            captions = [words[i % len(words)] for i in range(size)]
+            return batch | {"caption": captions, "captions": [[c] for c in captions]}
         return batch | {"captions": [[words[i % len(words)], words[(i + 1) % len(words)]] for i in range(size)]}
 
     # ---- features and tokens ------------------------------------------------------------------------------------
@@ -197,7 +206,7 @@ class VideoCaptioning(VideoTask):
             cider = self._cider = CiderD([[simple_tokenize(c) for c in captions] for captions in corpus])
         k = sc.samples
         training = dec.training
-        dec.eval()  # captions drawn from the policy that evaluation runs: no dropout (the gradient pass keeps it)
+        dec.eval()  # the decoding steps without dropout (the memory keeps the training pass's; see SelfCritical)
         try:
             with torch.no_grad():
                 sampled = self.sample(memory.detach().repeat_interleave(k, 0))  # (B*k, L), start marker first
