@@ -183,7 +183,7 @@ def test_a_table_logger_gets_each_sample_videos_frames_beside_its_captions(monke
 
     class Trainer:
         is_global_zero, default_root_dir, current_epoch, sanity_checking, loggers = True, str(tmp_path), 0, False, []
-        logger = TableLogger()
+        global_rank, logger = 0, TableLogger()
 
     model._trainer = Trainer()
     video = torch.randint(0, 256, (3, 2, 4, 3, 8, 8), dtype=torch.uint8)  # (B, views, T, 3, H, W)
@@ -197,6 +197,10 @@ def test_a_table_logger_gets_each_sample_videos_frames_beside_its_captions(monke
     assert [(r[0], r[2], r[3]) for r in rows] == [("a", "one", "x a"), ("c", "three", "x c")]
     shown = np.asarray(rows[1][1].image.convert("RGB"))
     assert np.array_equal(shown, frame_strip(video[2, 0])) and shown.shape == (8, 32, 3)
+    Trainer.global_rank = 1  # another rank keeps its captions, not the frames it would never show
+    other = CaptionCollector()
+    other.add(model, batch, ["one", "two", "three"], "val")
+    assert other.found == {"a": "one", "c": "three"} and other.frames == {}
 
 
 def test_captioning_formats(tmp_path):

@@ -377,7 +377,7 @@ class CaptionCollector:
                                                              batch["valid"].tolist(), strict=True)):  # fmt: skip
             if ok:
                 self.found[str(vid)], self.refs[str(vid)] = text, list(references)
-                if len(self.frames) < SAMPLES:
+                if module.global_rank == 0 and len(self.frames) < SAMPLES:  # only rank 0 shows them
                     self.frames[str(vid)] = frame_strip(batch["video"][i, 0])  # the first view, as captioned
         module.log(f"{stage}/skipped", float((~batch["valid"]).sum()), reduce_fx="sum", batch_size=len(captions))
 
